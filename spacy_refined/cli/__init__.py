@@ -1,0 +1,30 @@
+"""Command line: `python -m spacy_refined <command>` or `spacy-refined <command>`."""
+import sys
+
+import typer
+
+from ..kb.errors import DumpError
+from ..kb.store import KBError
+from ._app import app
+from . import kb  # noqa: F401  (registers the `kb` commands)
+
+USER_ERRORS = (DumpError, KBError, FileNotFoundError, NotADirectoryError, KeyError)
+
+
+def main() -> None:
+    """Run the CLI; bad input ends with exit code 1 and a one-line reason."""
+    try:
+        app(standalone_mode=False)
+    except USER_ERRORS as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        typer.echo(f"error: {message}", err=True)
+        sys.exit(1)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as error:  # click's own usage errors
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(1)
+        raise

@@ -1,0 +1,129 @@
+"""`kb` commands: build, info, lookup, add."""
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..kb.builder import KBBuilder, read_mention_counts
+from ..kb.store import RefinedKB
+from ._app import kb_app
+
+
+@kb_app.command("build")
+def build(
+    output: Path = typer.Option(..., "--output", "-o", help="KB directory to write (replaced only once complete)"),
+    wikidata: Optional[Path] = typer.Option(None, help="Wikidata JSON dump (latest-all.json[.bz2|.gz])"),
+    wikipedia: Optional[Path] = typer.Option(None, help="Wikipedia pages-articles XML dump (.bz2): anchors and redirects"),
+    entities: List[Path] = typer.Option([], help="Your own entities as JSONL (id, label, aliases, description, types, facts)"),
+    mention_counts: List[Path] = typer.Option([], help="Mention->entity counts: TSV (mention, id, count) or EL documents JSONL"),
+    popularity: Optional[Path] = typer.Option(None, help="Popularity scores, TSV(.gz) of id and score (e.g. PageRank)"),
+    language: str = typer.Option("en", help="Language of labels, aliases and descriptions"),
+    n_types: int = typer.Option(1400, help="Size of the type inventory"),
+    max_type_share: float = typer.Option(0.5, help="Skip types held by more than this share of typed entities"),
+    max_candidates: int = typer.Option(30, help="Candidates kept per alias"),
+    person_type: str = typer.Option("Q5", help="Type of people, for the first-name/surname fallback"),
+    processes: int = typer.Option(1, "--processes", "-p", help="Processes parsing the Wikidata dump"),
+    progress: bool = typer.Option(True, help="Show progress bars"),
+) -> None:
+    """Build a KB from Wikidata/Wikipedia dumps and/or your own entities."""
+    if wikidata is None and not entities:
+        raise typer.BadParameter("give --wikidata and/or --entities: a KB needs entities")
+    for path in [wikidata, wikipedia, popularity, *entities, *mention_counts]:
+        if path is not None and not path.exists():
+            raise FileNotFoundError(f"input file {path} does not exist")
+    builder = KBBuilder(
+        output, language=language, n_types=n_types, max_type_share=max_type_share,
+        max_candidates=max_candidates, person_type=person_type, progress=progress,
+    )
+    with builder:
+        if wikidata is not None:
+            builder.add_wikidata(wikidata, processes=processes)
+        for path in entities:
+            builder.add_entities_jsonl(path)
+        if wikipedia is not None:
+            builder.add_wikipedia(wikipedia)
+        for path in mention_counts:
+            builder.add_mention_counts(path)
+        if popularity is not None:
+            builder.add_popularity(popularity)
+    stats = builder.stats
+    typer.echo(
+        f"KB written to {output}: {stats['entities']:,} entities, {stats['aliases']:,} aliases, "
+        f"{stats['types']:,} types, {stats['facts']:,} facts in {stats['seconds']} s"
+    )
+
+
+@kb_app.command("info")
+def info(path: Path = typer.Argument(..., help="KB directory"), as_json: bool = typer.Option(False, "--json", help="Print JSON")) -> None:
+    """Counts, types, languages and sizes of a KB."""
+    kb = RefinedKB.load(path)
+    sizes = {}
+    for segment in kb.segments:
+        sizes[segment.path.name] = sum(f.stat().st_size for f in segment.path.iterdir() if f.is_file())
+    summary = {
+        "path": str(path),
+        "format_version": kb.manifest["format_version"],
+        "language": kb.manifest.get("language"),
+        "entities": len(kb),
+        "segments": kb.manifest["segments"],
+        "types": len(kb.type_ids),
+        "type_hash": kb.type_hash,
+        "relations": len(kb.relation_ids),
+        "embeddings": kb.manifest.get("embeddings"),
+        "bytes": sizes,
+        "sources": kb.manifest.get("build", {}).get("sources", []),
+        "top_types": [{"id": t, "label": l} for t, l in list(zip(kb.type_ids, kb.type_labels))[:20]],
+    }
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+        return
+    typer.echo(f"KB {path} (format {summary['format_version']}, language {summary['language']})")
+    typer.echo(f"  entities   {summary['entities']:,} in {len(kb.segments)} segment(s)")
+    for seg in kb.manifest["segments"]:
+        typer.echo(f"    {seg['name']}: {seg['n_entities']:,} entities, {seg['n_aliases']:,} aliases, {seg['n_facts']:,} facts, {sizes[seg['name']] / 1e6:.1f} MB")
+    typer.echo(f"  types      {summary['types']:,} (hash {summary['type_hash']})")
+    typer.echo(f"  relations  {summary['relations']:,}")
+    typer.echo(f"  embeddings {summary['embeddings'] or 'none (run `kb embed`)'}")
+    typer.echo("  top types  " + ", ".join(f"{t['label']} ({t['id']})" for t in summary["top_types"][:10]))
+
+
+@kb_app.command("lookup")
+def lookup(
+    path: Path = typer.Argument(..., help="KB directory"),
+    mention: str = typer.Argument(..., help="Mention text"),
+    k: int = typer.Option(10, "-k", help="Number of candidates"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON"),
+) -> None:
+    """Candidates of a mention, with priors, labels and descriptions."""
+    kb = RefinedKB.load(path)
+    entities, priors = kb.candidates([mention], k)[0]
+    rows = [
+        {"id": kb.entity_id(e), "prior": round(float(p), 4), "label": kb.label(e), "description": kb.description(e), "types": kb.types(e)[:5]}
+        for e, p in zip(entities, priors)
+    ]
+    if as_json:
+        typer.echo(json.dumps({"mention": mention, "candidates": rows}, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        typer.echo(f"no candidates for {mention!r}")
+    for row in rows:
+        typer.echo(f"{row['prior']:.4f}  {row['id']:<12} {row['label']} — {row['description']}")
+
+
+@kb_app.command("add")
+def add(
+    path: Path = typer.Argument(..., help="KB directory"),
+    entities: Path = typer.Argument(..., help="Entities JSONL (id, label, aliases, description, types, facts, popularity in [0, 1])"),
+    mention_counts: Optional[Path] = typer.Option(None, help="Mention->entity counts for the new (or existing) entities"),
+) -> None:
+    """Add entities to a built KB, without rebuilding it or retraining a model."""
+    from ..kb.builder import _read_jsonl
+
+    kb = RefinedKB.load(path)
+    if not entities.exists():
+        raise FileNotFoundError(f"input file {entities} does not exist")
+    records = [data for _, data in _read_jsonl(entities)]
+    counts = list(read_mention_counts(mention_counts)) if mention_counts else []
+    added = kb.add_entities(records, counts)
+    typer.echo(f"added {added} entities to {path} (now {len(kb):,})")

@@ -1,0 +1,154 @@
+"""On-disk arrays of the KB: `.npy` files written by streaming, read by mmap."""
+import shutil
+from array import array
+from pathlib import Path
+from typing import Iterable, List, Sequence, Union
+
+import numpy as np
+
+PathLike = Union[str, Path]
+
+_FLUSH_ITEMS = 1 << 20
+
+
+class NpyAppender:
+    """Write a 1-d `.npy` file whose length is unknown in advance.
+
+    Values are buffered, flushed to a raw side file, and framed with the
+    `.npy` header on `close`, so memory stays bounded whatever the length.
+    """
+
+    def __init__(self, path: PathLike, dtype: str) -> None:
+        self.path = Path(path)
+        self.dtype = np.dtype(dtype)
+        self._raw_path = self.path.with_name(self.path.name + ".raw")
+        self._raw = open(self._raw_path, "wb")
+        self._buffer = array(self.dtype.char)
+        self.length = 0
+
+    def append(self, value) -> None:
+        self._buffer.append(value)
+        if len(self._buffer) >= _FLUSH_ITEMS:
+            self._flush()
+
+    def extend(self, values: Union[Iterable, np.ndarray]) -> None:
+        if isinstance(values, np.ndarray):
+            self._flush()
+            data = np.ascontiguousarray(values, dtype=self.dtype)
+            self._raw.write(data.tobytes())
+            self.length += len(data)
+        else:
+            self._buffer.extend(values)
+            if len(self._buffer) >= _FLUSH_ITEMS:
+                self._flush()
+
+    def _flush(self) -> None:
+        if self._buffer:
+            self._raw.write(self._buffer.tobytes())
+            self.length += len(self._buffer)
+            self._buffer = array(self.dtype.char)
+
+    def close(self) -> None:
+        self._flush()
+        self._raw.close()
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (self.length,)}
+        with open(self.path, "wb") as out, open(self._raw_path, "rb") as raw:
+            np.lib.format.write_array_header_1_0(out, header)
+            shutil.copyfileobj(raw, out, 1 << 24)
+        self._raw_path.unlink()
+
+
+class StringTableWriter:
+    """Stream strings into `<name>.data.npy` (UTF-8 bytes) and `<name>.offsets.npy`."""
+
+    def __init__(self, directory: PathLike, name: str) -> None:
+        directory = Path(directory)
+        self._data = NpyAppender(directory / f"{name}.data.npy", "uint8")
+        self._offsets = NpyAppender(directory / f"{name}.offsets.npy", "int64")
+        self._offsets.append(0)
+        self._end = 0
+        self._pending: List[bytes] = []
+        self._pending_size = 0
+
+    def append(self, text: str) -> None:
+        encoded = text.encode("utf8")
+        self._end += len(encoded)
+        self._offsets.append(self._end)
+        self._pending.append(encoded)
+        self._pending_size += len(encoded)
+        if self._pending_size >= (1 << 22):
+            self._flush()
+
+    def extend(self, texts: Iterable[str]) -> None:
+        for text in texts:
+            self.append(text)
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._data.extend(np.frombuffer(b"".join(self._pending), dtype=np.uint8))
+            self._pending = []
+            self._pending_size = 0
+
+    def close(self) -> None:
+        self._flush()
+        self._data.close()
+        self._offsets.close()
+
+
+class StringTable:
+    """Read-only table of strings backed by two (memory-mapped) arrays."""
+
+    def __init__(self, data: np.ndarray, offsets: np.ndarray) -> None:
+        self.data = data
+        self.offsets = offsets
+
+    @classmethod
+    def load(cls, directory: PathLike, name: str) -> "StringTable":
+        directory = Path(directory)
+        return cls(load_array(directory / f"{name}.data.npy"), load_array(directory / f"{name}.offsets.npy"))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, index: int) -> str:
+        start, end = self.offsets[index], self.offsets[index + 1]
+        return self.data[start:end].tobytes().decode("utf8")
+
+    def get_many(self, indices: Sequence[int]) -> List[str]:
+        return [self[int(i)] for i in indices]
+
+
+def write_string_table(directory: PathLike, name: str, texts: Iterable[str]) -> None:
+    writer = StringTableWriter(directory, name)
+    writer.extend(texts)
+    writer.close()
+
+
+def load_array(path: PathLike) -> np.ndarray:
+    """Open an `.npy` file by mmap (empty arrays, which cannot be mapped, are read)."""
+    array_ = np.load(path, mmap_mode="r", allow_pickle=False)
+    return array_
+
+
+def save_array(path: PathLike, values: np.ndarray) -> None:
+    np.save(path, np.ascontiguousarray(values), allow_pickle=False)
+
+
+def csr_gather(offsets: np.ndarray, values: np.ndarray, rows: np.ndarray, limit: int = 0):
+    """Vectorised gather of CSR rows: returns (row_lengths, flat_values).
+
+    `limit` > 0 keeps at most that many leading values of each row.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    starts = offsets[rows].astype(np.int64)
+    lengths = offsets[rows + 1].astype(np.int64) - starts
+    if limit > 0:
+        lengths = np.minimum(lengths, limit)
+    total = int(lengths.sum())
+    if total == 0:
+        return lengths, values[:0]
+    # Position of each output item inside its row, then its absolute index.
+    row_of_item = np.repeat(np.arange(len(rows)), lengths)
+    first_item = np.cumsum(lengths) - lengths
+    index = starts[row_of_item] + (np.arange(total) - first_item[row_of_item])
+    return lengths, values[index]

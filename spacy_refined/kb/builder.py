@@ -1,0 +1,784 @@
+"""Build a KB from Wikidata/Wikipedia dumps and users' own entities.
+
+Memory stays bounded whatever the input size: entity columns stream to disk
+in input order, alias evidence is hash-partitioned into bucket files that
+are aggregated one at a time (each bucket covers a contiguous range of alias
+keys, so the output comes out sorted), and the KB is written to a staging
+directory that replaces the output only once complete.
+
+Priors. Every (alias, entity) pair gathers evidence: Wikipedia anchor
+links (1 per link, through redirects), mention counts given by the user
+(their count), redirect titles (1), and the entity's label and aliases
+(`label_weight` / `alias_weight`, times 1 + popularity, so that among
+entities that only share a name the popular one comes first). P(e|m) is an
+entity's evidence over the alias's total evidence.
+
+Popularity is the mean percentile rank of the signals the inputs provide:
+explicit scores (a `--popularity` TSV such as PageRank, or a JSONL
+`popularity` field) and the number of sitelinks.
+
+Types. An entity's types are its `instance of` (P31) classes and, for
+classes, their `subclass of` (P279) parents, closed over subclass-of. The
+type inventory keeps the `n_types` types held by most entities, skipping
+types held by more than `max_type_share` of the typed entities (too general
+to tell candidates apart, e.g. "entity") or by fewer than `min_type_count`.
+"""
+import gzip
+import json
+import shutil
+import time
+from array import array
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+
+import numpy as np
+import srsly
+from spacy.strings import get_string_id
+from tqdm import tqdm
+
+from .arrays import NpyAppender, StringTable, StringTableWriter, load_array, save_array
+from .errors import DumpError
+from .normalize import normalize_alias
+from .store import (
+    DEFAULT_MAX_CANDIDATES,
+    FORMAT,
+    FORMAT_VERSION,
+    RELATIONS_FILE,
+    TYPES_FILE,
+    KBError,
+    RefinedKB,
+    staging_directory,
+    type_inventory_hash,
+    write_manifest,
+)
+
+PathLike = Union[str, Path]
+
+LABEL, ALIAS, ANCHOR, REDIRECT, COUNT = range(5)
+EVIDENCE_DTYPE = np.dtype([("alias", "<u8"), ("target", "<u8"), ("kind", "u1"), ("weight", "<f4")])
+_BUCKET_FLUSH = 1 << 18
+
+
+@dataclass
+class EntityRecord:
+    """One entity as the builder takes it, whatever its source."""
+
+    id: str
+    label: str = ""
+    description: str = ""
+    aliases: List[str] = field(default_factory=list)
+    types: List[str] = field(default_factory=list)
+    subclass_of: List[str] = field(default_factory=list)
+    facts: List[Tuple[str, str]] = field(default_factory=list)
+    popularity: Optional[float] = None
+    sitelinks: int = 0
+    title: Optional[str] = None
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "EntityRecord":
+        """Validate a user's entity (ValueError saying what is wrong)."""
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not data["id"].strip():
+            raise ValueError("an entity needs a non-empty string 'id'")
+        facts = []
+        for fact in data.get("facts") or []:
+            if isinstance(fact, dict) and "relation" in fact and "object" in fact:
+                facts.append((str(fact["relation"]), str(fact["object"])))
+            elif isinstance(fact, (list, tuple)) and len(fact) == 2:
+                facts.append((str(fact[0]), str(fact[1])))
+            else:
+                raise ValueError(f"facts must be {{'relation', 'object'}} objects or [relation, object] pairs, got {fact!r}")
+        for name in ("aliases", "types", "subclass_of"):
+            value = data.get(name) or []
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"'{name}' must be a list of strings")
+        popularity = data.get("popularity")
+        if popularity is not None and not isinstance(popularity, (int, float)):
+            raise ValueError("'popularity' must be a number")
+        return cls(
+            id=data["id"].strip(),
+            label=data.get("label") or "",
+            description=data.get("description") or "",
+            aliases=list(data.get("aliases") or []),
+            types=list(data.get("types") or []),
+            subclass_of=list(data.get("subclass_of") or []),
+            facts=facts,
+            popularity=None if popularity is None else float(popularity),
+            title=data.get("title"),
+        )
+
+
+class _EvidenceBuckets:
+    """Alias evidence rows, partitioned by the top bits of the alias key."""
+
+    def __init__(self, directory: Path, n_buckets: int) -> None:
+        if n_buckets & (n_buckets - 1) or not 1 <= n_buckets <= 4096:
+            raise ValueError("n_buckets must be a power of two between 1 and 4096")
+        self.directory = directory
+        self.shift = np.uint64(64 - n_buckets.bit_length() + 1) if n_buckets > 1 else np.uint64(64)
+        self.n_buckets = n_buckets
+        self.paths = [directory / f"evidence-{b:04d}.bin" for b in range(n_buckets)]
+        for path in self.paths:
+            path.write_bytes(b"")
+        self._rows: List[Tuple[int, int, int, float]] = []
+
+    def add(self, alias: str, target: int, kind: int, weight: float) -> None:
+        key = get_string_id(normalize_alias(alias))
+        if key and target:
+            self._rows.append((key, target, kind, weight))
+            if len(self._rows) >= _BUCKET_FLUSH:
+                self.flush()
+
+    def flush(self) -> None:
+        if not self._rows:
+            return
+        rows = np.array(self._rows, dtype=EVIDENCE_DTYPE)
+        self._rows = []
+        bucket = (rows["alias"] >> self.shift).astype(np.int64) if self.n_buckets > 1 else np.zeros(len(rows), np.int64)
+        order = np.argsort(bucket, kind="stable")
+        rows, bucket = rows[order], bucket[order]
+        bounds = np.searchsorted(bucket, np.arange(self.n_buckets + 1))
+        for b in range(self.n_buckets):
+            if bounds[b] < bounds[b + 1]:
+                with open(self.paths[b], "ab") as f:
+                    f.write(rows[bounds[b] : bounds[b + 1]].tobytes())
+
+    def read(self, b: int) -> np.ndarray:
+        return np.fromfile(self.paths[b], dtype=EVIDENCE_DTYPE)
+
+
+class SegmentWriter:
+    """Streams entities and alias evidence of one segment into `directory`."""
+
+    def __init__(self, directory: Path, work: Path, start: int, n_buckets: int) -> None:
+        self.directory = directory
+        self.work = work
+        self.start = start
+        directory.mkdir(parents=True, exist_ok=True)
+        work.mkdir(parents=True, exist_ok=True)
+        self.n_entities = 0
+        self._ids = StringTableWriter(directory, "entity_ids")
+        self._labels = StringTableWriter(directory, "labels")
+        self._descriptions = StringTableWriter(directory, "descriptions")
+        self._aliases = StringTableWriter(directory, "entity_aliases")
+        self._alias_offsets = NpyAppender(directory / "entity_alias_offsets.npy", "int64")
+        self._alias_offsets.append(0)
+        self._n_aliases = 0
+        self._keys = NpyAppender(work / "entity_keys.npy", "uint64")
+        self._raw_popularity = NpyAppender(work / "raw_popularity.npy", "float32")
+        self._sitelinks = NpyAppender(work / "sitelinks.npy", "int32")
+        self._type_keys = NpyAppender(work / "type_keys.npy", "uint64")
+        self._type_offsets = NpyAppender(work / "type_offsets.npy", "int64")
+        self._type_offsets.append(0)
+        self._n_type_keys = 0
+        self._fact_subjects = NpyAppender(work / "fact_subjects.npy", "int32")
+        self._fact_relations = NpyAppender(work / "fact_relations.npy", "int32")
+        self._fact_objects = NpyAppender(work / "fact_object_keys.npy", "uint64")
+        self.evidence = _EvidenceBuckets(work, n_buckets)
+        self.titles = (array("Q"), array("Q"))  # title key -> entity key
+        self.redirects = (array("Q"), array("Q"))  # title key -> target title key
+        self.class_names: Dict[int, str] = {}
+        self.superclasses: Dict[int, List[int]] = defaultdict(list)
+        self.relations: Dict[str, int] = {}
+
+    def add_entity(self, record: EntityRecord) -> None:
+        key = get_string_id(record.id)
+        index = self.start + self.n_entities
+        self.n_entities += 1
+        self._ids.append(record.id)
+        self._labels.append(record.label)
+        self._descriptions.append(record.description)
+        aliases = [a for a in dict.fromkeys(record.aliases) if a and a != record.label]
+        self._aliases.extend(aliases)
+        self._n_aliases += len(aliases)
+        self._alias_offsets.append(self._n_aliases)
+        self._keys.append(key)
+        self._raw_popularity.append(np.nan if record.popularity is None else record.popularity)
+        self._sitelinks.append(record.sitelinks)
+        type_keys = []
+        for name in dict.fromkeys(record.types + record.subclass_of):
+            type_key = get_string_id(name)
+            self.class_names.setdefault(type_key, name)
+            type_keys.append(type_key)
+        for parent in record.subclass_of:
+            self.superclasses[key].append(get_string_id(parent))
+            self.class_names.setdefault(key, record.id)
+        self._type_keys.extend(type_keys)
+        self._n_type_keys += len(type_keys)
+        self._type_offsets.append(self._n_type_keys)
+        for relation, obj in record.facts:
+            self._fact_subjects.append(index)
+            self._fact_relations.append(self.relations.setdefault(relation, len(self.relations)))
+            self._fact_objects.append(get_string_id(obj))
+        if record.label:
+            self.evidence.add(record.label, key, LABEL, 1.0)
+        for alias in aliases:
+            self.evidence.add(alias, key, ALIAS, 1.0)
+        if record.title:
+            self.titles[0].append(get_string_id(record.title))
+            self.titles[1].append(key)
+
+    def close_columns(self) -> None:
+        for writer in (self._ids, self._labels, self._descriptions, self._aliases, self._alias_offsets, self._keys,
+                       self._raw_popularity, self._sitelinks, self._type_keys, self._type_offsets,
+                       self._fact_subjects, self._fact_relations, self._fact_objects):
+            writer.close()
+        self.evidence.flush()
+
+    def write_entity_index(self) -> Tuple[np.ndarray, np.ndarray]:
+        """Sort the entity keys; KBError on a duplicate ID. Returns (keys, rows)."""
+        keys = np.asarray(load_array(self.work / "entity_keys.npy"))
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        duplicate = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
+        if len(duplicate):
+            duplicated = StringTable.load(self.directory, "entity_ids")[int(order[duplicate[0]])]
+            raise KBError(f"entity ID {duplicated!r} occurs more than once in the input")
+        save_array(self.directory / "entity_keys.npy", sorted_keys)
+        save_array(self.directory / "entity_key_rows.npy", order.astype(np.int32))
+        return sorted_keys, order.astype(np.int32)
+
+    def write_types(self, map_types: Callable[[Sequence[int]], List[int]]) -> None:
+        offsets = load_array(self.work / "type_offsets.npy")
+        keys = load_array(self.work / "type_keys.npy")
+        out_offsets = NpyAppender(self.directory / "type_offsets.npy", "int64")
+        out_values = NpyAppender(self.directory / "type_values.npy", "int32")
+        out_offsets.append(0)
+        total = 0
+        for i in range(len(offsets) - 1):
+            values = map_types(keys[offsets[i] : offsets[i + 1]].tolist())
+            out_values.extend(values)
+            total += len(values)
+            out_offsets.append(total)
+        out_offsets.close()
+        out_values.close()
+
+    def write_facts(self, resolve: Callable[[np.ndarray], np.ndarray], relation_map: np.ndarray) -> int:
+        subjects = load_array(self.work / "fact_subjects.npy")
+        relations = load_array(self.work / "fact_relations.npy")
+        objects = resolve(load_array(self.work / "fact_object_keys.npy"))
+        keep = objects >= 0
+        subjects, objects = np.asarray(subjects[keep]), objects[keep].astype(np.int32)
+        relations = relation_map[np.asarray(relations[keep])].astype(np.int32) if len(relation_map) else np.asarray(relations[keep])
+        order = np.argsort(subjects, kind="stable")
+        subjects, relations, objects = subjects[order], relations[order], objects[order]
+        by_object = np.argsort(objects, kind="stable").astype(np.int64)
+        save_array(self.directory / "fact_subjects.npy", subjects.astype(np.int32))
+        save_array(self.directory / "fact_relations.npy", relations)
+        save_array(self.directory / "fact_objects.npy", objects)
+        save_array(self.directory / "fact_object_order.npy", by_object)
+        save_array(self.directory / "fact_objects_sorted.npy", objects[by_object])
+        return int(len(subjects))
+
+    def write_candidates(
+        self,
+        resolve: Callable[[np.ndarray], np.ndarray],
+        popularity: Callable[[np.ndarray], np.ndarray],
+        weights: Dict[int, float],
+        max_candidates: int,
+    ) -> int:
+        """Aggregate the evidence buckets into the alias -> candidates CSR."""
+        title_keys, title_targets = _sorted_pairs(self.titles)
+        redirect_keys, redirect_targets = _sorted_pairs(self.redirects)
+        alias_keys = NpyAppender(self.directory / "alias_keys.npy", "uint64")
+        alias_totals = NpyAppender(self.directory / "alias_totals.npy", "float32")
+        offsets = NpyAppender(self.directory / "candidate_offsets.npy", "int64")
+        entities = NpyAppender(self.directory / "candidate_entities.npy", "int32")
+        counts = NpyAppender(self.directory / "candidate_counts.npy", "float32")
+        offsets.append(0)
+        n_candidates = 0
+        n_aliases = 0
+        kind_weight = np.zeros(5, dtype=np.float32)
+        for kind, weight in weights.items():
+            kind_weight[kind] = weight
+        for b in range(self.evidence.n_buckets):
+            rows = self.evidence.read(b)
+            if not len(rows):
+                continue
+            target = rows["target"].copy()
+            via_title = (rows["kind"] == ANCHOR) | (rows["kind"] == REDIRECT)
+            if via_title.any():
+                titles = target[via_title]
+                for _ in range(3):  # follow redirect chains (double redirects exist)
+                    titles = _lookup_replace(redirect_keys, redirect_targets, titles)
+                target[via_title] = _lookup(title_keys, title_targets, titles, missing=0)
+            entity = resolve(target)
+            keep = entity >= 0
+            alias, entity, kind = rows["alias"][keep], entity[keep], rows["kind"][keep]
+            weight = rows["weight"][keep] * kind_weight[kind]
+            by_name = (kind == LABEL) | (kind == ALIAS)
+            weight[by_name] *= 1.0 + popularity(entity[by_name])
+            if not len(alias):
+                continue
+            # Sum the evidence per (alias, entity) pair.
+            order = np.lexsort((entity, alias))
+            alias, entity, weight = alias[order], entity[order], weight[order]
+            first = np.ones(len(alias), dtype=bool)
+            first[1:] = (alias[1:] != alias[:-1]) | (entity[1:] != entity[:-1])
+            starts = np.flatnonzero(first)
+            alias, entity, weight = alias[starts], entity[starts], np.add.reduceat(weight, starts)
+            # Rank the entities of each alias by evidence, best first, and cut at max_candidates.
+            order = np.lexsort((entity, -weight, alias))
+            alias, entity, weight = alias[order], entity[order], weight[order]
+            group_start = np.flatnonzero(np.r_[True, alias[1:] != alias[:-1]])
+            group_sizes = np.diff(np.r_[group_start, len(alias)])
+            totals = np.add.reduceat(weight, group_start)
+            rank = np.arange(len(alias)) - np.repeat(group_start, group_sizes)
+            kept = rank < max_candidates
+            kept_sizes = np.minimum(group_sizes, max_candidates)
+            alias_keys.extend(alias[group_start])
+            alias_totals.extend(totals.astype(np.float32))
+            offsets.extend(n_candidates + np.cumsum(kept_sizes))
+            entities.extend(entity[kept].astype(np.int32))
+            counts.extend(weight[kept].astype(np.float32))
+            n_candidates += int(kept_sizes.sum())
+            n_aliases += len(group_start)
+        for writer in (alias_keys, alias_totals, offsets, entities, counts):
+            writer.close()
+        return n_aliases
+
+
+class KBBuilder:
+    """Builds a KB directory from any mix of inputs (see the module docstring).
+
+    Use as a context manager: nothing replaces `output` unless the `with`
+    block and `build()` complete.
+    """
+
+    def __init__(
+        self,
+        output: PathLike,
+        *,
+        language: str = "en",
+        site: str = "enwiki",
+        n_types: int = 1400,
+        max_type_share: float = 0.5,
+        min_type_count: int = 2,
+        max_candidates: int = DEFAULT_MAX_CANDIDATES,
+        person_type: str = "Q5",
+        label_weight: float = 1.0,
+        alias_weight: float = 0.5,
+        n_buckets: int = 64,
+        progress: bool = True,
+    ) -> None:
+        self.output = Path(output)
+        self.language = language
+        self.site = site
+        self.n_types = n_types
+        self.max_type_share = max_type_share
+        self.min_type_count = min_type_count
+        self.max_candidates = max_candidates
+        self.person_type = person_type
+        self.weights = {LABEL: label_weight, ALIAS: alias_weight, ANCHOR: 1.0, REDIRECT: 1.0, COUNT: 1.0}
+        self.n_buckets = n_buckets
+        self.progress = progress
+        self.sources: List[Dict[str, Any]] = []
+        self.relation_labels: Dict[str, str] = {}
+        self._popularity_files: List[Path] = []
+        self._staging: Optional[staging_directory] = None
+        self.stats: Dict[str, Any] = {}
+
+    def __enter__(self) -> "KBBuilder":
+        self._staging = staging_directory(self.output)
+        root = self._staging.__enter__()
+        self.root = root
+        self.writer = SegmentWriter(root / "base", root / "_work", 0, self.n_buckets)
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self._finish()
+            shutil.rmtree(self.root / "_work", ignore_errors=True)
+        self._staging.__exit__(exc_type, exc, tb)
+
+    def _bar(self, desc: str, unit: str):
+        return tqdm(desc=desc, unit=unit, disable=not self.progress, mininterval=1.0)
+
+    # ------------------------------------------------------------------ inputs
+
+    def add_wikidata(self, path: PathLike, processes: int = 1) -> int:
+        """Stream a Wikidata JSON dump (.json, .bz2 or .gz)."""
+        from .wikidata import read_wikidata
+
+        n = 0
+        with self._bar(f"wikidata {Path(path).name}", "entities") as bar:
+            for record in read_wikidata(path, language=self.language, site=self.site, processes=processes):
+                if record.kind == "property":
+                    if record.label:
+                        self.relation_labels[record.id] = record.label
+                    continue
+                self.writer.add_entity(
+                    EntityRecord(
+                        id=record.id,
+                        label=record.label or "",
+                        description=record.description or "",
+                        aliases=record.aliases,
+                        types=record.instance_of,
+                        subclass_of=record.subclass_of,
+                        facts=record.facts,
+                        sitelinks=record.sitelink_count,
+                        title=record.sitelink_title,
+                    )
+                )
+                n += 1
+                bar.update()
+        self.sources.append({"kind": "wikidata", "path": str(path), "entities": n})
+        return n
+
+    def add_entities_jsonl(self, path: PathLike) -> int:
+        """Read the user's own entities: one JSON object per line."""
+        n = 0
+        for line, data in _read_jsonl(path):
+            try:
+                record = EntityRecord.from_dict(data)
+            except ValueError as error:
+                raise DumpError(path, str(error), line=line) from None
+            self.writer.add_entity(record)
+            n += 1
+        self.sources.append({"kind": "entities", "path": str(path), "entities": n})
+        return n
+
+    def add_wikipedia(self, path: PathLike) -> int:
+        """Anchor texts and redirects of a Wikipedia pages-articles dump."""
+        from .wikipedia import read_wikipedia
+
+        n_links = 0
+        n_pages = 0
+        with self._bar(f"wikipedia {Path(path).name}", "pages") as bar:
+            for page in read_wikipedia(path):
+                n_pages += 1
+                bar.update()
+                if page.redirect:
+                    self.writer.redirects[0].append(get_string_id(page.title))
+                    self.writer.redirects[1].append(get_string_id(page.redirect))
+                    self.writer.evidence.add(page.title, get_string_id(page.redirect), REDIRECT, 1.0)
+                    continue
+                for anchor, target in page.links:
+                    self.writer.evidence.add(anchor, get_string_id(target), ANCHOR, 1.0)
+                    n_links += 1
+        self.sources.append({"kind": "wikipedia", "path": str(path), "pages": n_pages, "links": n_links})
+        return n_links
+
+    def add_mention_counts(self, path: PathLike) -> int:
+        """Mention -> entity counts: a TSV (mention, entity ID, count) or EL documents as JSONL."""
+        n = 0
+        for mention, entity_id, count in read_mention_counts(path):
+            self.writer.evidence.add(mention, get_string_id(entity_id), COUNT, count)
+            n += 1
+        self.sources.append({"kind": "mention_counts", "path": str(path), "rows": n})
+        return n
+
+    def add_popularity(self, path: PathLike) -> None:
+        """Explicit popularity scores: TSV(.gz) of entity ID and score (e.g. PageRank)."""
+        if not Path(path).exists():
+            raise DumpError(path, "no such file")
+        self._popularity_files.append(Path(path))
+        self.sources.append({"kind": "popularity", "path": str(path)})
+
+    # ------------------------------------------------------------------ output
+
+    def _finish(self) -> None:
+        writer = self.writer
+        writer.close_columns()
+        if writer.n_entities == 0:
+            raise KBError("no entities in the input: give a Wikidata dump or an entities JSONL file")
+        keys, rows = writer.write_entity_index()
+
+        def resolve(target_keys: np.ndarray) -> np.ndarray:
+            return _find_keys(keys, rows, target_keys)
+
+        popularity = self._popularity(keys, rows)
+        save_array(writer.directory / "popularity.npy", popularity)
+        type_ids, type_labels, type_counts, map_types = self._type_inventory(resolve)
+        writer.write_types(map_types)
+        relation_ids = sorted(writer.relations, key=writer.relations.get)
+        n_facts = writer.write_facts(resolve, np.arange(len(relation_ids)))
+        n_aliases = writer.write_candidates(resolve, lambda idx: popularity[idx], self.weights, self.max_candidates)
+        srsly.write_json(self.root / TYPES_FILE, [
+            {"id": t, "label": label, "entities": int(count)} for t, label, count in zip(type_ids, type_labels, type_counts)
+        ])
+        srsly.write_json(self.root / RELATIONS_FILE, [
+            {"id": r, "label": self.relation_labels.get(r, r)} for r in relation_ids
+        ])
+        self.stats = {
+            "entities": writer.n_entities,
+            "aliases": n_aliases,
+            "facts": n_facts,
+            "types": len(type_ids),
+            "relations": len(relation_ids),
+            "seconds": round(time.perf_counter() - self._started, 2),
+        }
+        write_manifest(self.root, {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "language": self.language,
+            "type_hash": type_inventory_hash(type_ids),
+            "person_type": self.person_type,
+            "max_candidates": self.max_candidates,
+            "segments": [{"name": "base", "n_entities": writer.n_entities, "n_aliases": n_aliases, "n_facts": n_facts}],
+            "embeddings": None,
+            "counts": self.stats,
+            "build": {
+                "sources": self.sources,
+                "n_types": self.n_types,
+                "max_type_share": self.max_type_share,
+                "min_type_count": self.min_type_count,
+                "weights": {name: self.weights[kind] for kind, name in enumerate(("label", "alias", "anchor", "redirect", "count"))},
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        })
+
+    def _popularity(self, keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        work = self.writer.work
+        raw = np.array(load_array(work / "raw_popularity.npy"), dtype=np.float64)
+        for path in self._popularity_files:
+            file_keys, scores = read_popularity(path)
+            found = _find_keys(keys, rows, file_keys)
+            raw[found[found >= 0]] = scores[found >= 0]
+        sitelinks = np.asarray(load_array(work / "sitelinks.npy"), dtype=np.float64)
+        signals = [s for s in (np.nan_to_num(raw, nan=0.0), sitelinks) if len(s) and s.max() > s.min()]
+        if not signals:
+            return np.zeros(len(raw), dtype=np.float32)
+        return np.mean([_percentile_rank(s) for s in signals], axis=0).astype(np.float32)
+
+    def _type_inventory(self, resolve):
+        writer = self.writer
+        closures: Dict[int, Tuple[int, ...]] = {}
+
+        def closure(type_key: int) -> Tuple[int, ...]:
+            if type_key not in closures:
+                seen: Set[int] = {type_key}
+                stack = [type_key]
+                while stack:
+                    for parent in writer.superclasses.get(stack.pop(), ()):
+                        if parent not in seen:
+                            seen.add(parent)
+                            stack.append(parent)
+                closures[type_key] = tuple(seen)
+            return closures[type_key]
+
+        def entity_types(raw: Sequence[int]) -> Set[int]:
+            types: Set[int] = set()
+            for t in raw:
+                types.update(closure(t))
+            return types
+
+        offsets = load_array(writer.work / "type_offsets.npy")
+        raw_keys = load_array(writer.work / "type_keys.npy")
+        counts: Dict[int, int] = defaultdict(int)
+        typed = 0
+        for i in range(len(offsets) - 1):
+            types = entity_types(raw_keys[offsets[i] : offsets[i + 1]].tolist())
+            typed += bool(types)
+            for t in types:
+                counts[t] += 1
+        names = writer.class_names
+        eligible = [
+            t for t, c in counts.items()
+            if c >= self.min_type_count and c <= self.max_type_share * max(typed, 1) and t in names
+        ]
+        eligible.sort(key=lambda t: (-counts[t], names[t]))
+        chosen = eligible[: self.n_types]
+        type_ids = [names[t] for t in chosen]
+        positions = resolve(np.array(chosen, dtype=np.uint64))
+        labels_table = StringTable.load(writer.directory, "labels")
+        type_labels = [labels_table[int(p)] or names[t] if p >= 0 else names[t] for t, p in zip(chosen, positions)]
+        index = {t: i for i, t in enumerate(chosen)}
+
+        def map_types(raw: Sequence[int]) -> List[int]:
+            return sorted(index[t] for t in entity_types(raw) if t in index)
+
+        self.stats["typed_entities"] = typed
+        return type_ids, type_labels, [counts[t] for t in chosen], map_types
+
+
+def write_added_segment(kb: RefinedKB, entities: Iterable[Dict[str, Any]], mention_counts: Iterable[Tuple[str, str, float]]) -> int:
+    """Write `entities` as a new segment of `kb` (see `RefinedKB.add_entities`)."""
+    assert kb.path is not None
+    name = f"added-{len(kb.segments):04d}"
+    type_index = {t: i for i, t in enumerate(kb.type_ids)}
+    type_index.update({label: i for i, label in enumerate(kb.type_labels) if label not in type_index})
+    relation_ids = list(kb.relation_ids)
+    with staging_directory(kb.path / name) as staging:
+        writer = SegmentWriter(staging, staging / "_work", len(kb), n_buckets=1)
+        for i, data in enumerate(entities):
+            try:
+                record = EntityRecord.from_dict(data)
+            except ValueError as error:
+                raise KBError(f"entity {i}: {error}") from None
+            unknown = [t for t in record.types if t not in type_index]
+            if unknown:
+                raise KBError(f"entity {record.id!r}: types {unknown} are not in the KB's type inventory (see `kb info`)")
+            if record.id in kb:
+                raise KBError(f"entity {record.id!r} is already in the KB at {kb.path}")
+            writer.add_entity(record)
+        for mention, entity_id, count in mention_counts:
+            writer.evidence.add(mention, get_string_id(entity_id), COUNT, float(count))
+        writer.close_columns()
+        if writer.n_entities == 0:
+            raise KBError("no entities to add")
+        keys, rows = writer.write_entity_index()
+
+        def resolve(target_keys: np.ndarray) -> np.ndarray:
+            found = _find_keys(keys, rows, target_keys)
+            found[found >= 0] += writer.start
+            in_kb = np.full(len(target_keys), -1, dtype=np.int64)
+            for segment in kb.segments:
+                hits = segment.find_entities(target_keys)
+                in_kb = np.where(in_kb < 0, hits, in_kb)
+            return np.where(found >= 0, found, in_kb)
+
+        popularity = np.clip(np.nan_to_num(np.array(load_array(writer.work / "raw_popularity.npy")), nan=0.0), 0.0, 1.0)
+        save_array(staging / "popularity.npy", popularity.astype(np.float32))
+        def map_types(raw: Sequence[int]) -> List[int]:
+            return sorted({type_index[writer.class_names[k]] for k in raw if writer.class_names[k] in type_index})
+
+        writer.write_types(map_types)
+        for relation in writer.relations:
+            if relation not in relation_ids:
+                relation_ids.append(relation)
+        relation_map = np.array([relation_ids.index(r) for r in sorted(writer.relations, key=writer.relations.get)], dtype=np.int64)
+        n_facts = writer.write_facts(resolve, relation_map)
+
+        def popularity_of(indices: np.ndarray) -> np.ndarray:
+            new = indices >= writer.start
+            out = np.zeros(len(indices), dtype=np.float32)
+            out[new] = popularity[indices[new] - writer.start]
+            if (~new).any():
+                out[~new] = kb.popularities(indices[~new])
+            return out
+
+        built_with = kb.manifest["build"]["weights"]
+        weights = {LABEL: built_with["label"], ALIAS: built_with["alias"], ANCHOR: 1.0, REDIRECT: 1.0, COUNT: 1.0}
+        n_aliases = writer.write_candidates(resolve, popularity_of, weights, kb.max_candidates)
+        shutil.rmtree(staging / "_work", ignore_errors=True)
+    srsly.write_json(kb.path / RELATIONS_FILE, [
+        {"id": r, "label": (kb.relation_labels[i] if i < len(kb.relation_labels) else r)} for i, r in enumerate(relation_ids)
+    ])
+    manifest = dict(kb.manifest)
+    manifest["segments"] = list(manifest["segments"]) + [
+        {"name": name, "n_entities": writer.n_entities, "n_aliases": n_aliases, "n_facts": n_facts}
+    ]
+    if kb.has_embeddings:
+        manifest["embeddings_missing"] = True
+    write_manifest(kb.path, manifest)
+    return writer.n_entities
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _find_keys(sorted_keys: np.ndarray, rows: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    keys = np.asarray(keys, dtype=np.uint64)
+    result = np.full(len(keys), -1, dtype=np.int64)
+    if not len(sorted_keys) or not len(keys):
+        return result
+    position = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    found = (sorted_keys[position] == keys) & (keys != 0)
+    result[found] = rows[position[found]]
+    return result
+
+
+def _sorted_pairs(pairs: Tuple[array, array]) -> Tuple[np.ndarray, np.ndarray]:
+    keys = np.frombuffer(pairs[0], dtype=np.uint64) if len(pairs[0]) else np.zeros(0, np.uint64)
+    values = np.frombuffer(pairs[1], dtype=np.uint64) if len(pairs[1]) else np.zeros(0, np.uint64)
+    order = np.argsort(keys, kind="stable")
+    return keys[order], values[order]
+
+
+def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray, missing: int) -> np.ndarray:
+    out = np.full(len(wanted), missing, dtype=np.uint64)
+    if not len(keys):
+        return out
+    position = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    found = keys[position] == wanted
+    out[found] = values[position[found]]
+    return out
+
+
+def _lookup_replace(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    if not len(keys):
+        return wanted
+    position = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    found = keys[position] == wanted
+    return np.where(found, values[position], wanted)
+
+
+def _percentile_rank(values: np.ndarray) -> np.ndarray:
+    """Percentile rank in [0, 1], ties sharing their mean rank."""
+    if len(values) < 2:
+        return np.zeros(len(values))
+    ordered = np.sort(values)
+    left = np.searchsorted(ordered, values, side="left")
+    right = np.searchsorted(ordered, values, side="right")
+    return (left + right - 1) / 2.0 / (len(values) - 1)
+
+
+def _open_text(path: PathLike):
+    path = Path(path)
+    if not path.exists():
+        raise DumpError(path, "no such file")
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf8")
+    if path.suffix == ".bz2":
+        import bz2
+
+        return bz2.open(path, "rt", encoding="utf8")
+    return open(path, encoding="utf8")
+
+
+def _read_jsonl(path: PathLike) -> Iterable[Tuple[int, Any]]:
+    with _open_text(path) as f:
+        for line_number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield line_number, json.loads(line)
+            except ValueError as error:
+                raise DumpError(path, f"not valid JSON ({error})", line=line_number) from None
+
+
+def read_mention_counts(path: PathLike) -> Iterable[Tuple[str, str, float]]:
+    """(mention, entity ID, count) rows from a TSV, or counted from EL documents (JSONL)."""
+    path = Path(path)
+    if ".jsonl" in path.suffixes:
+        for line, doc in _read_jsonl(path):
+            text = doc.get("text") if isinstance(doc, dict) else None
+            if not isinstance(text, str):
+                raise DumpError(path, "a document needs a 'text' string", line=line)
+            for label in doc.get("labels") or []:
+                entity_id = label.get("entity_id")
+                start, end = label.get("span", (None, None))
+                if not entity_id or entity_id.startswith("<") or not isinstance(start, int):
+                    continue
+                yield text[start:end], entity_id, 1.0
+        return
+    with _open_text(path) as f:
+        for line_number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            parts = line.rstrip("\n").split("\t")
+            try:
+                yield parts[0], parts[1], float(parts[2]) if len(parts) > 2 else 1.0
+            except (IndexError, ValueError):
+                raise DumpError(path, "expected 'mention<TAB>entity id<TAB>count'", line=line_number) from None
+
+
+def read_popularity(path: PathLike) -> Tuple[np.ndarray, np.ndarray]:
+    keys = array("Q")
+    scores = array("d")
+    with _open_text(path) as f:
+        for line_number, line in enumerate(f, 1):
+            parts = line.split("\t")
+            if len(parts) < 2:
+                if line.strip():
+                    raise DumpError(path, "expected 'entity id<TAB>score'", line=line_number)
+                continue
+            try:
+                scores.append(float(parts[1]))
+            except ValueError:
+                raise DumpError(path, f"score {parts[1].strip()!r} is not a number", line=line_number) from None
+            keys.append(get_string_id(parts[0].strip()))
+    return np.frombuffer(keys, dtype=np.uint64), np.frombuffer(scores, dtype=np.float64)

@@ -31,7 +31,7 @@ from array import array
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 import srsly
@@ -239,15 +239,25 @@ class SegmentWriter:
         save_array(self.directory / "entity_key_rows.npy", order.astype(np.int32))
         return sorted_keys, order.astype(np.int32)
 
-    def write_types(self, map_types: Callable[[Sequence[int]], List[int]]) -> None:
+    def iter_raw_types(self, chunk: int = 1 << 20) -> Iterable[Tuple[int, ...]]:
+        """The raw type keys of each entity, in entity order (read in chunks)."""
         offsets = load_array(self.work / "type_offsets.npy")
         keys = load_array(self.work / "type_keys.npy")
+        for first in range(0, len(offsets) - 1, chunk):
+            bounds = np.asarray(offsets[first : first + chunk + 1])
+            values = np.asarray(keys[bounds[0] : bounds[-1]]).tolist()
+            starts = (bounds - bounds[0]).tolist()
+            for start, end in zip(starts[:-1], starts[1:]):
+                yield tuple(values[start:end])
+
+    def write_types(self, map_types: Callable[[Tuple[int, ...]], List[int]]) -> None:
+        """Write each entity's type indices; `map_types` maps raw type keys to them."""
         out_offsets = NpyAppender(self.directory / "type_offsets.npy", "int64")
         out_values = NpyAppender(self.directory / "type_values.npy", "int32")
         out_offsets.append(0)
         total = 0
-        for i in range(len(offsets) - 1):
-            values = map_types(keys[offsets[i] : offsets[i + 1]].tolist())
+        for raw in self.iter_raw_types():
+            values = map_types(raw)
             out_values.extend(values)
             total += len(values)
             out_offsets.append(total)
@@ -544,51 +554,57 @@ class KBBuilder:
         return np.mean([_percentile_rank(s) for s in signals], axis=0).astype(np.float32)
 
     def _type_inventory(self, resolve):
-        writer = self.writer
-        closures: Dict[int, Tuple[int, ...]] = {}
+        """Choose the type inventory (see the module docstring); returns
+        (type IDs, labels, entity counts, raw type keys -> type indices)."""
+        superclasses = self.writer.superclasses
+        closures: Dict[int, FrozenSet[int]] = {}
+        entity_types: Dict[Tuple[int, ...], FrozenSet[int]] = {}
 
-        def closure(type_key: int) -> Tuple[int, ...]:
+        def closure(type_key: int) -> FrozenSet[int]:
             if type_key not in closures:
                 seen: Set[int] = {type_key}
                 stack = [type_key]
                 while stack:
-                    for parent in writer.superclasses.get(stack.pop(), ()):
+                    for parent in superclasses.get(stack.pop(), ()):
                         if parent not in seen:
                             seen.add(parent)
                             stack.append(parent)
-                closures[type_key] = tuple(seen)
+                closures[type_key] = frozenset(seen)
             return closures[type_key]
 
-        def entity_types(raw: Sequence[int]) -> Set[int]:
-            types: Set[int] = set()
-            for t in raw:
-                types.update(closure(t))
-            return types
+        def types_of(raw: Tuple[int, ...]) -> FrozenSet[int]:
+            if raw not in entity_types:
+                entity_types[raw] = frozenset().union(*(closure(t) for t in raw))
+            return entity_types[raw]
 
-        offsets = load_array(writer.work / "type_offsets.npy")
-        raw_keys = load_array(writer.work / "type_keys.npy")
+        raw_counts: Dict[Tuple[int, ...], int] = defaultdict(int)
+        for raw in self.writer.iter_raw_types():
+            raw_counts[raw] += 1
         counts: Dict[int, int] = defaultdict(int)
         typed = 0
-        for i in range(len(offsets) - 1):
-            types = entity_types(raw_keys[offsets[i] : offsets[i + 1]].tolist())
-            typed += bool(types)
+        for raw, n in raw_counts.items():
+            types = types_of(raw)
+            typed += n if types else 0
             for t in types:
-                counts[t] += 1
-        names = writer.class_names
+                counts[t] += n
+        names = self.writer.class_names
         eligible = [
             t for t, c in counts.items()
-            if c >= self.min_type_count and c <= self.max_type_share * max(typed, 1) and t in names
+            if self.min_type_count <= c <= self.max_type_share * max(typed, 1) and t in names
         ]
         eligible.sort(key=lambda t: (-counts[t], names[t]))
         chosen = eligible[: self.n_types]
         type_ids = [names[t] for t in chosen]
         positions = resolve(np.array(chosen, dtype=np.uint64))
-        labels_table = StringTable.load(writer.directory, "labels")
-        type_labels = [labels_table[int(p)] or names[t] if p >= 0 else names[t] for t, p in zip(chosen, positions)]
+        labels = StringTable.load(self.writer.directory, "labels")
+        type_labels = [(labels[int(p)] if p >= 0 else "") or names[t] for t, p in zip(chosen, positions)]
         index = {t: i for i, t in enumerate(chosen)}
+        mapped: Dict[Tuple[int, ...], List[int]] = {}
 
-        def map_types(raw: Sequence[int]) -> List[int]:
-            return sorted(index[t] for t in entity_types(raw) if t in index)
+        def map_types(raw: Tuple[int, ...]) -> List[int]:
+            if raw not in mapped:
+                mapped[raw] = sorted(index[t] for t in types_of(raw) if t in index)
+            return mapped[raw]
 
         self.stats["typed_entities"] = typed
         return type_ids, type_labels, [counts[t] for t in chosen], map_types
@@ -632,7 +648,7 @@ def write_added_segment(kb: RefinedKB, entities: Iterable[Dict[str, Any]], menti
 
         popularity = np.clip(np.nan_to_num(np.array(load_array(writer.work / "raw_popularity.npy")), nan=0.0), 0.0, 1.0)
         save_array(staging / "popularity.npy", popularity.astype(np.float32))
-        def map_types(raw: Sequence[int]) -> List[int]:
+        def map_types(raw: Tuple[int, ...]) -> List[int]:
             return sorted({type_index[writer.class_names[k]] for k in raw if writer.class_names[k] in type_index})
 
         writer.write_types(map_types)

@@ -329,7 +329,8 @@ class RefinedKB(KnowledgeBase):
         """Candidates for the mentions of one document, in order of appearance.
 
         Adds the person-name fallback: a single first name or surname met after
-        a full name in the same document gets that person's candidates.
+        a full name whose best candidate is a person gets the full name's
+        person candidates.
         """
         batch = self.candidates(mentions, k)
         if self._person_type < 0 or len(mentions) < 2:
@@ -342,7 +343,7 @@ class RefinedKB(KnowledgeBase):
             start, end = batch.offsets[m], batch.offsets[m + 1]
             if len(tokens) == 1 and tokens[0] in people:
                 replacements[m] = people[tokens[0]]
-            elif len(tokens) >= 2 and is_person[start:end].any():
+            elif len(tokens) >= 2 and end > start and is_person[start]:
                 people[tokens[0]] = m
                 people[tokens[-1]] = m
         if not replacements:

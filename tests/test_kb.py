@@ -1,0 +1,272 @@
+"""The KB store and builder on a small custom KB (no Wikidata needed)."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import spacy
+from spacy.kb import KnowledgeBase
+
+from spacy_refined.kb import DumpError, KBBuilder, KBError, RefinedKB
+
+ENTITIES = [
+    {"id": "Q90", "label": "Paris", "aliases": ["City of Light", "Paris, France"], "description": "capital city of France",
+     "types": ["Q515"], "facts": [["P17", "Q142"], ["P1376", "Q142"]], "popularity": 0.9},
+    {"id": "Q167646", "label": "Paris", "description": "son of Priam, king of Troy", "types": ["Q5"], "popularity": 0.2},
+    {"id": "Q47899", "label": "Paris Hilton", "aliases": ["Paris"], "description": "American media personality",
+     "types": ["Q5"], "facts": [{"relation": "P27", "object": "Q30"}], "popularity": 0.6},
+    {"id": "Q142", "label": "France", "aliases": ["French Republic"], "description": "country in Western Europe",
+     "types": ["Q6256"], "popularity": 1.0},
+    {"id": "Q76", "label": "Barack Obama", "aliases": ["Obama", "Barack Hussein Obama II"],
+     "description": "44th president of the United States", "types": ["Q5"], "facts": [["P27", "Q30"]], "popularity": 0.95},
+    {"id": "Q41773", "label": "Obama", "description": "city in Fukui Prefecture, Japan", "types": ["Q515"], "popularity": 0.1},
+    {"id": "Q30", "label": "United States", "aliases": ["USA", "the U.S."], "description": "country in North America",
+     "types": ["Q6256"], "popularity": 1.0},
+    {"id": "Q515", "label": "city", "subclass_of": ["Q486972"]},
+    {"id": "Q486972", "label": "human settlement"},
+    {"id": "Q6256", "label": "country"},
+    {"id": "Q5", "label": "human"},
+]
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf8")
+    return path
+
+
+def build_kb(tmp_path: Path, name: str = "kb", entities=ENTITIES, mention_counts=None) -> Path:
+    source = write_jsonl(tmp_path / f"{name}.jsonl", entities)
+    output = tmp_path / name
+    with KBBuilder(output, n_types=20, min_type_count=1, max_type_share=1.0, progress=False) as builder:
+        builder.add_entities_jsonl(source)
+        if mention_counts is not None:
+            builder.add_mention_counts(mention_counts)
+    return output
+
+
+@pytest.fixture
+def kb(tmp_path) -> RefinedKB:
+    return RefinedKB.load(build_kb(tmp_path))
+
+
+def top_ids(kb: RefinedKB, mention: str, k: int = 10):
+    entities, priors = kb.candidates([mention], k)[0]
+    assert np.all(np.diff(priors) <= 1e-6), "candidates must come best first"
+    return [kb.entity_id(e) for e in entities]
+
+
+def test_custom_kb_entities(kb):
+    assert len(kb) == len(ENTITIES)
+    paris = kb.index("Q90")
+    assert kb.entity_id(paris) == "Q90"
+    assert kb.label(paris) == "Paris"
+    assert kb.description(paris) == "capital city of France"
+    assert kb.aliases(paris) == ["City of Light", "Paris, France"]
+    # Types are closed over subclass-of: a city is a human settlement.
+    assert set(kb.types(paris)) == {"Q515", "Q486972"}
+    assert dict(zip(kb.type_ids, kb.type_labels))["Q515"] == "city"
+    assert kb.find(["Q142", "Q999999"]).tolist() == [kb.index("Q142"), -1]
+    assert "Q30" in kb and "Q999999" not in kb
+    with pytest.raises(KeyError, match="Q999999"):
+        kb.index("Q999999")
+
+
+def test_candidates_ranked_by_prior(kb):
+    # Labels weigh more than aliases; popularity orders entities sharing a name.
+    assert top_ids(kb, "Paris") == ["Q90", "Q167646", "Q47899"]
+    assert top_ids(kb, "paris") == top_ids(kb, "PARIS") == top_ids(kb, "Paris")
+    assert top_ids(kb, "Paris", k=1) == ["Q90"]
+    assert top_ids(kb, "The U.S.") == ["Q30"]
+    assert top_ids(kb, "City of Light") == ["Q90"]
+    assert top_ids(kb, "Atlantis") == []
+    _, priors = kb.candidates(["Paris"])[0]
+    assert priors.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_batch_lookup_is_aligned(kb):
+    mentions = ["Paris", "nowhere", "France", "", "Obama"] * 50
+    batch = kb.candidates(mentions, k=2)
+    assert len(batch) == len(mentions)
+    for i, mention in enumerate(mentions):
+        entities, _ = batch[i]
+        assert [kb.entity_id(e) for e in entities] == top_ids(kb, mention, k=2)
+
+
+def test_mention_counts_change_priors(tmp_path):
+    counts = tmp_path / "counts.tsv"
+    counts.write_text("Paris\tQ47899\t50\nParis\tQ90\t10\nUnknown entity\tQ000\t3\n", encoding="utf8")
+    kb = RefinedKB.load(build_kb(tmp_path, mention_counts=counts))
+    assert top_ids(kb, "Paris")[0] == "Q47899"
+
+
+def test_mention_counts_from_documents(tmp_path):
+    doc = {"id": "d1", "text": "Hilton arrived.", "labels": [{"span": [0, 6], "entity_id": "Q47899"}, {"span": [7, 14], "entity_id": "<NIL>"}]}
+    kb = RefinedKB.load(build_kb(tmp_path, mention_counts=write_jsonl(tmp_path / "docs.jsonl", [doc])))
+    assert top_ids(kb, "Hilton") == ["Q47899"]
+    assert top_ids(kb, "arrived") == []
+
+
+def test_facts_by_subject_and_object(kb):
+    paris, france = kb.index("Q90"), kb.index("Q142")
+    subjects, relations, objects = kb.facts_about(np.array([paris]))
+    assert sorted(kb.relation_ids[r] for r in relations) == ["P1376", "P17"]
+    assert set(objects.tolist()) == {france}
+    subjects, relations, objects = kb.facts_pointing_to(np.array([kb.index("Q30")]))
+    assert {kb.entity_id(s) for s in subjects} == {"Q76", "Q47899"}
+    assert kb.entity(paris)["facts"][0]["object"] == "Q142"
+
+
+def test_type_matrix(kb):
+    indices = kb.find(["Q90", "Q76", "Q5"])
+    matrix = kb.type_matrix(indices)
+    assert matrix.shape == (3, len(kb.type_ids))
+    assert matrix[0, kb.type_ids.index("Q515")] == 1 and matrix[0, kb.type_ids.index("Q5")] == 0
+    assert matrix[1, kb.type_ids.index("Q5")] == 1
+    assert matrix[2].sum() == 0
+
+
+def test_person_name_fallback(kb):
+    alone = kb.document_candidates(["Obama"])
+    assert [kb.entity_id(e) for e in alone[0][0]][0] == "Q41773"
+    doc = kb.document_candidates(["Barack Obama", "Paris", "Obama"])
+    assert [kb.entity_id(e) for e in doc[2][0]] == ["Q76"]
+    assert [kb.entity_id(e) for e in doc[1][0]] == top_ids(kb, "Paris")
+    # A surname before the full name keeps its own candidates.
+    before = kb.document_candidates(["Obama", "Barack Obama"])
+    assert [kb.entity_id(e) for e in before[0][0]][0] == "Q41773"
+
+
+def test_add_entities_without_rebuild(tmp_path):
+    path = build_kb(tmp_path)
+    kb = RefinedKB.load(path)
+    base_files = {p.name: p.stat().st_mtime_ns for p in (path / "base").iterdir()}
+    added = kb.add_entities(
+        [
+            {"id": "X1", "label": "Paris Saint-Germain", "aliases": ["PSG", "Paris"], "description": "football club",
+             "types": ["Q515"], "facts": [["P17", "Q142"], ["P159", "X2"]], "popularity": 0.99},
+            {"id": "X2", "label": "Parc des Princes", "description": "stadium in Paris", "types": ["human settlement"]},
+        ],
+        mention_counts=[("Paris", "X1", 1000.0)],
+    )
+    assert added == 2 and len(kb) == len(ENTITIES) + 2
+    assert top_ids(kb, "PSG") == ["X1"]
+    ranked = top_ids(kb, "Paris")
+    assert ranked[0] == "X1" and set(ranked) == {"X1", "Q90", "Q47899", "Q167646"}
+    _, priors = kb.candidates(["Paris"])[0]
+    assert priors.sum() == pytest.approx(1.0, abs=1e-5)
+    x1 = kb.index("X1")
+    assert kb.types(x1) == ["Q515"] or set(kb.types(x1)) == {"Q515"}
+    assert kb.types(kb.index("X2")) == ["Q486972"]
+    _, relations, objects = kb.facts_about(np.array([x1]))
+    assert {kb.entity_id(o) for o in objects} == {"Q142", "X2"}
+    assert "P159" in kb.relation_ids
+    # The base segment was not rewritten, and the addition survives reopening.
+    assert {p.name: p.stat().st_mtime_ns for p in (path / "base").iterdir()} == base_files
+    reopened = RefinedKB.load(path)
+    assert top_ids(reopened, "PSG") == ["X1"] and len(reopened) == len(kb)
+
+
+def test_add_entities_errors(kb):
+    with pytest.raises(KBError, match="already in the KB"):
+        kb.add_entities([{"id": "Q90", "label": "Paris"}])
+    with pytest.raises(KBError, match="not in the KB's type inventory"):
+        kb.add_entities([{"id": "X9", "label": "Thing", "types": ["Q999"]}])
+    with pytest.raises(KBError, match="non-empty string 'id'"):
+        kb.add_entities([{"label": "no id"}])
+    assert len(kb) == len(ENTITIES)
+    assert [s.name for s in kb.path.iterdir() if s.name.startswith(".")] == []
+
+
+def test_disk_and_bytes_round_trip(kb, tmp_path):
+    kb.to_disk(tmp_path / "copy")
+    copy = RefinedKB(spacy.blank("en").vocab).from_disk(tmp_path / "copy")
+    assert len(copy) == len(kb) and top_ids(copy, "Paris") == top_ids(kb, "Paris")
+    restored = RefinedKB(spacy.blank("en").vocab).from_bytes(kb.to_bytes())
+    assert top_ids(restored, "Obama") == top_ids(kb, "Obama")
+    assert restored.entity(restored.index("Q90")) == kb.entity(kb.index("Q90"))
+
+
+def test_failed_build_keeps_the_good_kb(tmp_path):
+    path = build_kb(tmp_path)
+    before = (path / "manifest.json").read_text()
+    bad = write_jsonl(tmp_path / "bad.jsonl", ENTITIES[:3])
+    with bad.open("a") as f:
+        f.write('{"id": "Q1", "label": broken json\n')
+    with pytest.raises(DumpError, match=r"bad.jsonl \(line 4\)"):
+        with KBBuilder(path, progress=False) as builder:
+            builder.add_entities_jsonl(bad)
+    assert (path / "manifest.json").read_text() == before
+    assert RefinedKB.load(path).index("Q76") >= 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_duplicate_ids_are_refused(tmp_path):
+    with pytest.raises(KBError, match="'Q90' occurs more than once"):
+        build_kb(tmp_path, entities=ENTITIES + [ENTITIES[0]])
+    assert not (tmp_path / "kb").exists()
+
+
+def test_bad_kb_directories(tmp_path):
+    with pytest.raises(KBError, match="manifest.json is missing"):
+        RefinedKB.load(tmp_path)
+    path = build_kb(tmp_path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(KBError, match="format version 99"):
+        RefinedKB.load(path)
+
+
+def test_spacy_knowledge_base_api(kb):
+    nlp = spacy.blank("en")
+    doc = nlp("Barack Obama visited Paris with Paris Hilton. Obama and Hilton smiled.")
+    spans = [doc[0:2], doc[3:4], doc[5:7], doc[8:9], doc[10:11]]
+    assert isinstance(kb, KnowledgeBase)
+    batch = kb.get_candidates_batch(spans)
+    assert [c.entity_ for c in batch[0]] == ["Q76"]
+    assert [c.entity_ for c in batch[1]] == ["Q90", "Q167646", "Q47899"]
+    assert [c.entity_ for c in batch[3]] == ["Q76"]  # the person-name fallback
+    assert [c.entity_ for c in batch[4]] == ["Q47899"]
+    assert batch[1][0].prior_prob > batch[1][1].prior_prob > 0
+    assert batch[1][0].alias_ == "paris"
+    assert [c.entity_ for c in kb.get_candidates(doc[3:4])] == [c.entity_ for c in batch[1]]
+
+
+def test_spacy_entity_linker_uses_the_kb(tmp_path):
+    """spaCy's own `entity_linker` trains, predicts and round-trips with a RefinedKB."""
+    from spacy.training import Example
+
+    path = build_kb(tmp_path)
+    kb = RefinedKB.load(path)
+    rng = np.random.default_rng(0)
+    kb.set_embeddings(0, rng.normal(size=(len(kb), 16)).astype(np.float32), {"model": "random-test-vectors"})
+    assert kb.entity_vector_length == 16
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
+    linker = nlp.add_pipe("entity_linker", config={"generate_empty_kb": {"@misc": "spacy_refined.EmptyKB.v1"}})
+    text = "Paris Hilton flew to Paris."
+    gold = {"entities": [(0, 12, "PERSON"), (21, 26, "GPE")], "links": {(0, 12): {"Q47899": 1.0}, (21, 26): {"Q90": 1.0}}}
+    examples = [Example.from_dict(nlp.make_doc(text), gold)]
+    for eg in examples:
+        eg.predicted.set_ents([eg.predicted.char_span(s, e, label=l) for s, e, l in gold["entities"]])
+    kb_loader = spacy.registry.misc.get("spacy_refined.KBFromPath.v1")(path)
+    linker.set_kb(kb_loader)
+    optimizer = nlp.initialize(lambda: examples)
+    assert isinstance(linker.kb, RefinedKB)
+    for _ in range(10):
+        nlp.update(examples, sgd=optimizer)
+
+    def predict(pipeline):
+        doc = pipeline.make_doc(text)
+        doc.set_ents([doc.char_span(s, e, label=l) for s, e, l in gold["entities"]])
+        for _, proc in pipeline.pipeline:
+            doc = proc(doc)
+        return [(ent.text, ent.kb_id_) for ent in doc.ents]
+
+    predicted = predict(nlp)
+    assert [kb_id for _, kb_id in predicted][1] in {"Q90", "Q167646", "Q47899"}
+    nlp.to_disk(tmp_path / "pipeline")
+    reloaded = spacy.load(tmp_path / "pipeline")
+    assert isinstance(reloaded.get_pipe("entity_linker").kb, RefinedKB)
+    assert predict(reloaded) == predicted

@@ -21,10 +21,6 @@ def main() -> None:
         sys.exit(1)
     except typer.Abort:
         sys.exit(1)
-    except Exception as error:  # click's own usage errors
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(1)
-        raise
+    except typer.TyperException as error:  # usage errors: unknown option, missing argument...
+        typer.echo(f"error: {error.format_message()} (see --help)", err=True)
+        sys.exit(1)

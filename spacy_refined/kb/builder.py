@@ -264,22 +264,35 @@ class SegmentWriter:
         out_offsets.close()
         out_values.close()
 
-    def write_facts(self, resolve: Callable[[np.ndarray], np.ndarray], relation_map: np.ndarray) -> int:
-        subjects = load_array(self.work / "fact_subjects.npy")
-        relations = load_array(self.work / "fact_relations.npy")
-        objects = resolve(load_array(self.work / "fact_object_keys.npy"))
-        keep = objects >= 0
-        subjects, objects = np.asarray(subjects[keep]), objects[keep].astype(np.int32)
-        relations = relation_map[np.asarray(relations[keep])].astype(np.int32) if len(relation_map) else np.asarray(relations[keep])
-        order = np.argsort(subjects, kind="stable")
-        subjects, relations, objects = subjects[order], relations[order], objects[order]
-        by_object = np.argsort(objects, kind="stable").astype(np.int64)
-        save_array(self.directory / "fact_subjects.npy", subjects.astype(np.int32))
-        save_array(self.directory / "fact_relations.npy", relations)
-        save_array(self.directory / "fact_objects.npy", objects)
+    def write_facts(self, resolve: Callable[[np.ndarray], np.ndarray], relation_map: np.ndarray, chunk: int = 1 << 24) -> int:
+        """Keep the facts whose object is a known entity; index them by subject and by object.
+
+        Objects are resolved in chunks; the subjects arrive sorted (entities are
+        written in order), so only the by-object order needs a sort.
+        """
+        keys = load_array(self.work / "fact_object_keys.npy")
+        subjects_in = load_array(self.work / "fact_subjects.npy")
+        relations_in = load_array(self.work / "fact_relations.npy")
+        subjects = NpyAppender(self.work / "kept_subjects.npy", "int32")
+        relations = NpyAppender(self.directory / "fact_relations.npy", "int32")
+        objects = NpyAppender(self.directory / "fact_objects.npy", "int32")
+        for start in range(0, len(keys), chunk):
+            resolved = resolve(keys[start : start + chunk])
+            keep = resolved >= 0
+            subjects.extend(np.asarray(subjects_in[start : start + chunk])[keep])
+            relations.extend(relation_map[np.asarray(relations_in[start : start + chunk])[keep]])
+            objects.extend(resolved[keep])
+        for writer in (subjects, relations, objects):
+            writer.close()
+        kept = load_array(self.work / "kept_subjects.npy")
+        if np.any(np.diff(kept) < 0):
+            raise KBError("internal error: facts are not in subject order")
+        shutil.move(str(self.work / "kept_subjects.npy"), str(self.directory / "fact_subjects.npy"))
+        objects = np.asarray(load_array(self.directory / "fact_objects.npy"))
+        by_object = np.argsort(objects, kind="stable")
         save_array(self.directory / "fact_object_order.npy", by_object)
         save_array(self.directory / "fact_objects_sorted.npy", objects[by_object])
-        return int(len(subjects))
+        return int(len(objects))
 
     def write_candidates(
         self,

@@ -1,0 +1,166 @@
+"""KB benchmark: build throughput, open time, candidate lookups/s, peak memory,
+and a projection for the full Wikidata dump. Prints a Markdown report.
+
+    python benchmarks/kb_bench.py [--data ../shared/data] [--processes 1 2]
+
+Each build runs in a fresh subprocess so that its peak memory (max RSS) is its own.
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Public, approximate figures for the full dump that the projection rests on
+# (Wikidata statistics and dump listings, 2025): stated, not measured here.
+FULL_ITEMS = 115e6
+FULL_JSON_BYTES = 1.7e12  # latest-all.json, uncompressed
+FULL_ENWIKI_LINKS = 150e6  # article links in enwiki pages-articles
+
+
+def build_once(wikidata: Path, wikipedia: Path, popularity: Path, processes: int, output: Path) -> dict:
+    """Build in a subprocess; returns its timings and peak RSS."""
+    code = f"""
+import json, resource, time
+from spacy_refined.kb import KBBuilder
+t0 = time.perf_counter()
+with KBBuilder({str(output)!r}, progress=False) as b:
+    b.add_wikidata({str(wikidata)!r}, processes={processes})
+    t1 = time.perf_counter()
+    if {str(wikipedia)!r} != "None":
+        b.add_wikipedia({str(wikipedia)!r})
+    t2 = time.perf_counter()
+    b.add_popularity({str(popularity)!r})
+t3 = time.perf_counter()
+print(json.dumps({{"wikidata_s": t1 - t0, "wikipedia_s": t2 - t1, "finish_s": t3 - t2, "total_s": t3 - t0,
+                  "entities": b.stats["entities"], "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def parse_rate_full_records(wikidata: Path, limit: int = 674) -> dict:
+    """Parse throughput on full-size records (those carrying many languages), per process."""
+    from spacy_refined.kb.wikidata import iter_dump_lines, parse_record
+
+    big = []
+    for _, line in iter_dump_lines(wikidata):
+        if len(line) > 20_000:
+            big.append(line)
+            if len(big) >= limit:
+                break
+    start = time.perf_counter()
+    for _ in range(3):
+        for line in big:
+            parse_record(line)
+    seconds = (time.perf_counter() - start) / 3
+    size = sum(len(line) for line in big)
+    return {"records": len(big), "mean_bytes": size / max(len(big), 1), "records_per_s": len(big) / seconds,
+            "mb_per_s": size / seconds / 1e6}
+
+
+def decompress_rate(wikidata: Path) -> dict:
+    """bz2 decompression MB/s (of output): Python's bz2 and, where installed, lbzip2 on all cores."""
+    import bz2
+    import shutil
+
+    rates = {}
+    start = time.perf_counter()
+    with bz2.open(wikidata, "rb") as f:
+        size = sum(len(chunk) for chunk in iter(lambda: f.read(1 << 20), b""))
+    rates["python_bz2"] = size / (time.perf_counter() - start) / 1e6
+    if shutil.which("lbzip2"):
+        start = time.perf_counter()
+        subprocess.run(["lbzip2", "-dc", str(wikidata)], stdout=subprocess.DEVNULL, check=True)
+        rates[f"lbzip2_{os.cpu_count()}_cores"] = size / (time.perf_counter() - start) / 1e6
+    return rates
+
+
+def lookup_benchmark(kb_path: Path, n: int = 100_000) -> dict:
+    from spacy_refined.kb import RefinedKB
+
+    opens = []
+    for _ in range(5):
+        start = time.perf_counter()
+        kb = RefinedKB.load(kb_path)
+        opens.append(time.perf_counter() - start)
+    rng = np.random.default_rng(0)
+    indices = rng.integers(0, len(kb), n)
+    mentions = [kb.label(int(i)) or "unknown mention" for i in indices]
+    # A realistic mix: a fifth of the mentions are misses or rarer spellings.
+    for i in range(0, n, 5):
+        mentions[i] = mentions[i].upper() + " Ltd"
+    kb.candidates(mentions[:1000])  # warm the page cache
+    timings = []
+    for _ in range(3):
+        from spacy_refined.kb.normalize import normalize_alias
+
+        normalize_alias.cache_clear()
+        start = time.perf_counter()
+        batch = kb.candidates(mentions, k=30)
+        timings.append(time.perf_counter() - start)
+    hits = int((batch.lengths > 0).sum())
+    return {"open_s_first": opens[0], "open_s_median": float(np.median(opens)), "mentions": n,
+            "lookups_per_s": n / min(timings), "hit_rate": hits / n, "candidates": int(len(batch.entities))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+    wikidata = args.data / "wikidata" / "mini-latest-all.json.bz2"
+    wikipedia = args.data / "wikipedia" / "enwiki-sample-pages-articles.xml.bz2"
+    popularity = args.data / "wikidata" / "pagerank.tsv.gz"
+    if not wikidata.exists():
+        sys.exit(f"error: {wikidata} not found (pass --data)")
+    print(f"# KB benchmark — {platform.node()}, {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+          f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        builds = {}
+        for processes in args.processes:
+            builds[processes] = build_once(wikidata, wikipedia, popularity, processes, Path(tmp) / f"kb{processes}")
+        print("## Build (mini dump: 71,771 items + 722 properties, 83 MB JSON, 8.3 MB bz2; + Wikipedia sample + PageRank)\n")
+        print("| processes | Wikidata pass s | Wikipedia pass s | finish s | total s | entities/s | entities/s per process | peak RSS MB |")
+        print("|---|---|---|---|---|---|---|---|")
+        for processes, b in builds.items():
+            rate = b["entities"] / b["wikidata_s"]
+            print(f"| {processes} | {b['wikidata_s']:.2f} | {b['wikipedia_s']:.2f} | {b['finish_s']:.2f} | {b['total_s']:.2f} "
+                  f"| {b['entities'] / b['total_s']:,.0f} | {rate / processes:,.0f} (Wikidata pass) | {b['peak_rss_mb']:.0f} |")
+        lookups = lookup_benchmark(Path(tmp) / f"kb{args.processes[0]}")
+        print("\n## Open and lookup\n")
+        print(f"- open: first {lookups['open_s_first'] * 1000:.1f} ms, median of 5 {lookups['open_s_median'] * 1000:.1f} ms")
+        print(f"- candidates for a batch of {lookups['mentions']:,} mentions (k=30): {lookups['lookups_per_s']:,.0f} lookups/s "
+              f"(hit rate {lookups['hit_rate']:.0%}, {lookups['candidates']:,} candidates)")
+    full = parse_rate_full_records(wikidata)
+    decompress = decompress_rate(wikidata)
+    print("\n## Full-size records and decompression\n")
+    print(f"- {full['records']} full-size records (mean {full['mean_bytes'] / 1000:.0f} kB, all languages): "
+          f"{full['records_per_s']:,.0f} records/s = {full['mb_per_s']:.1f} MB/s per process")
+    for name, rate in decompress.items():
+        print(f"- bz2 decompression ({name}): {rate:.0f} MB/s of JSON")
+    workers = 15  # 16 cores: 15 parsing processes, 1 main process writing
+    parse_hours = FULL_JSON_BYTES / (full["mb_per_s"] * 1e6 * workers) / 3600
+    mean_bytes = FULL_JSON_BYTES / FULL_ITEMS
+    best_mini = max(builds.values(), key=lambda b: b["entities"] / b["total_s"])
+    write_hours = FULL_ITEMS / (best_mini["entities"] / best_mini["wikidata_s"] * max(args.processes)) / 3600
+    print("\n## Projection for the full dump (16 cores)\n")
+    print(f"Assumed (public figures, approximate): {FULL_ITEMS / 1e6:.0f}M items, {FULL_JSON_BYTES / 1e12:.1f} TB of JSON "
+          f"(mean {mean_bytes / 1000:.0f} kB per item), {FULL_ENWIKI_LINKS / 1e6:.0f}M enwiki links.")
+    print(f"- parsing: {FULL_JSON_BYTES / 1e12:.1f} TB / ({full['mb_per_s']:.1f} MB/s x {workers} processes) = {parse_hours:.1f} h")
+    print(f"- main process writing columns (upper bound, measured pass rate on the mini dump): {write_hours:.1f} h, overlapped with parsing")
+    print("- decompression must keep up: needs lbzip2/pigz-class parallel decompression (see above), or a pre-decompressed dump")
+    print("- disk and RAM: see BENCHMARKS.md for the figures per entity this scales")
+
+
+if __name__ == "__main__":
+    main()

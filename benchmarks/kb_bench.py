@@ -20,11 +20,15 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Public, approximate figures for the full dump that the projection rests on
+# Public, approximate figures for the full dumps that the projection rests on
 # (Wikidata statistics and dump listings, 2025): stated, not measured here.
 FULL_ITEMS = 115e6
 FULL_JSON_BYTES = 1.7e12  # latest-all.json, uncompressed
-FULL_ENWIKI_LINKS = 150e6  # article links in enwiki pages-articles
+FULL_FACTS = 800e6  # item-valued statements other than P31/P279
+FULL_EVIDENCE_ROWS = 400e6  # English labels + aliases + enwiki anchor links + redirects
+FULL_ENWIKI_XML_BYTES = 100e9  # enwiki pages-articles.xml, uncompressed
+CORES = 16
+WIKIPEDIA_SAMPLE_XML_BYTES = 6_089_746
 
 
 def build_once(wikidata: Path, wikipedia: Path, popularity: Path, processes: int, output: Path) -> dict:
@@ -137,29 +141,66 @@ def main() -> None:
             print(f"| {processes} | {b['wikidata_s']:.2f} | {b['wikipedia_s']:.2f} | {b['finish_s']:.2f} | {b['total_s']:.2f} "
                   f"| {b['entities'] / b['total_s']:,.0f} | {rate / processes:,.0f} (Wikidata pass) | {b['peak_rss_mb']:.0f} |")
         lookups = lookup_benchmark(Path(tmp) / f"kb{args.processes[0]}")
+        kb_bytes = sum(p.stat().st_size for p in (Path(tmp) / f"kb{args.processes[0]}").rglob("*") if p.is_file())
         print("\n## Open and lookup\n")
         print(f"- open: first {lookups['open_s_first'] * 1000:.1f} ms, median of 5 {lookups['open_s_median'] * 1000:.1f} ms")
         print(f"- candidates for a batch of {lookups['mentions']:,} mentions (k=30): {lookups['lookups_per_s']:,.0f} lookups/s "
               f"(hit rate {lookups['hit_rate']:.0%}, {lookups['candidates']:,} candidates)")
     full = parse_rate_full_records(wikidata)
     decompress = decompress_rate(wikidata)
-    print("\n## Full-size records and decompression\n")
-    print(f"- {full['records']} full-size records (mean {full['mean_bytes'] / 1000:.0f} kB, all languages): "
+    writes_per_s = main_process_rate(wikidata)
+    print("\n## Rates behind the projection\n")
+    print(f"- parsing full-size records ({full['records']} records of mean {full['mean_bytes'] / 1000:.0f} kB, all languages): "
           f"{full['records_per_s']:,.0f} records/s = {full['mb_per_s']:.1f} MB/s per process")
+    print(f"- main process writing entity columns and evidence: {writes_per_s:,.0f} entities/s")
     for name, rate in decompress.items():
         print(f"- bz2 decompression ({name}): {rate:.0f} MB/s of JSON")
-    workers = 15  # 16 cores: 15 parsing processes, 1 main process writing
-    parse_hours = FULL_JSON_BYTES / (full["mb_per_s"] * 1e6 * workers) / 3600
-    mean_bytes = FULL_JSON_BYTES / FULL_ITEMS
-    best_mini = max(builds.values(), key=lambda b: b["entities"] / b["total_s"])
-    write_hours = FULL_ITEMS / (best_mini["entities"] / best_mini["wikidata_s"] * max(args.processes)) / 3600
-    print("\n## Projection for the full dump (16 cores)\n")
-    print(f"Assumed (public figures, approximate): {FULL_ITEMS / 1e6:.0f}M items, {FULL_JSON_BYTES / 1e12:.1f} TB of JSON "
-          f"(mean {mean_bytes / 1000:.0f} kB per item), {FULL_ENWIKI_LINKS / 1e6:.0f}M enwiki links.")
-    print(f"- parsing: {FULL_JSON_BYTES / 1e12:.1f} TB / ({full['mb_per_s']:.1f} MB/s x {workers} processes) = {parse_hours:.1f} h")
-    print(f"- main process writing columns (upper bound, measured pass rate on the mini dump): {write_hours:.1f} h, overlapped with parsing")
-    print("- decompression must keep up: needs lbzip2/pigz-class parallel decompression (see above), or a pre-decompressed dump")
-    print("- disk and RAM: see BENCHMARKS.md for the figures per entity this scales")
+    one = builds[args.processes[0]]
+    xml_mb_per_s = WIKIPEDIA_SAMPLE_XML_BYTES / one["wikipedia_s"] / 1e6
+    print(f"- Wikipedia XML pass: {xml_mb_per_s:.1f} MB/s of XML (one process)")
+
+    lbzip2 = [v for k, v in decompress.items() if k.startswith("lbzip2")]
+    decompress_per_core = (lbzip2[0] / (os.cpu_count() or 1)) if lbzip2 else decompress["python_bz2"]
+    core_seconds = FULL_JSON_BYTES / (decompress_per_core * 1e6) + FULL_JSON_BYTES / (full["mb_per_s"] * 1e6)
+    wikidata_h = max(core_seconds / (CORES - 1), FULL_ITEMS / writes_per_s) / 3600
+    wikipedia_h = FULL_ENWIKI_XML_BYTES / (xml_mb_per_s * 1e6) / 3600
+    scale = FULL_ITEMS / one["entities"]
+    finish_h = one["finish_s"] * scale * np.log(FULL_ITEMS) / np.log(one["entities"]) / 3600
+    print(f"\n## Projection for the full dumps ({CORES} cores)\n")
+    print(f"Assumed (public figures, approximate): {FULL_ITEMS / 1e6:.0f}M items, {FULL_JSON_BYTES / 1e12:.1f} TB of Wikidata JSON, "
+          f"{FULL_FACTS / 1e6:.0f}M item-valued facts, {FULL_EVIDENCE_ROWS / 1e6:.0f}M alias evidence rows, "
+          f"{FULL_ENWIKI_XML_BYTES / 1e9:.0f} GB of enwiki XML.\n")
+    print("| stage | how it scales | hours |")
+    print("|---|---|---|")
+    print(f"| Wikidata pass | lbzip2 + parsing on {CORES - 1} cores, main process writing in parallel | {wikidata_h:.2f} |")
+    print(f"| Wikipedia pass | one process, {xml_mb_per_s:.0f} MB/s of XML | {wikipedia_h:.2f} |")
+    print(f"| finish (index, types, facts, priors) | mini-dump finish x n log n | {finish_h:.2f} |")
+    print(f"| **total** | | **{wikidata_h + wikipedia_h + finish_h:.1f}** |")
+    disk = kb_bytes / one["entities"] * FULL_ITEMS + FULL_FACTS * 24
+    temp = FULL_EVIDENCE_ROWS * 21 + FULL_FACTS * 16 + FULL_ITEMS * 40
+    ram = max(FULL_FACTS * 16, FULL_ITEMS * 24, FULL_EVIDENCE_ROWS / 64 * 21 * 6) + 2e9
+    print(f"\nDisk: KB {disk / 1e9:.0f} GB ({kb_bytes / one['entities']:.0f} B per entity measured + 24 B per fact), "
+          f"plus {temp / 1e9:.0f} GB of temporary files during the build.")
+    print(f"RAM: peak {ram / 1e9:.0f} GB, set by the by-object sort of the facts (16 B per fact); "
+          f"the entity-ID index takes 24 B per entity, an evidence bucket 1/64 of the rows; ~2 GB for the subclass graph.")
+
+
+def main_process_rate(wikidata: Path) -> float:
+    """Entities/s the main process writes (parsing excluded): the serial part of a parallel build."""
+    from spacy_refined.kb.builder import EntityRecord, SegmentWriter
+    from spacy_refined.kb.wikidata import read_wikidata
+
+    records = [r for r in read_wikidata(wikidata) if r.kind == "item"]
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = SegmentWriter(Path(tmp) / "segment", Path(tmp) / "work", 0, 64)
+        start = time.perf_counter()
+        for r in records:
+            writer.add_entity(EntityRecord(
+                id=r.id, label=r.label or "", description=r.description or "", aliases=r.aliases, types=r.instance_of,
+                subclass_of=r.subclass_of, facts=r.facts, sitelinks=r.sitelink_count, title=r.sitelink_title,
+            ))
+        writer.close_columns()
+        return len(records) / (time.perf_counter() - start)
 
 
 if __name__ == "__main__":

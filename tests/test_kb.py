@@ -270,3 +270,18 @@ def test_spacy_entity_linker_uses_the_kb(tmp_path):
     reloaded = spacy.load(tmp_path / "pipeline")
     assert isinstance(reloaded.get_pipe("entity_linker").kb, RefinedKB)
     assert predict(reloaded) == predicted
+
+
+def test_registered_functions_found_through_entry_points(tmp_path):
+    """After `pip install`, spaCy finds the KB functions without importing spacy_refined."""
+    import subprocess
+    import sys
+
+    path = build_kb(tmp_path)
+    code = (
+        "import spacy, sys\n"
+        f"kb = spacy.registry.misc.get('spacy_refined.KBFromPath.v1')({str(path)!r})(spacy.blank('en').vocab)\n"
+        "print(len(kb), type(kb).__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.split() == [str(len(ENTITIES)), "RefinedKB"]

@@ -1,0 +1,109 @@
+"""The PyTorch heads of the ReFinED model: mention tags, entity types and
+candidate scores, all computed for a whole batch at once."""
+from typing import Optional, Tuple
+
+import torch
+from torch import nn
+
+from ._torch import serializable
+
+N_FEATURES = 5  # prior, log prior, type agreement, has types, description score
+MASKED = -1e4  # logit of padding candidates (safe in float16)
+NIL_LOGIT = 0.0  # the fixed logit of the NIL option
+
+
+@serializable
+class RefinedHeads(nn.Module):
+    """Mention detection, entity typing and candidate scoring over token vectors.
+
+    * tags: a BIO tagger (MLP) over every token;
+    * mentions: the mean of their tokens' vectors;
+    * types: a multi-label (sigmoid) layer over the KB's type inventory;
+    * descriptions: the mention, projected to the description space, dotted
+      with each candidate's description embedding;
+    * candidates: a linear layer over (prior, log prior, typing agreement,
+      has-types flag, description score); NIL is an extra option with a fixed
+      logit, so a softmax over candidates + NIL gives the confidence.
+    """
+
+    def __init__(self, width: int, n_tags: int, n_types: int, entity_width: int, hidden_width: int, dropout: float) -> None:
+        super().__init__()
+        self.config = {
+            "width": width, "n_tags": n_tags, "n_types": n_types,
+            "entity_width": entity_width, "hidden_width": hidden_width, "dropout": dropout,
+        }
+        self.dropout = nn.Dropout(dropout)
+        self.tagger = nn.Sequential(nn.Linear(width, hidden_width), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_width, n_tags))
+        self.typer = nn.Linear(width, n_types)
+        self.describer = nn.Linear(width, entity_width)
+        self.scorer = nn.Linear(N_FEATURES, 1)
+        self.entity_scale = entity_width ** -0.5
+        with torch.no_grad():
+            # Types are rare: start from a small probability for each.
+            self.typer.bias.fill_(-4.0)
+            # Start from the prior: logit = log P(e|m) + 2, so NIL (logit 0)
+            # wins only where no candidate has a prior above e^-2.
+            self.scorer.weight.zero_()
+            self.scorer.weight[0, 1] = 1.0
+            self.scorer.bias.fill_(2.0)
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        *,
+        tags: bool = True,
+        mention_tokens: Optional[torch.Tensor] = None,
+        mention_owners: Optional[torch.Tensor] = None,
+        n_mentions: int = 0,
+        candidate_rows: Optional[torch.Tensor] = None,
+        candidate_mask: Optional[torch.Tensor] = None,
+        priors: Optional[torch.Tensor] = None,
+        entity_types: Optional[torch.Tensor] = None,
+        entity_vectors: Optional[torch.Tensor] = None,
+    ) -> Tuple[Optional[torch.Tensor], ...]:
+        """Score a batch. `tokens` (n_tokens, width) are all the batch's token
+        vectors; mention `m` is the mean of `tokens[mention_tokens[j]]` over
+        the `j` with `mention_owners[j] == m`. Candidates are padded to
+        (n_mentions, k): `candidate_rows` index the batch's entity table
+        (`entity_types` (n_entities, T) type indices padded with -1,
+        `entity_vectors` (n_entities, entity_width)).
+
+        Returns (tag logits or None, type logits, link logits (n_mentions,
+        k + 1; the last column is NIL), description logits (n_mentions, k)),
+        the last three None when no mentions are given.
+        """
+        tag_logits = self.tagger(self.dropout(tokens)) if tags else None
+        if mention_tokens is None:
+            return tag_logits, None, None, None
+        mentions = self.dropout(self.pool(tokens, mention_tokens, mention_owners, n_mentions))
+        type_logits = self.typer(mentions)
+        entities = entity_vectors[candidate_rows]  # (n_mentions, k, entity_width)
+        description = torch.einsum("md,mkd->mk", self.describer(mentions), entities) * self.entity_scale
+        agreement, has_types = self.type_agreement(torch.sigmoid(type_logits), entity_types[candidate_rows])
+        features = torch.stack([priors, torch.log(priors.clamp(min=1e-4)), agreement, has_types, description], dim=-1)
+        scores = self.scorer(features).squeeze(-1).masked_fill(~candidate_mask, MASKED)
+        nil = scores.new_full((scores.shape[0], 1), NIL_LOGIT)
+        link_logits = torch.cat([scores, nil], dim=1)
+        return tag_logits, type_logits, link_logits, description.masked_fill(~candidate_mask, MASKED)
+
+    @staticmethod
+    def pool(tokens: torch.Tensor, mention_tokens: torch.Tensor, owners: torch.Tensor, n_mentions: int) -> torch.Tensor:
+        """Mean of each mention's token vectors."""
+        sums = tokens.new_zeros((n_mentions, tokens.shape[1])).index_add_(0, owners, tokens[mention_tokens])
+        lengths = torch.bincount(owners, minlength=n_mentions).clamp(min=1).unsqueeze(1)
+        return sums / lengths.to(sums.dtype)
+
+    @staticmethod
+    def type_agreement(type_probs: torch.Tensor, candidate_types: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Mean predicted probability of each candidate's KB types, and whether it has any.
+
+        type_probs: (n_mentions, n_types); candidate_types: (n_mentions, k, T)
+        type indices padded with -1.
+        """
+        n_mentions, k, width = candidate_types.shape
+        present = candidate_types >= 0
+        index = candidate_types.clamp(min=0).reshape(n_mentions, k * width)
+        probs = type_probs.gather(1, index).reshape(n_mentions, k, width) * present
+        counts = present.sum(-1)
+        agreement = probs.sum(-1) / counts.clamp(min=1).to(probs.dtype)
+        return agreement, (counts > 0).to(probs.dtype)

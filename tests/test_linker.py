@@ -1,0 +1,338 @@
+"""The refined_linker component, trained to overfit a few documents of a tiny KB."""
+import shutil
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import pytest
+import spacy
+from spacy import displacy
+from spacy.language import Language
+from spacy.tokens import Doc, Span
+from spacy.training import Example
+
+from spacy_refined.kb import KBError, RefinedKB
+from spacy_refined.pipeline import embed_kb, find_linker
+from spacy_refined.training import docs_from_jsonl
+
+LONG_DOC_TOKENS = 20_000
+
+
+def links(doc: Doc) -> List[Tuple[int, int, str]]:
+    return [(e.start_char, e.end_char, e.kb_id_) for e in doc.ents]
+
+
+def scores(doc: Doc) -> List[float]:
+    return [e._.kb_score for e in doc.ents if e._.kb_score is not None]
+
+
+def train(nlp: Language, kb_path: Path, records: List[dict], max_steps: int = 300) -> Tuple[List[float], List[Doc]]:
+    """Update on `records` until the predictions equal the gold (checked every 10 steps)."""
+    golds = list(docs_from_jsonl(nlp, records))
+    examples = [Example(nlp.make_doc(doc.text), doc) for doc in golds]
+    nlp.config["initialize"]["components"]["refined_linker"] = {"kb_path": str(kb_path)}
+    optimizer = nlp.initialize(lambda: examples)
+    history = []
+    for step in range(max_steps):
+        losses: Dict[str, float] = {}
+        nlp.update(examples, sgd=optimizer, losses=losses)
+        history.append(losses["refined_linker"])
+        if step % 10 == 9 and all(links(doc) == links(gold) for doc, gold in zip(nlp.pipe(g.text for g in golds), golds)):
+            break
+    return history, golds
+
+
+def long_text(records: List[dict], n_tokens: int) -> str:
+    texts = [record["text"] for record in records]
+    words: List[str] = []
+    while len(words) < n_tokens:
+        words.extend(texts[len(words) % len(texts)].split())
+    return " ".join(words[:n_tokens])
+
+
+@pytest.fixture(scope="module")
+def trained(kb_path, records):
+    spacy.util.fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("refined_linker", config={"extra_labels": ["DATE"]})
+    history, golds = train(nlp, kb_path, records)
+    return nlp, history, golds
+
+
+@pytest.fixture(scope="module")
+def trained_trf(kb_path, bert_path, records):
+    spacy.util.fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config={"model": {
+        "@architectures": "spacy-transformers.TransformerModel.v3",
+        "name": str(bert_path),
+        "tokenizer_config": {"use_fast": True},
+        "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 32, "stride": 24},
+    }})
+    nlp.add_pipe("refined_linker", config={"extra_labels": ["DATE"], "model": {
+        "@architectures": "spacy_refined.RefinedModel.v1",
+        "tok2vec": {"@architectures": "spacy-transformers.TransformerListener.v1", "pooling": {"@layers": "reduce_mean.v1"}},
+        "description_encoder": {"@architectures": "spacy_refined.TransformerDescriptionEncoder.v1", "name": str(bert_path), "width": 32, "max_length": 16},
+    }})
+    history, golds = train(nlp, kb_path, records)
+    return nlp, history, golds
+
+
+@pytest.fixture(scope="module")
+def saved(trained, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("pipeline") / "linker"
+    trained[0].to_disk(path)
+    return path
+
+
+def test_overfit_tok2vec(trained):
+    nlp, history, golds = trained
+    assert history[-1] < history[0] / 10
+    docs = list(nlp.pipe(gold.text for gold in golds))
+    assert [links(doc) for doc in docs] == [links(gold) for gold in golds]
+    paris, hilton, monday = docs[0].ents
+    assert (paris.label_, hilton.label_, monday.label_) == ("GPE", "PERSON", "DATE")
+    assert paris._.kb_candidates[0][0] == "Q90" and 0 < paris._.kb_score <= 1
+    assert paris._.kb_types[0][0] == "Q515"
+    assert monday._.kb_score is None and monday.kb_id_ == ""
+    group = docs[0].spans["refined"]
+    assert [span.kb_id_ for span in group] == ["Q90", "Q47899"]
+    assert group.attrs["scores"] == pytest.approx([paris._.kb_score, hilton._.kb_score])
+
+
+def test_overfit_transformer(trained_trf):
+    nlp, history, golds = trained_trf
+    assert history[-1] < history[0] / 3
+    docs = list(nlp.pipe(gold.text for gold in golds))
+    assert [links(doc) for doc in docs] == [links(gold) for gold in golds]
+
+
+@pytest.mark.parametrize("pipeline", ["trained", "trained_trf"])
+def test_long_document(pipeline, request, records):
+    nlp = request.getfixturevalue(pipeline)[0]
+    doc = nlp(long_text(records, LONG_DOC_TOKENS))
+    assert len(doc) == LONG_DOC_TOKENS
+    assert len(doc.ents) > LONG_DOC_TOKENS / 20
+    assert len({e.kb_id_ for e in doc.ents if e.kb_id_.startswith("Q")}) >= 3
+
+
+def test_pipe_equals_call(trained):
+    nlp, _, golds = trained
+    texts = [gold.text for gold in golds] + ["", "Officials in Paris met Jordan ."]
+    piped = list(nlp.pipe(texts, batch_size=3))
+    called = [nlp(text) for text in texts]
+    assert [links(doc) for doc in piped] == [links(doc) for doc in called]
+    assert [scores(doc) for doc in piped] == [pytest.approx(scores(doc), abs=1e-5) for doc in called]
+
+
+def test_save_load_round_trip(trained, saved):
+    nlp, _, golds = trained
+    loaded = spacy.load(saved)
+    assert (saved / "refined_linker" / "kb" / "manifest.json").exists()  # small KB: copied
+    texts = [gold.text for gold in golds]
+    expected, got = list(nlp.pipe(texts)), list(loaded.pipe(texts))
+    assert [links(doc) for doc in got] == [links(doc) for doc in expected]
+    assert [scores(doc) for doc in got] == [scores(doc) for doc in expected]
+    restored = spacy.blank("en")
+    restored.add_pipe("refined_linker", config={"extra_labels": ["DATE"]})
+    restored.from_bytes(nlp.to_bytes())
+    assert [links(doc) for doc in restored.pipe(texts)] == [links(doc) for doc in expected]
+
+
+def test_transformer_round_trip(trained_trf, tmp_path):
+    nlp, _, golds = trained_trf
+    nlp.to_disk(tmp_path / "pipeline")
+    loaded = spacy.load(tmp_path / "pipeline")
+    texts = [gold.text for gold in golds]
+    expected, got = list(nlp.pipe(texts)), list(loaded.pipe(texts))
+    assert [links(doc) for doc in got] == [links(doc) for doc in expected]
+    assert [scores(doc) for doc in got] == [pytest.approx(scores(doc), abs=1e-6) for doc in expected]
+
+
+def test_uninitialized_pipeline_round_trip(tmp_path):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("refined_linker")
+    nlp.to_disk(tmp_path / "pipeline")
+    loaded = spacy.load(tmp_path / "pipeline")
+    with pytest.raises(ValueError, match="no KB"):
+        loaded("Paris")
+
+
+def test_kb_referenced_by_path(trained, kb_path, records, tmp_path):
+    nlp = trained[0]
+    linker = find_linker(nlp)
+    linker.kb_copy = False
+    try:
+        nlp.to_disk(tmp_path / "pipeline")
+    finally:
+        linker.kb_copy = "auto"
+    assert not (tmp_path / "pipeline" / "refined_linker" / "kb").exists()
+    loaded = spacy.load(tmp_path / "pipeline")
+    assert find_linker(loaded).kb.path.resolve() == Path(kb_path).resolve()
+    text = records[1]["text"]
+    assert links(loaded(text)) == links(nlp(text))
+
+
+def test_use_params_and_batches_without_mentions(trained, records):
+    nlp = trained[0]
+    with nlp.use_params({("unknown", "param"): None}):  # spaCy drives use_params as a generator
+        assert links(nlp(records[3]["text"]))
+    examples = [Example(nlp.make_doc(d.text), d) for d in docs_from_jsonl(nlp, [records[4], {"text": ""}])]
+    losses = nlp.get_pipe("refined_linker").update(examples)
+    assert losses["refined_linker_ed"] == 0 and losses["refined_linker_md"] > 0
+
+
+def test_empty_doc(trained):
+    doc = trained[0]("")
+    assert len(doc) == 0 and doc.ents == () and len(doc.spans["refined"]) == 0
+
+
+def test_doc_without_mentions(trained):
+    doc = trained[0]("It was a quiet day .")
+    assert doc.ents == ()
+    assert len(doc.spans["refined"]) == 0
+
+
+def test_mention_without_candidates_is_nil(trained):
+    doc = trained[0]("King Abdullah returned to Jordan on Friday .")
+    abdullah = doc.ents[0]
+    assert (abdullah.text, abdullah.kb_id_) == ("Abdullah", "NIL")
+    assert abdullah._.kb_candidates == [] and abdullah._.kb_score > 0.5
+
+
+def test_nil_mentions_can_be_dropped(trained, saved):
+    nlp = spacy.load(saved, config={"components": {"refined_linker": {"keep_nil": False}}})
+    doc = nlp("King Abdullah returned to Jordan on Friday .")
+    assert [(e.text, e.kb_id_) for e in doc.ents] == [("Jordan", "Q810"), ("Friday", "")]
+    assert [span.kb_id_ for span in doc.spans["refined"]] == ["NIL", "Q810"]
+
+
+def test_non_ascii(trained):
+    doc = trained[0]("Officials in Washington praised the deal signed in Zürich .")
+    assert [(e.text, e.kb_id_) for e in doc.ents] == [("Washington", "Q61"), ("Zürich", "Q72")]
+    doc = trained[0]("Встреча в Zürich , 東京 и Paris — café .")
+    assert {"Q72", "Q90"} <= {e.kb_id_ for e in doc.ents}
+
+
+def test_mention_across_sentence_boundary(trained, records):
+    nlp = trained[0]
+    doc = nlp.make_doc(records[0]["text"])
+    for token in doc:
+        token.is_sent_start = token.i in (0, 5)  # "Paris | Hilton"
+    doc = nlp(doc)
+    assert ("Paris Hilton", "Q47899") in [(e.text, e.kb_id_) for e in doc.ents]
+    assert len(list(doc.sents)) == 2
+
+
+def test_missing_kb_path_at_initialize(records):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("refined_linker")
+    examples = [Example(nlp.make_doc(d.text), d) for d in docs_from_jsonl(nlp, records)]
+    with pytest.raises(ValueError, match=r"kb_path.*initialize\.components\.refined_linker"):
+        nlp.initialize(lambda: examples)
+
+
+def test_mismatched_type_hash(trained, saved, other_kb_path):
+    linker = find_linker(trained[0])
+    other = RefinedKB.load(other_kb_path)
+    with pytest.raises(KBError) as error:
+        linker.set_kb(other)
+    assert other.type_hash in str(error.value) and linker.kb.type_hash in str(error.value)
+    with pytest.raises(KBError, match=other.type_hash):
+        spacy.load(saved, config={"components": {"refined_linker": {"kb_path": str(other_kb_path)}}})
+
+
+def test_bad_settings():
+    nlp = spacy.blank("en")
+    with pytest.raises(ValueError, match="unknown mode"):
+        nlp.add_pipe("refined_linker", config={"mode": "guess"})
+    with pytest.raises(ValueError, match="loss_weights"):
+        nlp.add_pipe("refined_linker", config={"loss_weights": {"ner": 1.0}})
+
+
+def test_ents_mode_links_upstream_ents(saved):
+    nlp = spacy.load(saved, config={"components": {"refined_linker": {"mode": "ents"}}})
+    doc = nlp.make_doc("Officials in Washington praised the deal signed in Zürich on Friday .")
+    doc.ents = [Span(doc, 2, 3, label="CITY"), Span(doc, 10, 11, label="DATE")]
+    doc = nlp(doc)
+    assert [(e.text, e.label_, e.kb_id_) for e in doc.ents] == [("Washington", "CITY", "Q61"), ("Friday", "DATE", "")]
+    assert doc.ents[0]._.kb_score > 0.5
+
+
+def test_spans_mode_links_given_spans(saved, records):
+    nlp = spacy.load(saved, config={"components": {"refined_linker": {"mode": "spans"}}})
+    doc = nlp.make_doc(records[0]["text"])
+    doc.spans["mentions"] = [Span(doc, 4, 6), Span(doc, 4, 5), Span(doc, 2, 3)]  # overlapping
+    doc = nlp(doc)
+    assert doc.ents == ()
+    assert [(s.text, s.kb_id_) for s in doc.spans["refined"]] == [("Paris", "Q90"), ("Paris", "Q90"), ("Paris Hilton", "Q47899")]
+
+
+def test_unknown_entities_are_left_out_of_disambiguation(kb_path):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("refined_linker")
+    record = {"text": "Jordan beat the Knicks .", "labels": [{"span": [0, 6], "entity_id": "Q999999"}, {"span": [16, 22], "entity_id": None}]}
+    examples = [Example(nlp.make_doc(d.text), d) for d in docs_from_jsonl(nlp, [record])]
+    nlp.config["initialize"]["components"]["refined_linker"] = {"kb_path": str(kb_path)}
+    nlp.initialize(lambda: examples)
+    losses = nlp.update(examples)
+    assert losses["refined_linker_md"] > 0
+    assert losses["refined_linker_ed"] == losses["refined_linker_description"] == losses["refined_linker_typing"] == 0
+
+
+def test_zero_shot_entity_added_after_training(saved, kb_path, tmp_path):
+    copy = shutil.copytree(kb_path, tmp_path / "kb")
+    nlp = spacy.load(saved, config={"components": {"refined_linker": {"kb_path": str(copy)}}})
+    linker = find_linker(nlp)
+    linker.kb.add_entities([{
+        "id": "Q999001", "label": "Zorblaxia", "aliases": ["Kingdom of Zorblaxia"],
+        "description": "country in Western Asia", "types": ["Q6256"], "popularity": 0.5,
+    }])
+    assert embed_kb(nlp, copy, progress=False) == len(linker.kb)
+    assert linker.kb.has_embeddings
+    doc = nlp("King Abdullah returned to Zorblaxia on Friday .")
+    assert ("Zorblaxia", "Q999001", "GPE") in [(e.text, e.kb_id_, e.label_) for e in doc.ents]
+    assert len(linker._cache) == 0  # the stored embeddings were used
+    assert embed_kb(nlp, copy, progress=False) == 0  # up to date
+
+
+def test_stored_embeddings_give_the_same_links(saved, kb_path, records, tmp_path):
+    copy = shutil.copytree(kb_path, tmp_path / "kb")
+    nlp = spacy.load(saved, config={"components": {"refined_linker": {"kb_path": str(copy)}}})
+    texts = [record["text"] for record in records]
+    on_the_fly = list(nlp.pipe(texts))
+    embed_kb(nlp, copy, batch_size=4, progress=False)
+    stored = list(nlp.pipe(texts))
+    assert [links(doc) for doc in stored] == [links(doc) for doc in on_the_fly]
+    assert [scores(doc) for doc in stored] == [pytest.approx(scores(doc), abs=1e-6) for doc in on_the_fly]
+
+
+def test_displacy_links_entities(trained, records):
+    nlp = trained[0]
+    doc = nlp(records[3]["text"])
+    html = displacy.render(doc, style="ent", options=find_linker(nlp).displacy_options)
+    assert 'href="https://www.wikidata.org/wiki/Q72"' in html
+
+
+def test_evaluate(trained):
+    nlp, _, golds = trained
+    results = nlp.evaluate([Example(nlp.make_doc(gold.text), gold) for gold in golds])
+    assert results["el_f"] == results["md_f"] == results["ed_acc"] == 1.0
+
+
+def test_docs_from_jsonl(kb_path):
+    nlp = spacy.blank("en")
+    record = {
+        "id": "x", "text": "Visit Zürich's old town in Paris-Nord with George Washington",
+        "labels": [
+            {"span": [6, 10], "entity_id": "Q72"},  # "Züri": expanded to the token
+            {"span": [8, 14], "entity_id": "Q1"},  # overlaps: dropped
+            {"span": [27, 32], "entity_id": "<NIL>"},
+            {"span": [43, 60], "entity_id": None},
+        ],
+    }
+    doc = next(docs_from_jsonl(nlp, [record]))
+    assert [(e.text, e.label_, e.kb_id_) for e in doc.ents] == [("Zürich", "ENT", "Q72"), ("Paris", "ENT", "NIL"), ("George Washington", "ENT", "")]
+    assert doc.user_data["id"] == "x"
+    doc = next(docs_from_jsonl(nlp.vocab, [record], kb=RefinedKB.load(kb_path)))
+    assert [t.text for t in doc][:2] == ["Visit", "Zürich's"]
+    assert [(e.label_, e.kb_id_) for e in doc.ents] == [("GPE", "Q72"), ("MISC", "NIL"), ("MISC", "")]

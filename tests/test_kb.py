@@ -62,6 +62,7 @@ def test_custom_kb_entities(kb):
     assert kb.label(paris) == "Paris"
     assert kb.description(paris) == "capital city of France"
     assert kb.aliases(paris) == ["City of Light", "Paris, France"]
+    assert kb.title(paris) == ""
     # Types are closed over subclass-of: a city is a human settlement.
     assert set(kb.types(paris)) == {"Q515", "Q486972"}
     assert dict(zip(kb.type_ids, kb.type_labels))["Q515"] == "city"
@@ -129,7 +130,9 @@ def test_person_name_fallback(kb):
     alone = kb.document_candidates(["Obama"])
     assert [kb.entity_id(e) for e in alone[0][0]][0] == "Q41773"
     doc = kb.document_candidates(["Barack Obama", "Paris", "Obama"])
-    assert [kb.entity_id(e) for e in doc[2][0]] == ["Q76"]
+    # The person comes first, with the full name's prior; the city stays a candidate.
+    assert [kb.entity_id(e) for e in doc[2][0]] == ["Q76", "Q41773"]
+    assert doc[2][1][0] == pytest.approx(doc[0][1][0])
     assert [kb.entity_id(e) for e in doc[1][0]] == top_ids(kb, "Paris")
     # A surname before the full name keeps its own candidates.
     before = kb.document_candidates(["Obama", "Barack Obama"])
@@ -143,6 +146,7 @@ def test_add_entities_without_rebuild(tmp_path):
     added = kb.add_entities(
         [
             {"id": "X1", "label": "Paris Saint-Germain", "aliases": ["PSG", "Paris"], "description": "football club",
+             "title": "Paris_Saint-Germain_F.C.",
              "types": ["Q515"], "facts": [["P17", "Q142"], ["P159", "X2"]], "popularity": 0.99},
             {"id": "X2", "label": "Parc des Princes", "description": "stadium in Paris", "types": ["human settlement"]},
         ],
@@ -155,6 +159,7 @@ def test_add_entities_without_rebuild(tmp_path):
     _, priors = kb.candidates(["Paris"])[0]
     assert priors.sum() == pytest.approx(1.0, abs=1e-5)
     x1 = kb.index("X1")
+    assert kb.find_titles(["Paris Saint-Germain F.C.", "PSG"]).tolist() == [x1, -1]
     assert kb.types(x1) == ["Q515"] or set(kb.types(x1)) == {"Q515"}
     assert kb.types(kb.index("X2")) == ["Q486972"]
     _, relations, objects = kb.facts_about(np.array([x1]))
@@ -225,7 +230,7 @@ def test_spacy_knowledge_base_api(kb):
     batch = kb.get_candidates_batch(spans)
     assert [c.entity_ for c in batch[0]] == ["Q76"]
     assert [c.entity_ for c in batch[1]] == ["Q90", "Q167646", "Q47899"]
-    assert [c.entity_ for c in batch[3]] == ["Q76"]  # the person-name fallback
+    assert [c.entity_ for c in batch[3]] == ["Q76", "Q41773"]  # the person-name fallback
     assert [c.entity_ for c in batch[4]] == ["Q47899"]
     assert batch[1][0].prior_prob > batch[1][1].prior_prob > 0
     assert batch[1][0].alias_ == "paris"

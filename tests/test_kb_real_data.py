@@ -73,3 +73,9 @@ def test_people_have_the_person_type(kb):
     obama = kb.find(["Q76"])[0]
     if obama >= 0:
         assert "Q5" in kb.types(obama)
+
+
+def test_wikipedia_titles(kb):
+    paris = kb.index("Q90")
+    assert kb.title(paris) == "Paris"
+    assert kb.find_titles(["Paris", "paris", "No such page title", ""]).tolist() == [paris, paris, -1, -1]

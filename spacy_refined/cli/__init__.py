@@ -6,7 +6,7 @@ import typer
 from ..kb.errors import DumpError
 from ..kb.store import KBError
 from ._app import app
-from . import kb  # noqa: F401  (registers the `kb` commands)
+from . import corpus, kb  # noqa: F401  (registers the commands)
 
 USER_ERRORS = (DumpError, KBError, FileNotFoundError, NotADirectoryError, KeyError)
 

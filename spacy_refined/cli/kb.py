@@ -127,3 +127,25 @@ def add(
     counts = list(read_mention_counts(mention_counts)) if mention_counts else []
     added = kb.add_entities(records, counts)
     typer.echo(f"added {added} entities to {path} (now {len(kb):,})")
+
+
+@kb_app.command("embed")
+def embed(
+    pipeline: Path = typer.Argument(..., help="Trained pipeline with a refined_linker"),
+    path: Path = typer.Argument(..., help="KB directory"),
+    batch_size: int = typer.Option(1024, help="Descriptions encoded per batch"),
+    force: bool = typer.Option(False, help="Recompute all embeddings, not only the missing ones"),
+    gpu_id: int = typer.Option(-1, help="GPU to use, -1 for CPU"),
+    progress: bool = typer.Option(True, help="Show progress bars"),
+) -> None:
+    """Precompute the description embeddings of the KB's entities, so linking looks them up."""
+    import spacy
+
+    from ..pipeline.embed import embed_kb
+
+    if gpu_id >= 0:
+        spacy.require_gpu(gpu_id)
+    RefinedKB.load(path)  # a clear error for a bad KB before the pipeline loads
+    nlp = spacy.load(pipeline)
+    encoded = embed_kb(nlp, path, batch_size, force=force, progress=progress)
+    typer.echo(f"embedded {encoded:,} entities into {path}" if encoded else f"embeddings of {path} are up to date")

@@ -41,6 +41,7 @@ from tqdm import tqdm
 from .arrays import NpyAppender, StringTable, StringTableWriter, load_array, save_array
 from .errors import DumpError
 from .normalize import normalize_alias
+from .wikipedia import normalise_title
 from .store import (
     DEFAULT_MAX_CANDIDATES,
     FORMAT,
@@ -165,7 +166,9 @@ class SegmentWriter:
         self._alias_offsets = NpyAppender(directory / "entity_alias_offsets.npy", "int64")
         self._alias_offsets.append(0)
         self._n_aliases = 0
+        self._titles = StringTableWriter(directory, "entity_titles")
         self._keys = NpyAppender(work / "entity_keys.npy", "uint64")
+        self._title_keys = NpyAppender(work / "title_keys.npy", "uint64")
         self._raw_popularity = NpyAppender(work / "raw_popularity.npy", "float32")
         self._sitelinks = NpyAppender(work / "sitelinks.npy", "int32")
         self._type_keys = NpyAppender(work / "type_keys.npy", "uint64")
@@ -176,7 +179,6 @@ class SegmentWriter:
         self._fact_relations = NpyAppender(work / "fact_relations.npy", "int32")
         self._fact_objects = NpyAppender(work / "fact_object_keys.npy", "uint64")
         self.evidence = _EvidenceBuckets(work, n_buckets)
-        self.titles = (array("Q"), array("Q"))  # title key -> entity key
         self.redirects = (array("Q"), array("Q"))  # title key -> target title key
         self.class_names: Dict[int, str] = {}
         self.superclasses: Dict[int, List[int]] = defaultdict(list)
@@ -215,12 +217,13 @@ class SegmentWriter:
             self.evidence.add(record.label, key, LABEL, 1.0)
         for alias in aliases:
             self.evidence.add(alias, key, ALIAS, 1.0)
-        if record.title:
-            self.titles[0].append(get_string_id(record.title))
-            self.titles[1].append(key)
+        title = normalise_title(record.title) if record.title else ""
+        self._titles.append(title)
+        self._title_keys.append(get_string_id(title) if title else 0)
 
     def close_columns(self) -> None:
         for writer in (self._ids, self._labels, self._descriptions, self._aliases, self._alias_offsets, self._keys,
+                       self._titles, self._title_keys,
                        self._raw_popularity, self._sitelinks, self._type_keys, self._type_offsets,
                        self._fact_subjects, self._fact_relations, self._fact_objects):
             writer.close()
@@ -237,6 +240,13 @@ class SegmentWriter:
             raise KBError(f"entity ID {duplicated!r} occurs more than once in the input")
         save_array(self.directory / "entity_keys.npy", sorted_keys)
         save_array(self.directory / "entity_key_rows.npy", order.astype(np.int32))
+        # Wikipedia titles -> rows; a title claimed twice goes to its first entity.
+        title_keys = np.asarray(load_array(self.work / "title_keys.npy"))
+        rows = np.flatnonzero(title_keys)
+        rows = rows[np.argsort(title_keys[rows], kind="stable")]
+        first = np.r_[True, title_keys[rows][1:] != title_keys[rows][:-1]] if len(rows) else np.zeros(0, bool)
+        save_array(self.directory / "title_keys.npy", title_keys[rows][first])
+        save_array(self.directory / "title_key_rows.npy", rows[first].astype(np.int32))
         return sorted_keys, order.astype(np.int32)
 
     def iter_raw_types(self, chunk: int = 1 << 20) -> Iterable[Tuple[int, ...]]:
@@ -302,7 +312,8 @@ class SegmentWriter:
         max_candidates: int,
     ) -> int:
         """Aggregate the evidence buckets into the alias -> candidates CSR."""
-        title_keys, title_targets = _sorted_pairs(self.titles)
+        title_keys = np.asarray(load_array(self.directory / "title_keys.npy"))
+        title_targets = np.asarray(load_array(self.work / "entity_keys.npy"))[load_array(self.directory / "title_key_rows.npy")]
         redirect_keys, redirect_targets = _sorted_pairs(self.redirects)
         alias_keys = NpyAppender(self.directory / "alias_keys.npy", "uint64")
         alias_totals = NpyAppender(self.directory / "alias_totals.npy", "float32")
@@ -690,8 +701,6 @@ def write_added_segment(kb: RefinedKB, entities: Iterable[Dict[str, Any]], menti
     manifest["segments"] = list(manifest["segments"]) + [
         {"name": name, "n_entities": writer.n_entities, "n_aliases": n_aliases, "n_facts": n_facts}
     ]
-    if kb.has_embeddings:
-        manifest["embeddings_missing"] = True
     write_manifest(kb.path, manifest)
     return writer.n_entities
 

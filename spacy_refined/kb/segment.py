@@ -14,6 +14,8 @@ from .arrays import StringTable, load_array
 SEGMENT_ARRAYS = (
     "entity_keys",  # uint64 sorted: spaCy string hash of each entity ID
     "entity_key_rows",  # int32: local row of each sorted key
+    "title_keys",  # uint64 sorted: spaCy string hash of each Wikipedia title
+    "title_key_rows",  # int32: local row of each sorted title key
     "entity_alias_offsets",  # int64 CSR into the `entity_aliases` strings
     "popularity",  # float32 in [0, 1]
     "type_offsets",  # int64 CSR per local entity into `type_values`
@@ -29,7 +31,7 @@ SEGMENT_ARRAYS = (
     "fact_object_order",  # int64 permutation sorting the facts by object
     "fact_objects_sorted",  # int32: fact_objects[fact_object_order]
 )
-SEGMENT_STRINGS = ("entity_ids", "labels", "descriptions", "entity_aliases")
+SEGMENT_STRINGS = ("entity_ids", "labels", "descriptions", "entity_aliases", "entity_titles")
 EMBEDDINGS_FILE = "embeddings.npy"
 
 
@@ -54,6 +56,10 @@ class Segment:
     def find_entities(self, keys: np.ndarray) -> np.ndarray:
         """Global indices of the entities with these ID keys (-1 where absent)."""
         return _find(self.entity_keys, keys, self.entity_key_rows, self.start)
+
+    def find_titles(self, keys: np.ndarray) -> np.ndarray:
+        """Global indices of the entities with these Wikipedia title keys (-1 where absent)."""
+        return _find(self.title_keys, keys, self.title_key_rows, self.start)
 
     def find_aliases(self, keys: np.ndarray) -> np.ndarray:
         """Alias rows of these alias keys (-1 where absent)."""

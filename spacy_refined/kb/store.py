@@ -173,6 +173,22 @@ class RefinedKB(KnowledgeBase):
         segment, local = self._local(index)
         return segment.entity_ids[local]
 
+    def title(self, index: int) -> str:
+        """The entity's Wikipedia title ("" when it has none)."""
+        segment, local = self._local(index)
+        return segment.entity_titles[local]
+
+    def find_titles(self, titles: Iterable[str]) -> np.ndarray:
+        """Global indices of the entities with these Wikipedia titles, -1 for unknown titles."""
+        from .wikipedia import normalise_title
+
+        keys = np.array([get_string_id(normalise_title(t)) if t else 0 for t in titles], dtype=np.uint64)
+        result = np.full(len(keys), -1, dtype=np.int64)
+        for segment in self.segments:
+            found = segment.find_titles(keys)
+            result = np.where(result < 0, found, result)
+        return result
+
     def label(self, index: int) -> str:
         segment, local = self._local(index)
         return segment.labels[local]
@@ -201,6 +217,7 @@ class RefinedKB(KnowledgeBase):
             "id": self.entity_id(index),
             "label": self.label(index),
             "description": self.description(index),
+            "title": self.title(index),
             "aliases": self.aliases(index),
             "types": self.types(index),
             "popularity": self.popularity(index),
@@ -330,31 +347,35 @@ class RefinedKB(KnowledgeBase):
 
         Adds the person-name fallback: a single first name or surname met after
         a full name whose best candidate is a person gets the full name's
-        person candidates.
+        person candidates first (with the full name's priors), then its own.
         """
+        k = k or self.max_candidates
         batch = self.candidates(mentions, k)
         if self._person_type < 0 or len(mentions) < 2:
             return batch
         is_person = self.type_matrix(batch.entities)[:, self._person_type] > 0 if len(batch.entities) else np.zeros(0, bool)
         people: Dict[str, int] = {}
-        replacements: Dict[int, int] = {}
+        sources: Dict[int, int] = {}
         for m, text in enumerate(mentions):
             tokens = normalize_alias(text).split()
             start, end = batch.offsets[m], batch.offsets[m + 1]
             if len(tokens) == 1 and tokens[0] in people:
-                replacements[m] = people[tokens[0]]
+                sources[m] = people[tokens[0]]
             elif len(tokens) >= 2 and end > start and is_person[start]:
                 people[tokens[0]] = m
                 people[tokens[-1]] = m
-        if not replacements:
+        if not sources:
             return batch
         rows_of = []
         for m in range(len(batch)):
-            source = replacements.get(m, m)
-            entities, priors = batch[source]
-            if source != m:
-                keep = is_person[batch.offsets[source] : batch.offsets[source + 1]]
-                entities, priors = entities[keep], priors[keep]
+            entities, priors = batch[m]
+            if m in sources:
+                source = sources[m]
+                person = is_person[batch.offsets[source] : batch.offsets[source + 1]]
+                first, first_priors = batch[source][0][person], batch[source][1][person]
+                own = ~np.isin(entities, first)
+                entities = np.concatenate([first, entities[own]])[:k]
+                priors = np.concatenate([first_priors, priors[own]])[:k]
             rows_of.append((entities, priors))
         return _batch_from_rows(rows_of)
 

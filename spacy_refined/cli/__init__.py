@@ -3,10 +3,9 @@ import sys
 
 import typer
 
-from ..kb.errors import DumpError
-from ..kb.store import KBError
+from ..kb.errors import DumpError, KBError
 from ._app import app
-from . import corpus, kb  # noqa: F401  (registers the commands)
+from . import corpus, evaluate, kb, project_commands  # noqa: F401  (registers the commands)
 
 USER_ERRORS = (DumpError, KBError, FileNotFoundError, NotADirectoryError, KeyError)
 

@@ -115,19 +115,16 @@ class StringTable:
         return self.data[start:end].tobytes().decode("utf8")
 
     def get_many(self, indices: Sequence[int]) -> List[str]:
-        return [self[int(i)] for i in indices]
-
-
-def write_string_table(directory: PathLike, name: str, texts: Iterable[str]) -> None:
-    writer = StringTableWriter(directory, name)
-    writer.extend(texts)
-    writer.close()
+        indices = np.asarray(indices, dtype=np.int64)
+        starts, ends = self.offsets[indices].tolist(), self.offsets[indices + 1].tolist()
+        data = self.data
+        return [data[a:b].tobytes().decode("utf8") for a, b in zip(starts, ends)]
 
 
 def load_array(path: PathLike) -> np.ndarray:
     """Open an `.npy` file by mmap (empty arrays, which cannot be mapped, are read)."""
-    array_ = np.load(path, mmap_mode="r", allow_pickle=False)
-    return array_
+    # A plain ndarray view of the map: indexing a np.memmap subclass is slower.
+    return np.load(path, mmap_mode="r", allow_pickle=False).view(np.ndarray)
 
 
 def save_array(path: PathLike, values: np.ndarray) -> None:

@@ -39,7 +39,7 @@ from spacy.strings import get_string_id
 from tqdm import tqdm
 
 from .arrays import NpyAppender, StringTable, StringTableWriter, load_array, save_array
-from .errors import DumpError
+from .errors import DumpError, KBError
 from .normalize import normalize_alias
 from .wikipedia import normalise_title
 from .store import (
@@ -48,7 +48,6 @@ from .store import (
     FORMAT_VERSION,
     RELATIONS_FILE,
     TYPES_FILE,
-    KBError,
     RefinedKB,
     staging_directory,
     type_inventory_hash,

@@ -39,3 +39,7 @@ class DumpError(ValueError):
             DumpError, line=self.line, column=self.column, offset=self.offset
         )
         return (rebuild, (self.path, self.reason))
+
+
+class KBError(ValueError):
+    """A KB directory is missing, corrupt, or does not fit its use."""

@@ -10,6 +10,7 @@ from typing import Optional
 import numpy as np
 
 from .arrays import StringTable, load_array
+from .errors import KBError
 
 SEGMENT_ARRAYS = (
     "entity_keys",  # uint64 sorted: spaCy string hash of each entity ID
@@ -41,6 +42,10 @@ class Segment:
     def __init__(self, path: Path, start: int) -> None:
         self.path = Path(path)
         self.start = start
+        missing = [f"{name}.npy" for name in SEGMENT_ARRAYS if not (self.path / f"{name}.npy").exists()]
+        missing += [f"{name}.offsets.npy" for name in SEGMENT_STRINGS if not (self.path / f"{name}.offsets.npy").exists()]
+        if missing:
+            raise KBError(f"KB segment {self.path} is incomplete or from another spacy-refined version: missing {', '.join(missing)}")
         for name in SEGMENT_ARRAYS:
             setattr(self, name, load_array(self.path / f"{name}.npy"))
         for name in SEGMENT_STRINGS:

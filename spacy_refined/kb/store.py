@@ -18,6 +18,7 @@ from spacy.util import SimpleFrozenList
 from spacy.vocab import Vocab
 
 from .arrays import csr_gather, save_array
+from .errors import KBError
 from .normalize import alias_keys, normalize_alias
 from .segment import EMBEDDINGS_FILE, Segment
 
@@ -29,10 +30,6 @@ RELATIONS_FILE = "relations.json"
 DEFAULT_MAX_CANDIDATES = 30
 
 PathLike = Union[str, Path]
-
-
-class KBError(ValueError):
-    """A KB directory is missing, corrupt, or does not fit its use."""
 
 
 def type_inventory_hash(type_ids: Sequence[str]) -> str:
@@ -172,6 +169,15 @@ class RefinedKB(KnowledgeBase):
     def entity_id(self, index: int) -> str:
         segment, local = self._local(index)
         return segment.entity_ids[local]
+
+    def entity_ids(self, indices: Sequence[int]) -> List[str]:
+        """IDs of many entities at once."""
+        indices = np.asarray(indices, dtype=np.int64)
+        ids: List[str] = [""] * len(indices)
+        for segment, positions, local in self._by_segment(indices):
+            for position, entity_id in zip(positions.tolist(), segment.entity_ids.get_many(local)):
+                ids[position] = entity_id
+        return ids
 
     def title(self, index: int) -> str:
         """The entity's Wikipedia title ("" when it has none)."""

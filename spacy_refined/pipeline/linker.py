@@ -55,7 +55,8 @@ from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
-from ..kb.store import KBError, RefinedKB
+from ..kb.errors import KBError
+from ..kb.store import RefinedKB
 from ..model.architecture import Candidates, Logits, Mentions, RefinedInput, RefinedOutput, set_output_sizes
 from .embed import EmbeddingCache
 from .scoring import score_linking
@@ -591,13 +592,24 @@ class RefinedLinker(TrainablePipe):
         n_top = min(self.top_candidates, k)
         top = np.argsort(-candidate_probs, axis=1, kind="stable")[:, :n_top]
         top_types = _top_columns(type_probs, self.top_types)
-        decisions = []
-        for m in range(n):
-            candidates = [(kb.entity_id(entities[m, c]), float(probs[m, c])) for c in top[m] if entities[m, c] >= 0]
-            types = [(kb.type_ids[t], float(type_probs[m, t])) for t in top_types[m]]
-            kb_id = kb.entity_id(winners[m]) if linked[m] else NIL
-            decisions.append((kb_id, float(scores[m]), labels[m], candidates, types))
-        return decisions
+        top_entities = np.take_along_axis(entities, top, axis=1)
+        top_probs = np.take_along_axis(probs[:, :k], top, axis=1).tolist()
+        shown = top_entities >= 0
+        ids = iter(kb.entity_ids(np.concatenate([top_entities[shown], winners[linked]])))
+        top_ids = [[next(ids) for _ in range(count)] for count in shown.sum(axis=1).tolist()]
+        winner_ids = [next(ids) if is_linked else NIL for is_linked in linked.tolist()]
+        top_type_probs = np.take_along_axis(type_probs, top_types, axis=1).tolist()
+        type_ids = kb.type_ids
+        return [
+            (
+                winner_ids[m],
+                float(scores[m]),
+                labels[m],
+                list(zip(top_ids[m], top_probs[m])),
+                [(type_ids[t], p) for t, p in zip(top_types[m].tolist(), top_type_probs[m])],
+            )
+            for m in range(n)
+        ]
 
     # -------------------------------------------------------- serialization
 

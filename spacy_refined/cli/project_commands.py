@@ -1,0 +1,109 @@
+"""Commands of the spaCy project (project.yml): `wikipedia-corpus`, `train-config`, `demo`."""
+import os
+import re
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..kb.store import RefinedKB
+from ..training.wikipedia_corpus import write_wikipedia_corpus
+from ._app import app
+
+TOK2VEC = "tok2vec"
+# A Hugging Face model ID: "name" or "owner/name".
+HF_MODEL_ID_RE = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+DEMO_TEXT = (
+    "Angola is a country on the Atlantic Ocean in Southern Africa. Its capital is Luanda, "
+    "and it is a member of the United Nations, OPEC and the African Union."
+)
+
+
+@app.command("wikipedia-corpus")
+def wikipedia_corpus(
+    dump: Path = typer.Argument(..., help="Wikipedia pages-articles XML dump (.bz2, .gz or plain)"),
+    kb: Path = typer.Argument(..., help="KB directory: link targets become its entities by Wikipedia title"),
+    output_dir: Path = typer.Argument(..., help="Directory for train.jsonl and dev.jsonl (EL documents)"),
+    dev_share: float = typer.Option(0.2, help="Share of the documents in the dev set (by a hash of their ID)"),
+    max_articles: int = typer.Option(0, help="Stop after this many articles with linked paragraphs (0: all)"),
+    min_chars: int = typer.Option(50, help="Skip paragraphs shorter than this"),
+) -> None:
+    """Training and dev documents from Wikipedia hyperlinks: one per paragraph, the
+    anchors as mentions, their targets (through redirects) as KB entities, NIL when
+    the KB has no entity for the target."""
+    if not dump.exists():
+        raise FileNotFoundError(f"input file {dump} does not exist")
+    if not 0.0 < dev_share < 1.0:
+        raise typer.BadParameter(f"--dev-share must be between 0 and 1, not {dev_share}")
+    counts = write_wikipedia_corpus(dump, RefinedKB.load(kb), output_dir, dev_share=dev_share, max_articles=max_articles, min_chars=min_chars)
+    for split, count in counts.items():
+        typer.echo(
+            f"{split}: {count['documents']:,} documents from {count['articles']:,} articles, "
+            f"{count['mentions']:,} mentions ({count['linked']:,} of KB entities) -> {output_dir / split}.jsonl"
+        )
+
+
+def check_encoder(encoder: str) -> None:
+    """Stop with a clear error for an encoder that is neither a local model directory
+    nor a Hugging Face model ID (that, offline, must already be in the cache)."""
+    path = Path(encoder).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"encoder {encoder} is not a Hugging Face model directory: it has no config.json")
+        return
+    if encoder.startswith((".", "/", "~")) or encoder.count("/") > 1 or not HF_MODEL_ID_RE.fullmatch(encoder):
+        raise FileNotFoundError(f"encoder path {encoder} does not exist")
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or os.environ.get("TRANSFORMERS_OFFLINE", "0") not in ("0", ""):
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(encoder, "config.json"), str):
+            raise FileNotFoundError(f"encoder {encoder} is not in the Hugging Face cache, and downloads are off (HF_HUB_OFFLINE)")
+
+
+@app.command("train-config")
+def train_config(
+    encoder: str = typer.Argument(..., help=f"'{TOK2VEC}' (CNN, CPU-friendly), or a Hugging Face model name or local path"),
+    output: Path = typer.Argument(..., help="Training config to write"),
+    configs: Path = typer.Option(Path("configs"), help="Directory of tok2vec.cfg and transformer.cfg"),
+) -> None:
+    """Write the training config for an encoder: configs/tok2vec.cfg, or
+    configs/transformer.cfg with the encoder as `paths.encoder`."""
+    from spacy.util import load_config
+
+    source = configs / ("tok2vec.cfg" if encoder == TOK2VEC else "transformer.cfg")
+    if not source.exists():
+        raise FileNotFoundError(f"config {source} does not exist")
+    config = load_config(source, interpolate=False)
+    if encoder != TOK2VEC:
+        check_encoder(encoder)
+        config["paths"]["encoder"] = encoder
+    output.parent.mkdir(parents=True, exist_ok=True)
+    config.to_disk(output)
+    typer.echo(f"wrote {output} ({source.name}{'' if encoder == TOK2VEC else f', encoder {encoder}'})")
+
+
+@app.command("demo")
+def demo(
+    pipeline: str = typer.Argument(..., help="Trained pipeline: a directory or an installed package name"),
+    text: Optional[str] = typer.Argument(None, help="Text to link (default: a sentence about Angola)"),
+) -> None:
+    """Link a text and print each entity: text, ID, label, description and score."""
+    import spacy
+
+    from ..pipeline.linker import NIL, find_linker
+
+    try:
+        nlp = spacy.load(pipeline)
+    except OSError:
+        raise FileNotFoundError(f"pipeline {pipeline} is neither a pipeline directory nor an installed pipeline package") from None
+    kb = find_linker(nlp).kb
+    doc = nlp(text or DEMO_TEXT)
+    typer.echo(doc.text)
+    typer.echo(f"{'text':<24} {'ID':<10} {'label':<7} {'score':>5}  description")
+    for ent in doc.ents:
+        linked = ent.kb_id_ not in (NIL, "") and kb is not None and ent.kb_id_ in kb
+        description = kb.description(kb.index(ent.kb_id_)) if linked else ""
+        score = f"{ent._.kb_score:.2f}" if ent._.kb_score is not None else "-"
+        typer.echo(f"{ent.text:<24} {ent.kb_id_ or '-':<10} {ent.label_:<7} {score:>5}  {description}")
+    if not doc.ents:
+        typer.echo("(no entities found)")

@@ -1,0 +1,164 @@
+"""Run a pipeline over EL documents and score it (see `metrics`)."""
+import resource
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import spacy
+from spacy.language import Language
+from spacy.tokens import Doc, Span
+
+from ..kb.store import RefinedKB
+from ..pipeline.linker import DEFAULT_TYPE_LABELS, CoarseLabels, RefinedLinker
+from .metrics import NIL, RECALL_AT, UNKNOWN, DocumentResult, Mention, entity_status, score
+
+DETECTORS = ("ner", "beam_ner", "entity_ruler", "span_ruler")  # factories that write doc.ents
+NOT_IN_KB_TYPE = "not in KB"
+
+
+def load_pipeline(path: Union[str, Path], gold_spans: bool) -> Language:
+    """Load a pipeline; with `gold_spans`, `refined_linker`s link the given
+    `doc.ents` (mode "ents") and components that detect entities are disabled."""
+    path = Path(path)
+    if not (path / "config.cfg").exists():
+        raise FileNotFoundError(f"{path} is not a spaCy pipeline (no config.cfg)")
+    config = spacy.util.load_config(path / "config.cfg")
+    components = config["components"]
+    overrides: Dict[str, Any] = {}
+    disable: List[str] = []
+    if gold_spans:
+        for name, settings in components.items():
+            if settings.get("factory") == "refined_linker":
+                overrides[f"components.{name}.mode"] = "ents"
+            elif settings.get("factory") in DETECTORS:
+                disable.append(name)
+    return spacy.load(path, config=overrides, disable=disable)
+
+
+def pipeline_kb(nlp: Language) -> Optional[RefinedKB]:
+    """The RefinedKB of the pipeline's refined_linker or entity_linker, if any."""
+    for _, component in nlp.pipeline:
+        kb = getattr(component, "kb", None)
+        if isinstance(kb, RefinedKB) and kb.path is not None:
+            return kb
+    return None
+
+
+def _type_mapping(nlp: Language) -> Tuple[Dict[str, str], str]:
+    for _, component in nlp.pipeline:
+        if isinstance(component, RefinedLinker):
+            return component.type_labels, component.default_label
+    return DEFAULT_TYPE_LABELS, "MISC"
+
+
+def gold_mentions(record: Dict[str, Any], kb: Optional[RefinedKB], coarse: Optional[CoarseLabels]) -> List[Mention]:
+    """A record's gold mentions; types from the label's `type`/`label`, else the
+    KB's coarse type of the entity, else "ENT"."""
+    mentions = [
+        Mention(int(label["span"][0]), int(label["span"][1]), entity_status(label.get("entity_id")), label.get("type") or label.get("label") or "")
+        for label in record.get("labels") or []
+    ]
+    untyped = [m for m in mentions if not m.type]
+    if untyped and kb is not None and coarse is not None:
+        indices = kb.find([m.entity_id for m in untyped])
+        known = indices >= 0
+        labels = np.full(len(untyped), NOT_IN_KB_TYPE, dtype=object)
+        if known.any():
+            labels[known] = coarse.from_types(kb.type_matrix(indices[known]))
+        for m, label in zip(untyped, labels):
+            m.type = label
+    for m in untyped:
+        m.type = m.type or "ENT"
+    return mentions
+
+
+def set_gold_spans(doc: Doc, mentions: Sequence[Mention]) -> Dict[Tuple[int, int], Tuple[int, int]]:
+    """Put the gold mentions into `doc.ents` (expanded to tokens; a mention
+    overlapping an earlier one is left out); returns token-aligned span ->
+    gold span."""
+    ents: List[Span] = []
+    aligned: Dict[Tuple[int, int], Tuple[int, int]] = {}
+    for m in sorted(mentions, key=lambda m: m.span):
+        span = doc.char_span(m.start, m.end, alignment_mode="expand")
+        if span is None or (ents and span.start < ents[-1].end):
+            continue
+        ents.append(Span(doc, span.start, span.end, label=m.type if m.type != NOT_IN_KB_TYPE else "MISC"))
+        aligned[(span.start_char, span.end_char)] = m.span
+    doc.ents = ents
+    return aligned
+
+
+def candidate_ranks(kb: RefinedKB, text: str, mentions: Sequence[Mention], k: int) -> List[int]:
+    """Rank of each mention's gold entity among the KB's top-k candidates for
+    its text (in document order, as the linkers ask), -1 if absent."""
+    if not mentions:
+        return []
+    batch = kb.document_candidates([text[m.start:m.end] for m in mentions], k)
+    gold = kb.find([m.entity_id for m in mentions])
+    lengths = batch.lengths
+    owner = np.repeat(np.arange(len(mentions)), lengths)
+    slot = np.arange(len(batch.entities)) - np.repeat(batch.offsets[:-1], lengths)
+    hit = (batch.entities == gold[owner]) & (gold[owner] >= 0)
+    ranks = np.full(len(mentions), -1, dtype=np.int64)
+    ranks[owner[hit]] = slot[hit]
+    return ranks.tolist()
+
+
+def evaluate(
+    pipeline: Union[str, Path],
+    records: Sequence[Dict[str, Any]],
+    *,
+    gold_spans: bool = False,
+    kb_path: Optional[Union[str, Path]] = None,
+    batch_size: int = 32,
+    recall_at: Sequence[int] = RECALL_AT,
+) -> Dict[str, Any]:
+    """Run `pipeline` over `records` and score its links (see `metrics.score`),
+    with speed (docs/s, tokens/s over the pipeline's processing only) and
+    the process's peak memory."""
+    started = time.perf_counter()
+    nlp = load_pipeline(pipeline, gold_spans)
+    load_seconds = time.perf_counter() - started
+    kb = RefinedKB.load(kb_path, nlp.vocab) if kb_path is not None else pipeline_kb(nlp)
+    coarse = CoarseLabels(kb.type_ids, *_type_mapping(nlp)) if kb is not None else None
+    golds = [gold_mentions(record, kb, coarse) for record in records]
+    docs = [nlp.make_doc(record["text"]) for record in records]
+    alignments = [set_gold_spans(doc, mentions) if gold_spans else {} for doc, mentions in zip(docs, golds)]
+    started = time.perf_counter()
+    processed = list(nlp.pipe(docs, batch_size=batch_size))
+    seconds = time.perf_counter() - started
+    results = []
+    for record, doc, mentions, aligned in zip(records, processed, golds, alignments):
+        predicted = [
+            Mention(*aligned.get((ent.start_char, ent.end_char), (ent.start_char, ent.end_char)), entity_status(ent.kb_id_), ent.label_)
+            for ent in doc.ents
+            if ent.kb_id_ != UNKNOWN
+        ]
+        linked = [m for m in mentions if m.entity_id not in (NIL, UNKNOWN)]
+        in_kb = ranks = None
+        if kb is not None:
+            found = dict(zip((m.span for m in linked), (kb.find([m.entity_id for m in linked]) >= 0).tolist()))
+            in_kb = [found.get(m.span, False) for m in mentions]
+            found_ranks = dict(zip((m.span for m in linked), candidate_ranks(kb, record["text"], linked, max(recall_at))))
+            ranks = [found_ranks.get(m.span, -1) for m in mentions]
+        results.append(DocumentResult(str(record.get("id", len(results))), mentions, predicted, len(doc), in_kb, ranks))
+    metrics = score(results, recall_at)
+    n_tokens = sum(len(doc) for doc in processed)
+    metrics["speed"] = {
+        "documents": len(processed),
+        "tokens": n_tokens,
+        "seconds": seconds,
+        "docs_per_s": len(processed) / seconds if seconds else 0.0,
+        "tokens_per_s": n_tokens / seconds if seconds else 0.0,
+        "load_seconds": load_seconds,
+        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    metrics["settings"] = {
+        "pipeline": str(pipeline),
+        "components": nlp.pipe_names,
+        "gold_spans": gold_spans,
+        "kb": str(kb.path) if kb is not None else None,
+        "batch_size": batch_size,
+    }
+    return metrics

@@ -1,0 +1,329 @@
+"""Training data from Wikipedia hyperlinks, as ReFinED trains.
+
+Each article's wikitext becomes plain text, one document per paragraph with
+at least one link; the link anchors are the mention spans and their
+targets, followed through the dump's redirects, become KB entities by
+Wikipedia title (`RefinedKB.find_titles`). A link whose target has no KB
+entity is a NIL mention. Documents go to the dev set or the training set by
+a hash of their ID (article title and paragraph number), so the split is
+deterministic and does not depend on the order or number of articles read. The output is EL JSONL (`{id, text, labels: [{span,
+entity_id}]}`), the input of `python -m spacy_refined convert`.
+"""
+import html
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, FrozenSet, Iterator, List, Optional, Tuple, Union
+from xml.etree import ElementTree
+from xml.parsers.expat import ErrorString
+
+import numpy as np
+import srsly
+
+from ..kb.errors import DumpError
+from ..kb.store import RefinedKB
+from ..kb.wikidata import STREAM_ERRORS, open_dump
+from ..kb.wikipedia import (
+    DEFAULT_NAMESPACES,
+    LANGUAGE_PREFIX_RE,
+    UNPARSED_RE,
+    _prefix_key,
+    _skipped_prefixes,
+    normalise_title,
+)
+
+NIL_ID = "<NIL>"
+# Elements whose content is not running text.
+DROPPED_ELEMENTS_RE = re.compile(
+    r"<(ref|math|gallery|timeline|score|syntaxhighlight|source|pre|imagemap|chem|hiero|graph)\b[^>]*?(?:/>|>.*?</\1\s*>)",
+    re.DOTALL | re.IGNORECASE,
+)
+TAG_RE = re.compile(r"</?[a-zA-Z][^>]*>")
+# Nested structures: templates {{...}} and tables {|...|}.
+NESTED_RE = re.compile(r"\{\{|\}\}|^\s*\{\||^\s*\|\}", re.MULTILINE)
+LINK_BRACKETS_RE = re.compile(r"\[\[|\]\]")
+EXTERNAL_LINK_RE = re.compile(r"\[(?:https?:|ftp:)?//[^\s\]]*(?:\s+([^\]]*))?\]")
+HEADING_RE = re.compile(r"^(=+)\s*(.*?)\s*\1\s*$")
+LIST_MARKER_RE = re.compile(r"^[*#:;]+\s*")
+BOLD_ITALIC_RE = re.compile(r"'{2,}")
+WHITESPACE_RE = re.compile(r"\s+")
+TRAIL_RE = re.compile(r"[a-z]+")
+# What dropped templates leave: "Angola ( ; Kikongo...)" -> "Angola (Kikongo...)", "X () is" -> "X is".
+EMPTY_PARENTHESES_RE = re.compile(r"\s*\(\s*[;,]?\s*\)|(?<=\()\s*[;,]\s*")
+SPACE_BEFORE_PUNCTUATION_RE = re.compile(r"\s+(?=[,;.:])")
+# Sections of links and references rather than running text.
+SKIPPED_SECTIONS = frozenset(
+    ["see also", "references", "notes", "external links", "further reading", "bibliography", "sources", "citations", "footnotes"]
+)
+
+
+@dataclass
+class WikiArticle:
+    """A page of a dump with its raw wikitext."""
+
+    title: str
+    redirect: Optional[str]
+    wikitext: str
+
+
+@dataclass
+class Paragraph:
+    """Plain text with link mentions: (start, end, normalised target title)."""
+
+    text: str
+    links: List[Tuple[int, int, str]]
+
+
+def read_articles(path: Union[str, Path]) -> Iterator[WikiArticle]:
+    """Stream the article-namespace pages of a MediaWiki XML export with their wikitext.
+
+    RAISES (DumpError): If the XML or the compressed stream is truncated or corrupt.
+    """
+    with open_dump(path) as file_:
+        try:
+            events = ElementTree.iterparse(file_, events=("start", "end"))
+            _, root = next(events)
+            prefix = root.tag[: root.tag.find("}") + 1]
+            if root.tag != f"{prefix}mediawiki":
+                raise DumpError(path, f"not a MediaWiki XML export: <{root.tag}>", line=1)
+            for event, elem in events:
+                if event == "end" and elem.tag == f"{prefix}page":
+                    if elem.findtext(f"{prefix}ns", "0") == "0":
+                        redirect = elem.find(f"{prefix}redirect")
+                        target = normalise_title(redirect.get("title", "")) if redirect is not None else ""
+                        texts = elem.findall(f"{prefix}revision/{prefix}text")
+                        yield WikiArticle(
+                            title=normalise_title(elem.findtext(f"{prefix}title", "")),
+                            redirect=target or None,
+                            wikitext=(texts[-1].text or "") if texts else "",
+                        )
+                    root.clear()
+        except ElementTree.ParseError as e:
+            line, column = e.position
+            raise DumpError(path, f"invalid XML: {ErrorString(e.code)}", line=line, column=column) from e
+        except STREAM_ERRORS as e:
+            raise DumpError(path, f"truncated or corrupt compressed stream ({e})", offset=file_.tell()) from e
+
+
+def wikitext_paragraphs(wikitext: str, skipped: Optional[FrozenSet[str]] = None) -> List[Paragraph]:
+    """Plain-text paragraphs of an article, with the spans and targets of its links.
+
+    Templates, tables, references, files, categories, interlanguage links,
+    headings and the sections of references and links are dropped; list
+    items are paragraphs of their own.
+    """
+    skipped = _skipped_prefixes(DEFAULT_NAMESPACES) if skipped is None else skipped
+    text = DROPPED_ELEMENTS_RE.sub("", UNPARSED_RE.sub("", wikitext))
+    text = _strip_nested(text)
+    paragraphs: List[Paragraph] = []
+    lines: List[str] = []
+    in_skipped_section = False
+    for line in text.split("\n") + [""]:
+        heading = HEADING_RE.match(line)
+        if heading or not line.strip() or LIST_MARKER_RE.match(line):
+            if lines and not in_skipped_section:
+                paragraphs.append(_paragraph(" ".join(lines), skipped))
+            lines = []
+        if heading:
+            in_skipped_section = heading.group(2).strip().lower() in SKIPPED_SECTIONS
+        elif line.strip().startswith(("|", "!")):
+            continue  # rows of a table the template stripping missed
+        elif line.strip():
+            lines.append(LIST_MARKER_RE.sub("", line))
+    return [p for p in paragraphs if p.text]
+
+
+def _strip_nested(text: str) -> str:
+    """Remove templates and tables, nested ones included."""
+    pieces: List[str] = []
+    depth = 0
+    position = 0
+    for match in NESTED_RE.finditer(text):
+        token = match.group().strip()
+        if token in ("{{", "{|"):
+            if depth == 0:
+                pieces.append(text[position : match.start()])
+            depth += 1
+        elif depth > 0:
+            depth -= 1
+            if depth == 0:
+                position = match.end()
+    if depth == 0:
+        pieces.append(text[position:])
+    return "".join(pieces)
+
+
+def _paragraph(wikitext: str, skipped: FrozenSet[str]) -> Paragraph:
+    """Text and link spans of one paragraph of wikitext without templates."""
+    builder = _TextBuilder()
+    depth = 0
+    position = 0
+    opened = 0
+    for match in LINK_BRACKETS_RE.finditer(wikitext):
+        if match.group() == "[[":
+            if depth == 0:
+                builder.add_text(wikitext[position : match.start()])
+                opened = match.end()
+            depth += 1
+        elif depth > 0:
+            depth -= 1
+            if depth == 0:
+                trail = TRAIL_RE.match(wikitext, match.end())
+                position = trail.end() if trail else match.end()
+                builder.add_link(wikitext[opened : match.start()], trail.group() if trail else "", skipped)
+    if depth == 0:
+        builder.add_text(wikitext[position:])
+    return builder.paragraph()
+
+
+class _TextBuilder:
+    """Joins cleaned text pieces, keeping the character offsets of the links."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.links: List[Tuple[int, int, str]] = []
+
+    def add_text(self, wikitext: str) -> None:
+        wikitext = EXTERNAL_LINK_RE.sub(lambda m: m.group(1) or "", wikitext)
+        self._append(_clean(TAG_RE.sub("", wikitext)))
+
+    def add_link(self, inner: str, trail: str, skipped: FrozenSet[str]) -> None:
+        target, _, anchor = inner.partition("|")
+        target = target.strip()
+        if "[[" in target or "{" in target:
+            return
+        if target.startswith(":"):
+            target = target[1:]
+        if ":" in target:
+            prefix = target.split(":", 1)[0].strip()
+            if LANGUAGE_PREFIX_RE.fullmatch(prefix) or _prefix_key(prefix) in skipped:
+                return  # files, categories, interlanguage links: not text
+        title = normalise_title(target)
+        surface = _clean(TAG_RE.sub("", LINK_BRACKETS_RE.sub("", (anchor or target) + trail))).strip()
+        if not title or not surface:
+            return
+        start = len(self.text)
+        self._append(surface)
+        self.links.append((start, len(self.text), title))
+
+    def _append(self, piece: str) -> None:
+        if self.text.endswith(" ") and piece.startswith(" "):
+            piece = piece[1:]
+        if not self.text:
+            piece = piece.lstrip()
+        self.text += piece
+
+    def paragraph(self) -> Paragraph:
+        return Paragraph(self.text.rstrip(), self.links)
+
+
+def _clean(wikitext: str) -> str:
+    """Plain text of wikitext without links: entities, bold/italic, whitespace."""
+    if "&" in wikitext:
+        wikitext = html.unescape(wikitext)
+    wikitext = EMPTY_PARENTHESES_RE.sub("", BOLD_ITALIC_RE.sub("", wikitext))
+    return WHITESPACE_RE.sub(" ", SPACE_BEFORE_PUNCTUATION_RE.sub("", wikitext))
+
+
+def is_dev(doc_id: str, dev_share: float) -> bool:
+    """Whether a document belongs to the dev set: a stable hash of its ID."""
+    return zlib.crc32(doc_id.encode("utf8")) / 2**32 < dev_share
+
+
+def read_redirects(path: Union[str, Path], kb: RefinedKB, batch_size: int = 100_000) -> Dict[str, int]:
+    """Redirect titles of a dump whose targets are KB entities, mapped to those entities."""
+    redirects: Dict[str, int] = {}
+    pending: List[Tuple[str, str]] = []
+
+    def resolve() -> None:
+        found = kb.find_titles([target for _, target in pending])
+        redirects.update((title, int(index)) for (title, _), index in zip(pending, found) if index >= 0)
+        pending.clear()
+
+    for article in read_articles(path):
+        if article.redirect:
+            pending.append((article.title, article.redirect))
+            if len(pending) >= batch_size:
+                resolve()
+    resolve()
+    return redirects
+
+
+def wikipedia_records(
+    path: Union[str, Path],
+    kb: RefinedKB,
+    *,
+    max_articles: int = 0,
+    min_chars: int = 50,
+) -> Iterator[Tuple[str, Dict[str, Any]]]:
+    """EL records from a Wikipedia dump's articles: (article title, record), in dump order.
+
+    max_articles (int): Stop after this many articles with records (0: all).
+    min_chars (int): Skip shorter paragraphs.
+    """
+    redirects = read_redirects(path, kb)
+    n_articles = 0
+    for article in read_articles(path):
+        if article.redirect:
+            continue
+        records = list(_article_records(article, kb, redirects, min_chars))
+        if not records:
+            continue
+        yield from ((article.title, record) for record in records)
+        n_articles += 1
+        if max_articles and n_articles >= max_articles:
+            break
+
+
+def _article_records(article: WikiArticle, kb: RefinedKB, redirects: Dict[str, int], min_chars: int) -> Iterator[Dict[str, Any]]:
+    paragraphs = [p for p in wikitext_paragraphs(article.wikitext) if p.links and len(p.text) >= min_chars]
+    titles = [title for p in paragraphs for _, _, title in p.links]
+    found = kb.find_titles(titles) if titles else np.zeros(0, dtype=np.int64)
+    indices = iter(np.where(found >= 0, found, [redirects.get(t, -1) for t in titles]) if titles else [])
+    for number, paragraph in enumerate(paragraphs, 1):
+        labels = []
+        for start, end, _ in paragraph.links:
+            index = int(next(indices))
+            labels.append({"span": [start, end], "entity_id": kb.entity_id(index) if index >= 0 else NIL_ID})
+        yield {"id": f"{article.title}#{number}", "text": paragraph.text, "labels": labels}
+
+
+def write_wikipedia_corpus(
+    path: Union[str, Path],
+    kb: RefinedKB,
+    output_dir: Union[str, Path],
+    *,
+    dev_share: float = 0.2,
+    max_articles: int = 0,
+    min_chars: int = 50,
+) -> Dict[str, Dict[str, int]]:
+    """Write `train.jsonl` and `dev.jsonl` under `output_dir`; counts of each split.
+
+    RAISES (DumpError): If the dump gives no documents, or a split is empty.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    counts = {split: {"articles": 0, "documents": 0, "mentions": 0, "linked": 0} for split in ("train", "dev")}
+    seen = set()
+    targets = {split: output_dir / f"{split}.jsonl" for split in counts}
+    files = {split: target.open("w", encoding="utf8") for split, target in targets.items()}
+    try:
+        for title, record in wikipedia_records(path, kb, max_articles=max_articles, min_chars=min_chars):
+            split = "dev" if is_dev(record["id"], dev_share) else "train"
+            files[split].write(srsly.json_dumps(record) + "\n")
+            if (split, title) not in seen:
+                seen.add((split, title))
+                counts[split]["articles"] += 1
+            counts[split]["documents"] += 1
+            counts[split]["mentions"] += len(record["labels"])
+            counts[split]["linked"] += sum(label["entity_id"] != NIL_ID for label in record["labels"])
+    finally:
+        for file_ in files.values():
+            file_.close()
+    for split, count in counts.items():
+        if not count["documents"] or not count["linked"]:
+            for target in targets.values():
+                target.unlink()
+            raise DumpError(path, f"no {split} documents with linked mentions: the corpus is empty (are the dump's articles linked to the KB's entities? dev share {dev_share})")
+    return counts

@@ -290,3 +290,12 @@ def test_registered_functions_found_through_entry_points(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.split() == [str(len(ENTITIES)), "RefinedKB"]
+
+
+def test_type_lists_match_type_matrix(kb):
+    indices = np.array([kb.index("Q90"), kb.index("Q5"), kb.index("Q76"), kb.index("Q90")])
+    lists = kb.type_lists(indices)
+    matrix = kb.type_matrix(indices)
+    for row, types in zip(matrix, lists):
+        assert sorted(t for t in types.tolist() if t >= 0) == np.flatnonzero(row).tolist()
+    assert lists.shape[0] == 4 and (lists[1] == -1).all()

@@ -265,6 +265,20 @@ class RefinedKB(KnowledgeBase):
             out[np.repeat(positions, lengths), values] = 1.0
         return out
 
+    def type_lists(self, indices: np.ndarray) -> np.ndarray:
+        """The entities' type indices, (len(indices), T) int64 padded with -1."""
+        lengths = np.zeros(len(indices), dtype=np.int64)
+        parts = []
+        for segment, positions, local in self._by_segment(indices):
+            part_lengths, values = csr_gather(segment.type_offsets, segment.type_values, local)
+            lengths[positions] = part_lengths
+            parts.append((positions, part_lengths, values))
+        out = np.full((len(indices), max(1, int(lengths.max(initial=0)))), -1, dtype=np.int64)
+        for positions, part_lengths, values in parts:
+            slot = np.arange(len(values)) - np.repeat(np.cumsum(part_lengths) - part_lengths, part_lengths)
+            out[np.repeat(positions, part_lengths), slot] = values
+        return out
+
     def embeddings(self, indices: np.ndarray) -> np.ndarray:
         """Description embeddings (float32) of the entities; KBError if not computed."""
         if not self.has_embeddings:

@@ -487,7 +487,7 @@ class RefinedLinker(TrainablePipe):
         entities[mention_of, slot] = flat_entities
         priors[mention_of, slot] = flat_priors
         rows[mention_of, slot] = inverse
-        candidates = Candidates(entities, priors, unique, rows, _type_lists(kb.type_matrix(unique)))
+        candidates = Candidates(entities, priors, unique, rows, kb.type_lists(unique))
         if is_train:
             candidates.texts = self.entity_texts(unique)
         else:
@@ -695,15 +695,6 @@ def find_linker(nlp: Language) -> RefinedLinker:
         if isinstance(component, RefinedLinker):
             return component
     raise ValueError(f"the pipeline has no refined_linker component (it has: {', '.join(nlp.pipe_names) or 'none'})")
-
-
-def _type_lists(type_matrix: np.ndarray) -> np.ndarray:
-    """(n, n_types) multi-hot -> (n, T) type indices padded with -1."""
-    rows, columns = np.nonzero(type_matrix)
-    counts = np.bincount(rows, minlength=len(type_matrix))
-    out = np.full((len(type_matrix), max(1, int(counts.max(initial=0)))), -1, dtype="int64")
-    out[rows, np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)] = columns
-    return out
 
 
 def _top_columns(scores: np.ndarray, n: int) -> np.ndarray:

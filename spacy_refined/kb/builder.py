@@ -663,11 +663,7 @@ def write_added_segment(kb: RefinedKB, entities: Iterable[Dict[str, Any]], menti
         def resolve(target_keys: np.ndarray) -> np.ndarray:
             found = _find_keys(keys, rows, target_keys)
             found[found >= 0] += writer.start
-            in_kb = np.full(len(target_keys), -1, dtype=np.int64)
-            for segment in kb.segments:
-                hits = segment.find_entities(target_keys)
-                in_kb = np.where(in_kb < 0, hits, in_kb)
-            return np.where(found >= 0, found, in_kb)
+            return np.where(found >= 0, found, kb.find_keys(np.asarray(target_keys, dtype=np.uint64)))
 
         popularity = np.clip(np.nan_to_num(np.array(load_array(writer.work / "raw_popularity.npy")), nan=0.0), 0.0, 1.0)
         save_array(staging / "popularity.npy", popularity.astype(np.float32))

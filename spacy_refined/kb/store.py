@@ -149,10 +149,13 @@ class RefinedKB(KnowledgeBase):
 
     def find(self, entity_ids: Iterable[str]) -> np.ndarray:
         """Global indices of entity IDs, -1 for IDs not in the KB."""
-        keys = np.array([get_string_id(e) for e in entity_ids], dtype=np.uint64)
+        return self.find_keys(np.array([get_string_id(e) for e in entity_ids], dtype=np.uint64))
+
+    def find_keys(self, keys: np.ndarray, titles: bool = False) -> np.ndarray:
+        """Global indices of entity-ID keys (or, with `titles`, Wikipedia-title keys); -1 where unknown."""
         result = np.full(len(keys), -1, dtype=np.int64)
         for segment in self.segments:
-            found = segment.find_entities(keys)
+            found = segment.find_titles(keys) if titles else segment.find_entities(keys)
             result = np.where(result < 0, found, result)
         return result
 
@@ -189,11 +192,7 @@ class RefinedKB(KnowledgeBase):
         from .wikipedia import normalise_title
 
         keys = np.array([get_string_id(normalise_title(t)) if t else 0 for t in titles], dtype=np.uint64)
-        result = np.full(len(keys), -1, dtype=np.int64)
-        for segment in self.segments:
-            found = segment.find_titles(keys)
-            result = np.where(result < 0, found, result)
-        return result
+        return self.find_keys(keys, titles=True)
 
     def label(self, index: int) -> str:
         segment, local = self._local(index)

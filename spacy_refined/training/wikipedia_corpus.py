@@ -1,7 +1,7 @@
 """Training data from Wikipedia hyperlinks, as ReFinED trains.
 
-Each article's wikitext becomes plain text, one document per paragraph with
-at least one link; the link anchors are the mention spans and their
+Each article's wikitext becomes plain text, one document per paragraph that
+links to at least one KB entity; the link anchors are the mention spans and their
 targets, followed through the dump's redirects, become KB entities by
 Wikipedia title (`RefinedKB.find_titles`). A link whose target has no KB
 entity is a NIL mention. Documents go to the dev set or the training set by
@@ -260,7 +260,7 @@ def wikipedia_records(
     """EL records from a Wikipedia dump's articles: (article title, record), in dump order.
 
     max_articles (int): Stop after this many articles with records (0: all).
-    min_chars (int): Skip shorter paragraphs.
+    min_chars (int): Skip shorter paragraphs. Paragraphs without a link to a KB entity are skipped too.
     """
     redirects = read_redirects(path, kb)
     n_articles = 0
@@ -286,7 +286,8 @@ def _article_records(article: WikiArticle, kb: RefinedKB, redirects: Dict[str, i
         for start, end, _ in paragraph.links:
             index = int(next(indices))
             labels.append({"span": [start, end], "entity_id": kb.entity_id(index) if index >= 0 else NIL_ID})
-        yield {"id": f"{article.title}#{number}", "text": paragraph.text, "labels": labels}
+        if any(label["entity_id"] != NIL_ID for label in labels):
+            yield {"id": f"{article.title}#{number}", "text": paragraph.text, "labels": labels}
 
 
 def write_wikipedia_corpus(

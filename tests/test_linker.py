@@ -336,3 +336,16 @@ def test_docs_from_jsonl(kb_path):
     doc = next(docs_from_jsonl(nlp.vocab, [record], kb=RefinedKB.load(kb_path)))
     assert [t.text for t in doc][:2] == ["Visit", "Zürich's"]
     assert [(e.label_, e.kb_id_) for e in doc.ents] == [("GPE", "Q72"), ("MISC", "NIL"), ("MISC", "")]
+
+
+def test_batch_where_no_mention_has_candidates(saved):
+    """A batch whose mentions all lack candidates links them to NIL (no crash)."""
+    nlp = spacy.load(saved, config={"components": {"refined_linker": {"mode": "ents"}}})
+    docs = []
+    for text in ("Xyzzy met Plugh .", "Nobody knows Frobozz ."):
+        doc = nlp.make_doc(text)
+        doc.ents = [Span(doc, 0, 1, label="PERSON"), Span(doc, len(doc) - 2, len(doc) - 1, label="PERSON")]
+        docs.append(doc)
+    docs = list(nlp.pipe(docs))
+    assert [[e.kb_id_ for e in doc.ents] for doc in docs] == [["NIL", "NIL"], ["NIL", "NIL"]]
+    assert all(e._.kb_candidates == [] for doc in docs for e in doc.ents)

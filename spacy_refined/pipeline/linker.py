@@ -484,6 +484,8 @@ class RefinedLinker(TrainablePipe):
         priors = np.zeros((len(mentions), k), dtype="float32")
         rows = np.zeros((len(mentions), k), dtype="int64")
         unique, inverse = np.unique(flat_entities, return_inverse=True)
+        if not len(unique):  # no mention has a candidate: one masked row keeps the entity table non-empty
+            unique = np.zeros(1, dtype="int64")
         entities[mention_of, slot] = flat_entities
         priors[mention_of, slot] = flat_priors
         rows[mention_of, slot] = inverse

@@ -28,9 +28,12 @@ def wikipedia_corpus(
     max_articles: int = typer.Option(0, help="Stop after this many articles with linked paragraphs (0: all)"),
     min_chars: int = typer.Option(50, help="Skip paragraphs shorter than this"),
 ) -> None:
-    """Training and dev documents from Wikipedia hyperlinks: one per paragraph, the
-    anchors as mentions, their targets (through redirects) as KB entities, NIL when
-    the KB has no entity for the target."""
+    """Training and dev documents (EL JSONL) from Wikipedia hyperlinks.
+
+    One document per paragraph that links to a KB entity; the anchors are the
+    mentions, their targets (through redirects) the entities, NIL when the KB
+    has no entity for the target.
+    """
     if not dump.exists():
         raise FileNotFoundError(f"input file {dump} does not exist")
     if not 0.0 < dev_share < 1.0:
@@ -66,8 +69,11 @@ def train_config(
     output: Path = typer.Argument(..., help="Training config to write"),
     configs: Path = typer.Option(Path("configs"), help="Directory of tok2vec.cfg and transformer.cfg"),
 ) -> None:
-    """Write the training config for an encoder: configs/tok2vec.cfg, or
-    configs/transformer.cfg with the encoder as `paths.encoder`."""
+    """Write the training config for an encoder.
+
+    configs/tok2vec.cfg for "tok2vec", else configs/transformer.cfg with the
+    encoder as `paths.encoder`.
+    """
     from spacy.util import load_config
 
     source = configs / ("tok2vec.cfg" if encoder == TOK2VEC else "transformer.cfg")

@@ -1,7 +1,7 @@
 """Training data from Wikipedia hyperlinks, as ReFinED trains.
 
 Each article's wikitext becomes plain text, one document per paragraph that
-links to at least one KB entity; the link anchors are the mention spans and their
+links to at least one KB entity by an anchor that has KB candidates; the link anchors are the mention spans and their
 targets, followed through the dump's redirects, become KB entities by
 Wikipedia title (`RefinedKB.find_titles`). A link whose target has no KB
 entity is a NIL mention. Documents go to the dev set or the training set by
@@ -60,11 +60,13 @@ SKIPPED_SECTIONS = frozenset(
 
 @dataclass
 class WikiArticle:
-    """A page of a dump with its raw wikitext."""
+    """A page of a dump with its raw wikitext and the link prefixes of its wiki
+    that are not articles (namespaces, from the dump's <siteinfo>)."""
 
     title: str
     redirect: Optional[str]
     wikitext: str
+    skipped: FrozenSet[str]
 
 
 @dataclass
@@ -87,8 +89,11 @@ def read_articles(path: Union[str, Path]) -> Iterator[WikiArticle]:
             prefix = root.tag[: root.tag.find("}") + 1]
             if root.tag != f"{prefix}mediawiki":
                 raise DumpError(path, f"not a MediaWiki XML export: <{root.tag}>", line=1)
+            skipped = _skipped_prefixes(DEFAULT_NAMESPACES)
             for event, elem in events:
-                if event == "end" and elem.tag == f"{prefix}page":
+                if event == "end" and elem.tag == f"{prefix}namespaces":
+                    skipped = _skipped_prefixes([ns.text for ns in elem if ns.text])
+                elif event == "end" and elem.tag == f"{prefix}page":
                     if elem.findtext(f"{prefix}ns", "0") == "0":
                         redirect = elem.find(f"{prefix}redirect")
                         target = normalise_title(redirect.get("title", "")) if redirect is not None else ""
@@ -97,6 +102,7 @@ def read_articles(path: Union[str, Path]) -> Iterator[WikiArticle]:
                             title=normalise_title(elem.findtext(f"{prefix}title", "")),
                             redirect=target or None,
                             wikitext=(texts[-1].text or "") if texts else "",
+                            skipped=skipped,
                         )
                     root.clear()
         except ElementTree.ParseError as e:
@@ -260,7 +266,7 @@ def wikipedia_records(
     """EL records from a Wikipedia dump's articles: (article title, record), in dump order.
 
     max_articles (int): Stop after this many articles with records (0: all).
-    min_chars (int): Skip shorter paragraphs. Paragraphs without a link to a KB entity are skipped too.
+    min_chars (int): Skip shorter paragraphs. Paragraphs without a link to a KB entity whose anchor has KB candidates are skipped too.
     """
     redirects = read_redirects(path, kb)
     n_articles = 0
@@ -277,17 +283,25 @@ def wikipedia_records(
 
 
 def _article_records(article: WikiArticle, kb: RefinedKB, redirects: Dict[str, int], min_chars: int) -> Iterator[Dict[str, Any]]:
-    paragraphs = [p for p in wikitext_paragraphs(article.wikitext) if p.links and len(p.text) >= min_chars]
+    paragraphs = [p for p in wikitext_paragraphs(article.wikitext, article.skipped) if p.links and len(p.text) >= min_chars]
     titles = [title for p in paragraphs for _, _, title in p.links]
-    found = kb.find_titles(titles) if titles else np.zeros(0, dtype=np.int64)
-    indices = iter(np.where(found >= 0, found, [redirects.get(t, -1) for t in titles]) if titles else [])
+    if not titles:
+        return
+    found = kb.find_titles(titles)
+    found = np.where(found >= 0, found, [redirects.get(t, -1) for t in titles])
+    has_candidates = kb.candidates([p.text[s:e] for p in paragraphs for s, e, _ in p.links], 1).lengths > 0
+    offset = 0
     for number, paragraph in enumerate(paragraphs, 1):
-        labels = []
-        for start, end, _ in paragraph.links:
-            index = int(next(indices))
-            labels.append({"span": [start, end], "entity_id": kb.entity_id(index) if index >= 0 else NIL_ID})
-        if any(label["entity_id"] != NIL_ID for label in labels):
-            yield {"id": f"{article.title}#{number}", "text": paragraph.text, "labels": labels}
+        indices = found[offset : offset + len(paragraph.links)]
+        resolvable = (indices >= 0) & has_candidates[offset : offset + len(paragraph.links)]
+        offset += len(paragraph.links)
+        if not resolvable.any():
+            continue
+        labels = [
+            {"span": [start, end], "entity_id": kb.entity_id(int(index)) if index >= 0 else NIL_ID}
+            for (start, end, _), index in zip(paragraph.links, indices)
+        ]
+        yield {"id": f"{article.title}#{number}", "text": paragraph.text, "labels": labels}
 
 
 def write_wikipedia_corpus(

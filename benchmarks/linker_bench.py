@@ -36,7 +36,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--limit", type=int, default=0, help="use the first N documents only")
+    parser.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args()
+    if args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
     if args.gpu_id >= 0:
         spacy.require_gpu(args.gpu_id)
     nlp = spacy.load(args.pipeline)
@@ -68,7 +73,9 @@ def main() -> None:
 
     encoder_s = best_time(encoder, args.repeats)
     full_s = best_time(full, args.repeats)
-    device = f"GPU {args.gpu_id}" if args.gpu_id >= 0 else f"CPU ({os.cpu_count()} cores)"
+    import torch
+
+    device = f"GPU {args.gpu_id}" if args.gpu_id >= 0 else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
     print(f"# Linker speed — {args.pipeline} on {args.docs.name} ({len(texts)} docs, {n_tokens:,} tokens), "
           f"{device}, {platform.node()}, {time.strftime('%Y-%m-%d')}, best of {args.repeats}\n")
     print("| what | seconds | docs/s | tokens/s | mentions/s |")

@@ -602,15 +602,12 @@ class RefinedLinker(TrainablePipe):
         winner_ids = [next(ids) if is_linked else NIL for is_linked in linked.tolist()]
         top_type_probs = np.take_along_axis(type_probs, top_types, axis=1).tolist()
         type_ids = kb.type_ids
+        top_type_ids = [[type_ids[t] for t in row] for row in top_types.tolist()]
         return [
-            (
-                winner_ids[m],
-                float(scores[m]),
-                labels[m],
-                list(zip(top_ids[m], top_probs[m])),
-                [(type_ids[t], p) for t, p in zip(top_types[m].tolist(), top_type_probs[m])],
+            (winner_id, score, label, list(zip(ids_, probs_)), list(zip(types_, type_probs_)))
+            for winner_id, score, label, ids_, probs_, types_, type_probs_ in zip(
+                winner_ids, scores.tolist(), labels.tolist(), top_ids, top_probs, top_type_ids, top_type_probs
             )
-            for m in range(n)
         ]
 
     # -------------------------------------------------------- serialization

@@ -349,3 +349,28 @@ def test_batch_where_no_mention_has_candidates(saved):
     docs = list(nlp.pipe(docs))
     assert [[e.kb_id_ for e in doc.ents] for doc in docs] == [["NIL", "NIL"], ["NIL", "NIL"]]
     assert all(e._.kb_candidates == [] for doc in docs for e in doc.ents)
+
+
+def test_cpu_threads_apply_to_prediction_only(saved, monkeypatch):
+    import torch
+
+    from spacy_refined.pipeline import linker as linker_module
+
+    seen = []
+    original = linker_module.RefinedLinker._lookup
+
+    def spy(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(linker_module.RefinedLinker, "_lookup", spy)
+    before = torch.get_num_threads()
+    nlp = spacy.load(saved, config={"components": {"refined_linker": {"cpu_threads": 1}}})
+    nlp("Paris Hilton visited Paris .")
+    assert seen == [1] and torch.get_num_threads() == before
+    seen.clear()
+    nlp = spacy.load(saved, config={"components": {"refined_linker": {"cpu_threads": 0}}})
+    nlp("Paris Hilton visited Paris .")
+    assert seen == [before]
+    with pytest.raises(ValueError, match="cpu_threads"):
+        spacy.load(saved, config={"components": {"refined_linker": {"cpu_threads": -1}}})

@@ -37,8 +37,14 @@ the pipeline refers to it by its absolute path. `kb_path` in the
 component's config opens another KB at load time. Description embeddings
 come from the KB when `embed_kb` stored them with the current weights,
 else they are computed on the fly and cached (`cache_size` entities).
+
+Speed. On CPU, prediction runs torch with `cpu_threads` intra-op threads
+(default 1; 0 keeps torch's setting): the heads' operations are small, so
+thread synchronisation costs more than it brings, several times more on a
+busy machine. Scale with processes instead (`nlp.pipe(..., n_process=N)`).
 """
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from hashlib import sha256
 from itertools import islice
@@ -47,13 +53,14 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 
 import numpy as np
 import srsly
+import torch
 from spacy import util
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
-from thinc.api import Config, Model, Optimizer, set_dropout_rate
+from thinc.api import Config, Model, NumpyOps, Optimizer, set_dropout_rate
 
 from ..kb.errors import KBError
 from ..kb.store import RefinedKB
@@ -130,6 +137,7 @@ for _extension in ("kb_score", "kb_candidates", "kb_types"):
         "kb_path": None,
         "kb_url_template": DEFAULT_KB_URL_TEMPLATE,
         "cache_size": 100000,
+        "cpu_threads": 1,
         "scorer": {"@scorers": "spacy_refined.linking_scorer.v1"},
     },
     default_score_weights={"el_f": 1.0, "el_p": 0.0, "el_r": 0.0, "ed_acc": 0.0, "md_f": 0.0, "md_p": 0.0, "md_r": 0.0},
@@ -154,6 +162,7 @@ def make_refined_linker(
     kb_path: Optional[str],
     kb_url_template: str,
     cache_size: int,
+    cpu_threads: int,
     scorer: Optional[Callable],
 ) -> "RefinedLinker":
     """Create a `RefinedLinker` (see the module docstring for the settings)."""
@@ -162,7 +171,7 @@ def make_refined_linker(
         threshold=threshold, keep_nil=keep_nil, type_labels=type_labels, default_label=default_label,
         input_key=input_key, spans_key=spans_key, top_candidates=top_candidates, top_types=top_types,
         loss_weights=loss_weights, kb_copy=kb_copy, kb_path=kb_path, kb_url_template=kb_url_template,
-        cache_size=cache_size, scorer=scorer,
+        cache_size=cache_size, cpu_threads=cpu_threads, scorer=scorer,
     )
 
 
@@ -232,10 +241,13 @@ class RefinedLinker(TrainablePipe):
         kb_path: Optional[str] = None,
         kb_url_template: str = DEFAULT_KB_URL_TEMPLATE,
         cache_size: int = 100000,
+        cpu_threads: int = 1,
         scorer: Optional[Callable] = score_linking,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"[{name}] unknown mode {mode!r}: use one of {', '.join(MODES)}")
+        if cpu_threads < 0:
+            raise ValueError(f"[{name}] cpu_threads must be 0 (torch's setting) or more, not {cpu_threads}")
         weights = dict(loss_weights or {})
         unknown = sorted(set(weights) - set(LOSSES))
         if unknown:
@@ -266,6 +278,7 @@ class RefinedLinker(TrainablePipe):
         self.kb: Optional[RefinedKB] = None
         self._kb_path_override = kb_path
         self._cache = EmbeddingCache(cache_size)
+        self.cpu_threads = cpu_threads
         self._fingerprint: Optional[str] = None
         self._coarse: Optional[CoarseLabels] = None
 
@@ -454,7 +467,8 @@ class RefinedLinker(TrainablePipe):
         """Detect (or take) the mentions of `docs` and score their candidates."""
         docs = list(docs)
         self._require_kb()
-        return self.model.predict(RefinedInput(docs, self._given_mentions(docs), self._lookup))
+        with _torch_threads(self.cpu_threads if isinstance(self.model.ops, NumpyOps) else 0):
+            return self.model.predict(RefinedInput(docs, self._given_mentions(docs), self._lookup))
 
     def _given_mentions(self, docs: List[Doc]) -> Optional[Mentions]:
         if self.mode == "detect":
@@ -686,6 +700,20 @@ class RefinedLinker(TrainablePipe):
                 f"to a copy of the KB the pipeline was trained with"
             )
         self.set_kb(RefinedKB.load(path, self.vocab))
+
+
+@contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """Run torch with `n` intra-op threads inside the block (0: leave the setting)."""
+    previous = torch.get_num_threads()
+    if n <= 0 or n == previous:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def find_linker(nlp: Language) -> RefinedLinker:

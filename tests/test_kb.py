@@ -299,3 +299,20 @@ def test_type_lists_match_type_matrix(kb):
     for row, types in zip(matrix, lists):
         assert sorted(t for t in types.tolist() if t >= 0) == np.flatnonzero(row).tolist()
     assert lists.shape[0] == 4 and (lists[1] == -1).all()
+
+
+def test_zero_and_negative_mention_counts(tmp_path):
+    counts = tmp_path / "counts.tsv"
+    counts.write_text("foo\tQ90\t0\n", encoding="utf8")
+    kb = RefinedKB.load(build_kb(tmp_path, mention_counts=counts))
+    assert top_ids(kb, "foo") == []  # zero evidence makes no candidate (and no NaN prior)
+    counts.write_text("foo\tQ90\t-3\n", encoding="utf8")
+    with pytest.raises(DumpError, match="negative"):
+        build_kb(tmp_path, name="kb2", mention_counts=counts)
+    with pytest.raises(KBError, match="negative"):
+        kb.add_entities([{"id": "X1", "label": "X"}], mention_counts=[("x", "X1", -1)])
+
+
+def test_get_vector_of_unknown_ids_is_zero(kb):
+    kb.set_embeddings(0, np.ones((len(kb), 4), dtype=np.float32), {"model": "ones"})
+    assert kb.get_vectors(["Q90", "NIL", "Q999999"]) == [[1.0] * 4, [0.0] * 4, [0.0] * 4]

@@ -75,7 +75,10 @@ def summary(metrics: Dict[str, Any]) -> str:
     for variant, name in (("nil_fp", "EL (links on NIL spans are errors)"), ("nil_ignored", "EL (links on NIL spans ignored)")):
         micro, macro = el[variant]["micro"], el[variant]["macro"]
         lines.append(f"{name}: micro P {_percent(micro['p'])} R {_percent(micro['r'])} F1 {_percent(micro['f'])} | macro F1 {_percent(macro['f'])}")
-    lines.append(f"ED accuracy: in-KB {_percent(ed['accuracy_in_kb'])} ({ed['correct']:,}/{ed['in_kb']:,}), of detected {_percent(ed['accuracy_detected'])}")
+    lines.append(
+        f"ED accuracy: in-KB {_percent(ed['accuracy_in_kb'])} ({ed['correct']:,}/{ed['in_kb']:,}), of detected {_percent(ed['accuracy_detected'])}, "
+        f"in-KB with NIL not an answer {_percent(ed['accuracy_in_kb_forced'])}"
+    )
     if ed["recall_at_k"]:
         lines.append("candidate recall@k: " + ", ".join(f"@{k} {_percent(v)}" for k, v in ed["recall_at_k"].items()))
     lines.append(f"MD: P {_percent(md['micro']['p'])} R {_percent(md['micro']['r'])} F1 {_percent(md['micro']['f'])}")

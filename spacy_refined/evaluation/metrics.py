@@ -15,7 +15,10 @@ the mention is linked but its ID is not known) or an entity ID.
   it has no error at all, else 0).
 * ED: accuracy on the gold links whose entity is in the KB ("in_kb": all of
   them; "detected": those whose span was predicted, the same when the gold
-  spans are given), and the recall@k of the candidate generator.
+  spans are given; "in_kb_forced": in-KB, with the best candidate where the
+  linker chose NIL, the usual in-KB disambiguation setting where NIL is not an
+  answer), and the recall@k of the candidate generator (on the same gold
+  links: is the entity among the top k candidates of the text).
 * MD: predicted vs gold spans, any ID (NIL and unknown included).
 """
 from dataclasses import dataclass, field
@@ -41,12 +44,14 @@ def entity_status(entity_id: Optional[str]) -> str:
 
 @dataclass
 class Mention:
-    """A mention: character span, entity ID (NIL, "" or an ID) and coarse type."""
+    """A mention: character span, entity ID (NIL, "" or an ID), coarse type
+    and, for predictions, the best candidate (an ID even where NIL won)."""
 
     start: int
     end: int
     entity_id: str
     type: str = "ENT"
+    best: Optional[str] = None
 
     @property
     def span(self) -> Span:
@@ -163,7 +168,7 @@ def score(documents: Iterable[DocumentResult], recall_at: Sequence[int] = RECALL
     per_type: Dict[str, Counts] = {}
     per_type_ed: Dict[str, Counts] = {}
     gold_counts = {"mentions": 0, "linked": 0, "nil": 0, "unknown_id": 0, "in_kb": 0, "not_in_kb": 0}
-    ed = {"in_kb": 0, "detected": 0, "correct": 0, "linked": 0, "correct_linked": 0}
+    ed = {"in_kb": 0, "detected": 0, "correct": 0, "forced": 0, "linked": 0, "correct_linked": 0}
     have_kb = have_ranks = False
     recall_hits = {k: 0 for k in recall_at}
     ranked = 0
@@ -176,6 +181,7 @@ def score(documents: Iterable[DocumentResult], recall_at: Sequence[int] = RECALL
         md.add(mentions)
         _type_counts(doc.gold, doc.predicted, per_type)
         predicted_ids = {m.span: m.entity_id for m in doc.predicted}
+        best_ids = {m.span: m.best or m.entity_id for m in doc.predicted}
         predicted_spans = set(predicted_ids)
         gold_counts["mentions"] += len(doc.gold)
         for i, m in enumerate(doc.gold):
@@ -196,15 +202,16 @@ def score(documents: Iterable[DocumentResult], recall_at: Sequence[int] = RECALL
                 ed["in_kb"] += 1
                 ed["detected"] += m.span in predicted_spans
                 ed["correct"] += correct
+                ed["forced"] += best_ids.get(m.span) == m.entity_id
                 type_counts = per_type_ed.setdefault(m.type, Counts())
                 type_counts.tp += correct
                 type_counts.fn += not correct
-            if doc.candidate_ranks is not None:
-                have_ranks = True
-                ranked += 1
-                rank = doc.candidate_ranks[i]
-                for k in recall_at:
-                    recall_hits[k] += 0 <= rank < k
+                if doc.candidate_ranks is not None:
+                    have_ranks = True
+                    ranked += 1
+                    rank = doc.candidate_ranks[i]
+                    for k in recall_at:
+                        recall_hits[k] += 0 <= rank < k
         per_document.append({
             "id": doc.id,
             "tokens": doc.n_tokens,
@@ -220,6 +227,7 @@ def score(documents: Iterable[DocumentResult], recall_at: Sequence[int] = RECALL
         "ed": {
             "accuracy_in_kb": ed["correct"] / ed["in_kb"] if ed["in_kb"] else 0.0,
             "accuracy_detected": ed["correct"] / ed["detected"] if ed["detected"] else 0.0,
+            "accuracy_in_kb_forced": ed["forced"] / ed["in_kb"] if ed["in_kb"] else 0.0,
             "accuracy_all_linked": ed["correct_linked"] / ed["linked"] if ed["linked"] else 0.0,
             "correct": ed["correct"],
             "in_kb": ed["in_kb"],

@@ -89,6 +89,13 @@ def set_gold_spans(doc: Doc, mentions: Sequence[Mention]) -> Dict[Tuple[int, int
     return aligned
 
 
+def _best(ent: Span) -> Optional[str]:
+    """The best candidate of a linked mention (`span._.kb_candidates` of
+    refined_linker), None when unknown."""
+    candidates = ent._.kb_candidates if Span.has_extension("kb_candidates") else None
+    return candidates[0][0] if candidates else None
+
+
 def candidate_ranks(kb: RefinedKB, text: str, mentions: Sequence[Mention], k: int) -> List[int]:
     """Rank of each mention's gold entity among the KB's top-k candidates for
     its text (in document order, as the linkers ask), -1 if absent."""
@@ -131,7 +138,7 @@ def evaluate(
     results = []
     for record, doc, mentions, aligned in zip(records, processed, golds, alignments):
         predicted = [
-            Mention(*aligned.get((ent.start_char, ent.end_char), (ent.start_char, ent.end_char)), entity_status(ent.kb_id_), ent.label_)
+            Mention(*aligned.get((ent.start_char, ent.end_char), (ent.start_char, ent.end_char)), entity_status(ent.kb_id_), ent.label_, _best(ent))
             for ent in doc.ents
             if ent.kb_id_ != UNKNOWN
         ]
@@ -159,6 +166,7 @@ def evaluate(
         "components": nlp.pipe_names,
         "gold_spans": gold_spans,
         "kb": str(kb.path) if kb is not None else None,
+        "kb_option": str(kb_path) if kb_path is not None else None,
         "batch_size": batch_size,
     }
     return metrics

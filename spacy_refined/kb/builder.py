@@ -125,7 +125,7 @@ class _EvidenceBuckets:
 
     def add(self, alias: str, target: int, kind: int, weight: float) -> None:
         key = get_string_id(normalize_alias(alias))
-        if key and target:
+        if key and target and weight > 0:
             self._rows.append((key, target, kind, weight))
             if len(self._rows) >= _BUCKET_FLUSH:
                 self.flush()
@@ -654,6 +654,8 @@ def write_added_segment(kb: RefinedKB, entities: Iterable[Dict[str, Any]], menti
                 raise KBError(f"entity {record.id!r} is already in the KB at {kb.path}")
             writer.add_entity(record)
         for mention, entity_id, count in mention_counts:
+            if not float(count) >= 0:
+                raise KBError(f"mention count {count!r} for ({mention!r}, {entity_id!r}) is negative or not a number")
             writer.evidence.add(mention, get_string_id(entity_id), COUNT, float(count))
         writer.close_columns()
         if writer.n_entities == 0:
@@ -794,9 +796,13 @@ def read_mention_counts(path: PathLike) -> Iterable[Tuple[str, str, float]]:
                 continue
             parts = line.rstrip("\n").split("\t")
             try:
-                yield parts[0], parts[1], float(parts[2]) if len(parts) > 2 else 1.0
+                count = float(parts[2]) if len(parts) > 2 else 1.0
+                mention, entity_id = parts[0], parts[1]
             except (IndexError, ValueError):
                 raise DumpError(path, "expected 'mention<TAB>entity id<TAB>count'", line=line_number) from None
+            if not count >= 0:
+                raise DumpError(path, f"count {parts[2]!r} is negative or not a number", line=line_number)
+            yield mention, entity_id, count
 
 
 def read_popularity(path: PathLike) -> Tuple[np.ndarray, np.ndarray]:

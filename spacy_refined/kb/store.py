@@ -435,12 +435,13 @@ class RefinedKB(KnowledgeBase):
         return self.get_vectors([entity])[0]
 
     def get_vectors(self, entities: Iterable[str]) -> List[List[float]]:
-        entities = list(entities)
-        indices = self.find(entities)
-        missing = [e for e, i in zip(entities, indices) if i < 0]
-        if missing:
-            raise KeyError(f"entities not in the KB at {self.path}: {missing[:5]}")
-        return self.embeddings(indices).tolist()
+        """Description embeddings; zeros for IDs not in the KB (e.g. "NIL"), as spaCy's own KB does."""
+        indices = self.find(list(entities))
+        vectors = np.zeros((len(indices), self.entity_vector_length), dtype=np.float32)
+        known = indices >= 0
+        if known.any():
+            vectors[known] = self.embeddings(indices[known])
+        return vectors.tolist()
 
     def to_disk(self, path: PathLike, exclude: Iterable[str] = SimpleFrozenList()) -> None:
         """Copy the KB directory to `path` (written aside, then renamed into place)."""

@@ -1,0 +1,212 @@
+"""The evaluation: metrics on hand-made documents with known values, the NIF
+and AIDA readers on small real-format fixtures, and the evaluate command."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import spacy
+import srsly
+from spacy.training import Example
+
+from spacy_refined.cli import main
+from spacy_refined.evaluation import DocumentResult, FormatError, Mention, entity_status, read_documents, read_nif, score
+from spacy_refined.evaluation.metrics import NIL, UNKNOWN
+from spacy_refined.training import docs_from_jsonl
+
+DATA = Path(__file__).parent / "data"
+SHARED_TESTB = Path(__file__).parents[2] / "shared" / "data" / "el" / "aida" / "testb.jsonl"
+
+
+def m(start: int, end: int, entity_id: str, type_: str = "ENT") -> Mention:
+    return Mention(start, end, entity_id, type_)
+
+
+@pytest.fixture(scope="module")
+def documents():
+    """A: 1 right link, 1 wrong, 1 on a NIL span, 1 on an unknown-ID span, 1 spurious,
+    a gold link out of the KB predicted NIL; B: empty; C: a missed link."""
+    a = DocumentResult(
+        "A",
+        gold=[m(0, 5, "Q1", "PER"), m(10, 15, "Q2", "ORG"), m(20, 25, NIL, "NIL"), m(30, 35, UNKNOWN), m(40, 45, "Q3", "PER")],
+        predicted=[m(0, 5, "Q1"), m(10, 15, "Q9"), m(20, 25, "Q4"), m(30, 35, "Q5"), m(50, 55, "Q6", "LOC"), m(40, 45, NIL)],
+        n_tokens=12,
+        in_kb=[True, True, False, False, False],
+        candidate_ranks=[0, 3, -1, -1, -1],
+    )
+    b = DocumentResult("B", gold=[], predicted=[], in_kb=[], candidate_ranks=[])
+    c = DocumentResult("C", gold=[m(0, 3, "Q7", "ORG")], predicted=[], in_kb=[True], candidate_ranks=[12])
+    return [a, b, c]
+
+
+def test_entity_status():
+    assert entity_status("<NIL>") == entity_status("NIL") == NIL
+    assert entity_status(None) == entity_status("") == entity_status("<NO_MAPPING>") == UNKNOWN
+    assert entity_status("Q42") == "Q42"
+
+
+def test_el_micro_macro_both_nil_variants(documents):
+    result = score(documents)
+    strict, lenient = result["el"]["nil_fp"], result["el"]["nil_ignored"]
+    # A: links Q1 Q2 Q3 gold; predicted links on (0,5) (10,15) (20,25 NIL) (50,55); (30,35) has an unknown ID
+    assert {k: strict["micro"][k] for k in ("tp", "fp", "fn")} == {"tp": 1, "fp": 3, "fn": 3}
+    assert {k: lenient["micro"][k] for k in ("tp", "fp", "fn")} == {"tp": 1, "fp": 2, "fn": 3}
+    assert strict["micro"]["p"] == pytest.approx(0.25) and strict["micro"]["r"] == pytest.approx(0.25)
+    assert lenient["micro"]["p"] == pytest.approx(1 / 3) and lenient["micro"]["f"] == pytest.approx(2 * (1 / 3) * 0.25 / (1 / 3 + 0.25))
+    # GERBIL macro: A (P 1/4, R 1/3), B perfect (nothing to find, nothing found), C 0
+    f_a = 2 * 0.25 * (1 / 3) / (0.25 + 1 / 3)
+    assert strict["macro"]["p"] == pytest.approx((0.25 + 1) / 3)
+    assert strict["macro"]["r"] == pytest.approx((1 / 3 + 1) / 3)
+    assert strict["macro"]["f"] == pytest.approx((f_a + 1) / 3)
+    assert result["per_document"][0]["el"]["fp"] == 3 and result["per_document"][0]["el_nil_ignored"]["fp"] == 2
+
+
+def test_md_ed_recall_and_gold_counts(documents):
+    result = score(documents)
+    md = result["md"]["micro"]
+    assert (md["tp"], md["fp"], md["fn"]) == (5, 1, 1)
+    assert result["gold"] == {"mentions": 6, "linked": 4, "nil": 1, "unknown_id": 1, "in_kb": 3, "not_in_kb": 1}
+    ed = result["ed"]
+    assert (ed["correct"], ed["in_kb"], ed["detected"]) == (1, 3, 2)
+    assert ed["accuracy_in_kb"] == pytest.approx(1 / 3)
+    assert ed["accuracy_detected"] == pytest.approx(1 / 2)
+    assert ed["accuracy_all_linked"] == pytest.approx(1 / 4)
+    # over the in-KB gold links: ranks 0, 3 and 12
+    assert ed["recall_at_k"] == pytest.approx({"1": 1 / 3, "5": 2 / 3, "10": 2 / 3, "30": 1.0})
+
+
+def test_per_type(documents):
+    per_type = score(documents)["per_type"]
+    assert {k: per_type["PER"]["el"][k] for k in ("tp", "fp", "fn")} == {"tp": 1, "fp": 0, "fn": 1}
+    assert {k: per_type["ORG"]["el"][k] for k in ("tp", "fp", "fn")} == {"tp": 0, "fp": 1, "fn": 2}
+    assert per_type["NIL"]["el"]["fp"] == 1 and per_type["LOC"]["el"]["fp"] == 1
+    assert per_type["PER"]["ed_accuracy"] == 1.0 and per_type["ORG"]["ed_accuracy"] == 0.0
+
+
+def test_forced_accuracy_takes_the_best_candidate_where_nil_won():
+    gold = [m(0, 2, "Q8"), m(3, 5, "Q9"), m(6, 8, "Q10")]
+    predicted = [Mention(0, 2, NIL, best="Q8"), Mention(3, 5, NIL, best="Q1"), m(6, 8, "Q10")]
+    ed = score([DocumentResult("D", gold, predicted, in_kb=[True] * 3)])["ed"]
+    assert ed["accuracy_in_kb"] == pytest.approx(1 / 3) and ed["accuracy_in_kb_forced"] == pytest.approx(2 / 3)
+
+
+def test_without_kb_every_linked_mention_counts():
+    doc = DocumentResult("X", gold=[m(0, 1, "Q1"), m(2, 3, "Q2")], predicted=[m(0, 1, "Q1")])
+    result = score([doc])
+    assert result["gold"]["in_kb"] is None and result["ed"]["recall_at_k"] is None
+    assert result["ed"]["accuracy_in_kb"] == 0.5
+
+
+# ---------------------------------------------------------------- formats
+
+
+def test_nif_reader():
+    records = read_documents(DATA / "gerbil_sample.ttl", id_map={"Angela_Merkel": "Q567", "France": "Q142"})
+    assert [r["id"] for r in records] == ["http://www.aksw.org/gerbil/test/doc1", "http://www.aksw.org/gerbil/test/doc2"]
+    doc1, doc2 = records
+    assert doc1["text"] == 'Angela Merkel met "Zizou" in Zürich with Ann Smith.'
+    assert [doc1["text"][s:e] for s, e in (label["span"] for label in doc1["labels"])] == ["Angela Merkel", "Zizou", "Zürich", "Ann Smith"]
+    assert [label["entity_id"] for label in doc1["labels"]] == ["Q567", "Q1835", None, "<NIL>"]
+    assert doc1["labels"][2]["wikipedia_title"] == "Zürich"
+    assert doc2["text"] == "Paris is in France.\n"
+    assert [(label["span"], label["entity_id"]) for label in doc2["labels"]] == [([0, 5], "<NIL>"), ([12, 18], "Q142")]
+
+
+def test_nif_errors():
+    with pytest.raises(FormatError, match="undeclared prefix"):
+        read_nif("<http://x/d#char=0,1> nif:isString \"a\" .")
+    with pytest.raises(FormatError, match="line 2"):
+        read_nif("@prefix nif: <http://x#> .\n<http://x/d> nif:isString \"unterminated .\n")
+
+
+def test_aida_reader():
+    records = read_documents(DATA / "aida_sample.tsv", id_map={"Germany": "Q183", "London": "Q84"})
+    assert [(r["id"], r["split"]) for r in records] == [("aida-947", "testa"), ("aida-948", "testa")]
+    first, second = records
+    assert first["text"] == "CRICKET - LEICESTERSHIRE TAKE OVER LONDON 1996-08-30 Phil Simmons took four for 38 ."
+    spans = [first["text"][s:e] for s, e in (label["span"] for label in first["labels"])]
+    assert spans == ["-", "LEICESTERSHIRE", "LONDON", "Phil Simmons"]
+    assert [label["entity_id"] for label in first["labels"]] == ["<NIL>", None, "Q84", None]
+    assert first["labels"][3]["wikipedia_title"] == "Phil_Simmons"
+    # two adjacent B mentions stay separate; YAGO2 \u escapes are decoded
+    assert [label["span"] for label in second["labels"]] == [[0, 13], [18, 25], [26, 33]]
+    assert second["labels"][0]["wikipedia_title"] == "José_Mourinho"
+    titles = read_documents(DATA / "aida_sample.tsv")
+    assert titles[1]["labels"][1]["entity_id"] == "Germany"
+
+
+# ------------------------------------------------------ pipeline and CLI
+
+
+def run_cli(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["spacy-refined", *map(str, args)])
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def pipeline_path(tmp_path_factory, kb_path, records):
+    """An initialized (untrained) refined_linker pipeline over the tiny KB, saved."""
+    spacy.util.fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("refined_linker")
+    golds = list(docs_from_jsonl(nlp, records))
+    nlp.get_pipe("refined_linker").initialize(lambda: [Example(nlp.make_doc(d.text), d) for d in golds], nlp=nlp, kb_path=kb_path)
+    path = tmp_path_factory.mktemp("pipeline") / "nlp"
+    nlp.to_disk(path)
+    return path
+
+
+def test_evaluate_command_gold_spans(pipeline_path, records, tmp_path, monkeypatch, capsys):
+    docs = tmp_path / "docs.jsonl"
+    srsly.write_jsonl(docs, records)
+    output = tmp_path / "metrics.json"
+    code, out, err = run_cli(monkeypatch, capsys, "evaluate", pipeline_path, docs, "--gold-spans", "--output", output)
+    assert code == 0, err
+    assert "ED accuracy" in out and "docs/s" in out
+    metrics = json.loads(output.read_text())
+    # 14 gold mentions: 10 linked (all in the KB), 2 NIL (Knicks, Abdullah), 2 unknown (the DATEs)
+    assert metrics["gold"] == {"mentions": 14, "linked": 10, "nil": 2, "unknown_id": 2, "in_kb": 10, "not_in_kb": 0}
+    # the gold spans are linked as given: mention detection is perfect, ED covers every in-KB mention
+    assert metrics["md"]["micro"]["p"] == metrics["md"]["micro"]["r"] == 1.0
+    assert metrics["ed"]["accuracy_in_kb"] == metrics["ed"]["accuracy_detected"]
+    # candidates by prior: "Jordan" (the player) and "Washington" (the city) are second to their namesakes
+    assert metrics["ed"]["recall_at_k"]["1"] == pytest.approx(0.8) and metrics["ed"]["recall_at_k"]["5"] == 1.0
+    assert len(metrics["per_document"]) == 6 and metrics["per_document"][4]["md"]["tp"] == 0
+    assert metrics["speed"]["documents"] == 6 and metrics["speed"]["docs_per_s"] > 0 and metrics["speed"]["peak_memory_mb"] > 0
+    assert set(metrics["per_type"]) <= {"PERSON", "GPE", "LOC", "ORG", "MISC", "DATE"}
+
+
+def test_evaluate_command_detect_and_nif(pipeline_path, monkeypatch, capsys, tmp_path):
+    output = tmp_path / "metrics.json"
+    code, out, err = run_cli(monkeypatch, capsys, "evaluate", pipeline_path, DATA / "gerbil_sample.ttl", "--output", output)
+    assert code == 0, err
+    metrics = json.loads(output.read_text())
+    assert metrics["gold"]["mentions"] == 6 and metrics["gold"]["nil"] == 2 and metrics["settings"]["gold_spans"] is False
+    # the Wikipedia titles and the Wikidata ID of the fixture are not in the tiny KB
+    assert metrics["gold"]["not_in_kb"] == 4 and metrics["ed"]["accuracy_in_kb"] == 0.0
+
+
+def test_convert_docs_command(monkeypatch, capsys, tmp_path):
+    output = tmp_path / "aida.jsonl"
+    code, out, err = run_cli(monkeypatch, capsys, "convert-docs", DATA / "aida_sample.tsv", output, "--split", "testa")
+    assert code == 0, err
+    assert "2 documents" in out
+    assert [r["id"] for r in srsly.read_jsonl(output)] == ["aida-947", "aida-948"]
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("-DOCSTART- (1 X)\nEU\tX\tEU\n", encoding="utf8")
+    code, out, err = run_cli(monkeypatch, capsys, "convert-docs", bad, tmp_path / "x.jsonl")
+    assert code == 1 and "line 2" in err
+
+
+@pytest.mark.skipif(not SHARED_TESTB.exists(), reason="the shared AIDA data is absent")
+def test_aida_testb_gold_counts():
+    records = read_documents(SHARED_TESTB)
+    result = score(DocumentResult(r["id"], [Mention(*l["span"], entity_status(l["entity_id"])) for l in r["labels"]], []) for r in records)
+    assert result["gold"]["mentions"] == 5616 and result["gold"]["nil"] == 1131 and result["gold"]["linked"] == 4484
+    assert result["el"]["nil_fp"]["micro"]["fn"] == 4484

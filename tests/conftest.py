@@ -1,5 +1,6 @@
-"""Shared fixtures: a tiny KB, a tiny local BERT (no downloads) and EL records."""
+"""Shared fixtures: a tiny KB, a tiny local BERT (no downloads), EL records and the CLI."""
 import json
+import sys
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
@@ -84,3 +85,21 @@ def bert_path(tmp_path_factory) -> Path:
     )
     BertModel(config).save_pretrained(path)
     return path
+
+
+@pytest.fixture
+def run_cli(monkeypatch, capsys):
+    """Run the command line in-process through its entry point: (exit code, stdout, stderr)."""
+    from spacy_refined.cli import main
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["spacy-refined", *map(str, args)])
+        code = 0
+        try:
+            main()
+        except SystemExit as exit_:
+            code = exit_.code or 0
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -1,54 +1,40 @@
 """The command line, run in-process through its entry point."""
 import bz2
 import json
-import sys
 
 import pytest
-
-from spacy_refined.cli import main
 
 from test_kb import ENTITIES, write_jsonl
 
 
-def run_cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["spacy-refined", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture
-def kb_path(tmp_path, monkeypatch, capsys):
+def kb_path(tmp_path, run_cli):
     entities = write_jsonl(tmp_path / "entities.jsonl", ENTITIES)
-    code, out, err = run_cli(monkeypatch, capsys, "kb", "build", "--entities", entities, "--output", tmp_path / "kb",
+    code, out, err = run_cli("kb", "build", "--entities", entities, "--output", tmp_path / "kb",
                              "--n-types", 10, "--max-type-share", 1.0, "--no-progress")
     assert code == 0, err
     assert "11 entities" in out
     return tmp_path / "kb"
 
 
-def test_build_info_lookup(kb_path, monkeypatch, capsys):
-    code, out, _ = run_cli(monkeypatch, capsys, "kb", "info", kb_path, "--json")
+def test_build_info_lookup(kb_path, run_cli):
+    code, out, _ = run_cli("kb", "info", kb_path, "--json")
     info = json.loads(out)
     assert code == 0 and info["entities"] == 11 and info["segments"][0]["name"] == "base"
-    code, out, _ = run_cli(monkeypatch, capsys, "kb", "lookup", kb_path, "the U.S.", "--json")
+    code, out, _ = run_cli("kb", "lookup", kb_path, "the U.S.", "--json")
     result = json.loads(out)
     assert result["candidates"][0]["id"] == "Q30"
     assert result["candidates"][0]["label"] == "United States"
-    code, out, _ = run_cli(monkeypatch, capsys, "kb", "lookup", kb_path, "Paris", "-k", "2")
+    code, out, _ = run_cli("kb", "lookup", kb_path, "Paris", "-k", "2")
     assert code == 0 and out.splitlines()[0].split()[1] == "Q90" and len(out.splitlines()) == 2
 
 
-def test_add_entities(kb_path, tmp_path, monkeypatch, capsys):
+def test_add_entities(kb_path, tmp_path, run_cli):
     new = write_jsonl(tmp_path / "new.jsonl", [{"id": "N1", "label": "Lutetia", "description": "Roman city", "types": ["city"]}])
-    code, out, err = run_cli(monkeypatch, capsys, "kb", "add", kb_path, new)
+    code, out, err = run_cli("kb", "add", kb_path, new)
     assert code == 0, err
     assert "added 1 entities" in out
-    code, out, _ = run_cli(monkeypatch, capsys, "kb", "lookup", kb_path, "Lutetia", "--json")
+    code, out, _ = run_cli("kb", "lookup", kb_path, "Lutetia", "--json")
     assert json.loads(out)["candidates"][0]["types"] == ["Q515"]
 
 
@@ -62,18 +48,18 @@ def test_add_entities(kb_path, tmp_path, monkeypatch, capsys):
         (["kb", "build", "--wikidata", "{tmp}/truncated.json.bz2", "--output", "{tmp}/kb", "--no-progress"], "truncated.json.bz2"),
     ],
 )
-def test_bad_input_exits_1_with_one_line(args, message, tmp_path, monkeypatch, capsys):
+def test_bad_input_exits_1_with_one_line(args, message, tmp_path, run_cli):
     data = bz2.compress(b'[\n{"type":"item","id":"Q1","labels":{}},\n{"type":"item","id":"Q2","labels":{}}\n]\n')
     (tmp_path / "truncated.json.bz2").write_bytes(data[: len(data) // 2])
-    code, out, err = run_cli(monkeypatch, capsys, *[a.format(tmp=tmp_path) for a in args])
+    code, out, err = run_cli(*[a.format(tmp=tmp_path) for a in args])
     assert code == 1
     assert message in err
     assert len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "kb").exists()
 
 
-def test_every_command_has_help(monkeypatch, capsys):
+def test_every_command_has_help(run_cli):
     for args in (["--help"], ["kb", "--help"], ["kb", "build", "--help"], ["kb", "info", "--help"],
                  ["kb", "lookup", "--help"], ["kb", "add", "--help"]):
-        code, out, _ = run_cli(monkeypatch, capsys, *args)
+        code, out, _ = run_cli(*args)
         assert code == 0 and "Usage" in out

@@ -1,7 +1,6 @@
 """The evaluation: metrics on hand-made documents with known values, the NIF
 and AIDA readers on small real-format fixtures, and the evaluate command."""
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -9,7 +8,6 @@ import spacy
 import srsly
 from spacy.training import Example
 
-from spacy_refined.cli import main
 from spacy_refined.evaluation import DocumentResult, FormatError, Mention, entity_status, read_documents, read_nif, score
 from spacy_refined.evaluation.metrics import NIL, UNKNOWN
 from spacy_refined.training import docs_from_jsonl
@@ -138,17 +136,6 @@ def test_aida_reader():
 # ------------------------------------------------------ pipeline and CLI
 
 
-def run_cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["spacy-refined", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture(scope="module")
 def pipeline_path(tmp_path_factory, kb_path, records):
     """An initialized (untrained) refined_linker pipeline over the tiny KB, saved."""
@@ -162,11 +149,11 @@ def pipeline_path(tmp_path_factory, kb_path, records):
     return path
 
 
-def test_evaluate_command_gold_spans(pipeline_path, records, tmp_path, monkeypatch, capsys):
+def test_evaluate_command_gold_spans(pipeline_path, records, tmp_path, run_cli):
     docs = tmp_path / "docs.jsonl"
     srsly.write_jsonl(docs, records)
     output = tmp_path / "metrics.json"
-    code, out, err = run_cli(monkeypatch, capsys, "evaluate", pipeline_path, docs, "--gold-spans", "--output", output)
+    code, out, err = run_cli("evaluate", pipeline_path, docs, "--gold-spans", "--output", output)
     assert code == 0, err
     assert "ED accuracy" in out and "docs/s" in out
     metrics = json.loads(output.read_text())
@@ -182,9 +169,9 @@ def test_evaluate_command_gold_spans(pipeline_path, records, tmp_path, monkeypat
     assert set(metrics["per_type"]) <= {"PERSON", "GPE", "LOC", "ORG", "MISC", "DATE"}
 
 
-def test_evaluate_command_detect_and_nif(pipeline_path, monkeypatch, capsys, tmp_path):
+def test_evaluate_command_detect_and_nif(pipeline_path, run_cli, tmp_path):
     output = tmp_path / "metrics.json"
-    code, out, err = run_cli(monkeypatch, capsys, "evaluate", pipeline_path, DATA / "gerbil_sample.ttl", "--output", output)
+    code, out, err = run_cli("evaluate", pipeline_path, DATA / "gerbil_sample.ttl", "--output", output)
     assert code == 0, err
     metrics = json.loads(output.read_text())
     assert metrics["gold"]["mentions"] == 6 and metrics["gold"]["nil"] == 2 and metrics["settings"]["gold_spans"] is False
@@ -192,15 +179,15 @@ def test_evaluate_command_detect_and_nif(pipeline_path, monkeypatch, capsys, tmp
     assert metrics["gold"]["not_in_kb"] == 4 and metrics["ed"]["accuracy_in_kb"] == 0.0
 
 
-def test_convert_docs_command(monkeypatch, capsys, tmp_path):
+def test_convert_docs_command(run_cli, tmp_path):
     output = tmp_path / "aida.jsonl"
-    code, out, err = run_cli(monkeypatch, capsys, "convert-docs", DATA / "aida_sample.tsv", output, "--split", "testa")
+    code, out, err = run_cli("convert-docs", DATA / "aida_sample.tsv", output, "--split", "testa")
     assert code == 0, err
     assert "2 documents" in out
     assert [r["id"] for r in srsly.read_jsonl(output)] == ["aida-947", "aida-948"]
     bad = tmp_path / "bad.tsv"
     bad.write_text("-DOCSTART- (1 X)\nEU\tX\tEU\n", encoding="utf8")
-    code, out, err = run_cli(monkeypatch, capsys, "convert-docs", bad, tmp_path / "x.jsonl")
+    code, out, err = run_cli("convert-docs", bad, tmp_path / "x.jsonl")
     assert code == 1 and "line 2" in err
 
 

@@ -5,7 +5,7 @@ from typing import List, Optional
 
 import typer
 
-from ..kb.builder import KBBuilder, read_mention_counts
+from ..kb.builder import KBBuilder, read_jsonl, read_mention_counts
 from ..kb.store import RefinedKB
 from ._app import kb_app
 
@@ -118,12 +118,10 @@ def add(
     mention_counts: Optional[Path] = typer.Option(None, help="Mention->entity counts for the new (or existing) entities"),
 ) -> None:
     """Add entities to a built KB, without rebuilding it or retraining a model."""
-    from ..kb.builder import _read_jsonl
-
     kb = RefinedKB.load(path)
     if not entities.exists():
         raise FileNotFoundError(f"input file {entities} does not exist")
-    records = [data for _, data in _read_jsonl(entities)]
+    records = [data for _, data in read_jsonl(entities)]
     counts = list(read_mention_counts(mention_counts)) if mention_counts else []
     added = kb.add_entities(records, counts)
     typer.echo(f"added {added} entities to {path} (now {len(kb):,})")

@@ -463,7 +463,7 @@ class KBBuilder:
     def add_entities_jsonl(self, path: PathLike) -> int:
         """Read the user's own entities: one JSON object per line."""
         n = 0
-        for line, data in _read_jsonl(path):
+        for line, data in read_jsonl(path):
             try:
                 record = EntityRecord.from_dict(data)
             except ValueError as error:
@@ -764,7 +764,8 @@ def _open_text(path: PathLike):
     return open(path, encoding="utf8")
 
 
-def _read_jsonl(path: PathLike) -> Iterable[Tuple[int, Any]]:
+def read_jsonl(path: PathLike) -> Iterable[Tuple[int, Any]]:
+    """(line number, object) for each non-blank line of a JSONL file (.gz/.bz2 too); DumpError on bad JSON."""
     with _open_text(path) as f:
         for line_number, line in enumerate(f, 1):
             if not line.strip():
@@ -779,7 +780,7 @@ def read_mention_counts(path: PathLike) -> Iterable[Tuple[str, str, float]]:
     """(mention, entity ID, count) rows from a TSV, or counted from EL documents (JSONL)."""
     path = Path(path)
     if ".jsonl" in path.suffixes:
-        for line, doc in _read_jsonl(path):
+        for line, doc in read_jsonl(path):
             text = doc.get("text") if isinstance(doc, dict) else None
             if not isinstance(text, str):
                 raise DumpError(path, "a document needs a 'text' string", line=line)

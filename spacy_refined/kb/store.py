@@ -414,21 +414,22 @@ class RefinedKB(KnowledgeBase):
             texts = [mentions[i].text for i in positions]
             batch = self.document_candidates(texts)
             vectors = self.embeddings(batch.entities) if self.has_embeddings else None
+            entity_hashes = [self.vocab.strings.add(entity_id) for entity_id in self.entity_ids(batch.entities)]
+            popularity = self.popularities(batch.entities).tolist()
+            priors = batch.priors.tolist()
             for j, i in enumerate(positions):
                 alias_hash = self.vocab.strings.add(normalize_alias(texts[j]))
-                start, end = batch.offsets[j], batch.offsets[j + 1]
-                for c in range(start, end):
-                    entity = int(batch.entities[c])
-                    result[i].append(
-                        Candidate(
-                            self,
-                            entity_hash=self.vocab.strings.add(self.entity_id(entity)),
-                            entity_freq=self.popularity(entity),
-                            entity_vector=vectors[c] if vectors is not None else [],
-                            alias_hash=alias_hash,
-                            prior_prob=float(batch.priors[c]),
-                        )
+                result[i] = [
+                    Candidate(
+                        self,
+                        entity_hash=entity_hashes[c],
+                        entity_freq=popularity[c],
+                        entity_vector=vectors[c] if vectors is not None else [],
+                        alias_hash=alias_hash,
+                        prior_prob=priors[c],
                     )
+                    for c in range(batch.offsets[j], batch.offsets[j + 1])
+                ]
         return result
 
     def get_vector(self, entity: str) -> List[float]:

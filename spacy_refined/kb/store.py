@@ -232,11 +232,6 @@ class RefinedKB(KnowledgeBase):
             ],
         }
 
-    def iter_entity_ids(self) -> Iterator[str]:
-        for segment in self.segments:
-            for local in range(segment.n_entities):
-                yield segment.entity_ids[local]
-
     # ------------------------------------------------------ vectorised access
 
     def _by_segment(self, indices: np.ndarray) -> Iterator[Tuple[Segment, np.ndarray, np.ndarray]]:

@@ -41,6 +41,7 @@ from tqdm import tqdm
 from .arrays import NpyAppender, StringTable, StringTableWriter, load_array, save_array
 from .errors import DumpError, KBError
 from .normalize import normalize_alias
+from .segment import find_sorted
 from .wikipedia import normalise_title
 from .store import (
     DEFAULT_MAX_CANDIDATES,
@@ -334,8 +335,8 @@ class SegmentWriter:
             if via_title.any():
                 titles = target[via_title]
                 for _ in range(3):  # follow redirect chains (double redirects exist)
-                    titles = _lookup_replace(redirect_keys, redirect_targets, titles)
-                target[via_title] = _lookup(title_keys, title_targets, titles, missing=0)
+                    titles = _map_keys(redirect_keys, redirect_targets, titles, default=titles)
+                target[via_title] = _map_keys(title_keys, title_targets, titles, default=np.zeros_like(titles))
             entity = resolve(target)
             keep = entity >= 0
             alias, entity, kind = rows["alias"][keep], entity[keep], rows["kind"][keep]
@@ -520,7 +521,7 @@ class KBBuilder:
         keys, rows = writer.write_entity_index()
 
         def resolve(target_keys: np.ndarray) -> np.ndarray:
-            return _find_keys(keys, rows, target_keys)
+            return find_sorted(keys, target_keys, rows)
 
         popularity = self._popularity(keys, rows)
         save_array(writer.directory / "popularity.npy", popularity)
@@ -568,7 +569,7 @@ class KBBuilder:
         raw = np.array(load_array(work / "raw_popularity.npy"), dtype=np.float64)
         for path in self._popularity_files:
             file_keys, scores = read_popularity(path)
-            found = _find_keys(keys, rows, file_keys)
+            found = find_sorted(keys, file_keys, rows)
             raw[found[found >= 0]] = scores[found >= 0]
         sitelinks = np.asarray(load_array(work / "sitelinks.npy"), dtype=np.float64)
         signals = [s for s in (np.nan_to_num(raw, nan=0.0), sitelinks) if len(s) and s.max() > s.min()]
@@ -663,7 +664,7 @@ def write_added_segment(kb: RefinedKB, entities: Iterable[Dict[str, Any]], menti
         keys, rows = writer.write_entity_index()
 
         def resolve(target_keys: np.ndarray) -> np.ndarray:
-            found = _find_keys(keys, rows, target_keys)
+            found = find_sorted(keys, target_keys, rows)
             found[found >= 0] += writer.start
             return np.where(found >= 0, found, kb.find_keys(np.asarray(target_keys, dtype=np.uint64)))
 
@@ -705,17 +706,6 @@ def write_added_segment(kb: RefinedKB, entities: Iterable[Dict[str, Any]], menti
 # ---------------------------------------------------------------------- helpers
 
 
-def _find_keys(sorted_keys: np.ndarray, rows: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    keys = np.asarray(keys, dtype=np.uint64)
-    result = np.full(len(keys), -1, dtype=np.int64)
-    if not len(sorted_keys) or not len(keys):
-        return result
-    position = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-    found = (sorted_keys[position] == keys) & (keys != 0)
-    result[found] = rows[position[found]]
-    return result
-
-
 def _sorted_pairs(pairs: Tuple[array, array]) -> Tuple[np.ndarray, np.ndarray]:
     keys = np.frombuffer(pairs[0], dtype=np.uint64) if len(pairs[0]) else np.zeros(0, np.uint64)
     values = np.frombuffer(pairs[1], dtype=np.uint64) if len(pairs[1]) else np.zeros(0, np.uint64)
@@ -723,22 +713,10 @@ def _sorted_pairs(pairs: Tuple[array, array]) -> Tuple[np.ndarray, np.ndarray]:
     return keys[order], values[order]
 
 
-def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray, missing: int) -> np.ndarray:
-    out = np.full(len(wanted), missing, dtype=np.uint64)
-    if not len(keys):
-        return out
-    position = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
-    found = keys[position] == wanted
-    out[found] = values[position[found]]
-    return out
-
-
-def _lookup_replace(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    if not len(keys):
-        return wanted
-    position = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
-    found = keys[position] == wanted
-    return np.where(found, values[position], wanted)
+def _map_keys(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray, default: np.ndarray) -> np.ndarray:
+    """`values` of the `wanted` keys in the sorted `keys`; `default` where a key is absent."""
+    position = find_sorted(keys, wanted)
+    return np.where(position >= 0, values[np.maximum(position, 0)] if len(values) else default, default).astype(np.uint64)
 
 
 def _percentile_rank(values: np.ndarray) -> np.ndarray:

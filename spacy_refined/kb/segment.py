@@ -60,18 +60,19 @@ class Segment:
 
     def find_entities(self, keys: np.ndarray) -> np.ndarray:
         """Global indices of the entities with these ID keys (-1 where absent)."""
-        return _find(self.entity_keys, keys, self.entity_key_rows, self.start)
+        return find_sorted(self.entity_keys, keys, self.entity_key_rows, self.start)
 
     def find_titles(self, keys: np.ndarray) -> np.ndarray:
         """Global indices of the entities with these Wikipedia title keys (-1 where absent)."""
-        return _find(self.title_keys, keys, self.title_key_rows, self.start)
+        return find_sorted(self.title_keys, keys, self.title_key_rows, self.start)
 
     def find_aliases(self, keys: np.ndarray) -> np.ndarray:
         """Alias rows of these alias keys (-1 where absent)."""
-        return _find(self.alias_keys, keys, None, 0)
+        return find_sorted(self.alias_keys, keys)
 
 
-def _find(sorted_keys: np.ndarray, keys: np.ndarray, rows: Optional[np.ndarray], offset: int) -> np.ndarray:
+def find_sorted(sorted_keys: np.ndarray, keys: np.ndarray, rows: Optional[np.ndarray] = None, offset: int = 0) -> np.ndarray:
+    """Positions of `keys` in `sorted_keys` (mapped through `rows`, plus `offset`); -1 where absent or 0."""
     keys = np.asarray(keys, dtype=np.uint64)
     result = np.full(len(keys), -1, dtype=np.int64)
     if len(sorted_keys) == 0 or len(keys) == 0:

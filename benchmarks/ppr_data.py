@@ -8,8 +8,10 @@ Writes to OUT:
   candidates it links to (the "context" of the description encoder);
 * mention_counts.tsv: (surface, candidate title, evidence): every candidate
   of a mention gets its share of the in-links (+1) of the mention's
-  candidate list (a popularity prior; once per surface and candidate), gold
-  train mentions add 1 per occurrence;
+  candidate list (a popularity prior; once per surface and candidate). The
+  AIDA-train gold links are left out of the prior on purpose: with them the
+  prior is right for 92.7% of the training mentions but 78.4% of testb's,
+  and the model learns to trust it more than it deserves;
 * {train,testa,testb}.jsonl: the AIDA documents with the PPRforNED gold
   title as entity ID ("<NIL>" for NIL) and the gold candidate's type.
 
@@ -39,7 +41,6 @@ def build(aida: Path, out: Path) -> None:
     title_of: Dict[int, str] = {}
     links: Dict[str, set] = defaultdict(set)
     prior: Dict[Tuple[str, str], float] = {}
-    gold_counts: Dict[Tuple[str, str], int] = defaultdict(int)
     gold_by_span: Dict[Tuple[str, int, int], Tuple[str, str]] = {}
     for document in read_ppr(aida / "ppr_candidates.jsonl.bz2"):
         for mention in document["mentions"]:
@@ -55,8 +56,6 @@ def build(aida: Path, out: Path) -> None:
                     key = (surface, c["title"])
                     prior[key] = max(prior.get(key, 0.0), (c["in_count"] + 1) / total)
             gold = mention["gold_title"]
-            if document["split"] == "train" and gold:
-                gold_counts[(mention["text"], gold)] += 1
             if mention["span"] is not None:
                 gold_type = types.get(gold, "UNK") if gold else "NIL"
                 gold_by_span[(document["id"], *mention["span"])] = (gold or "<NIL>", gold_type)
@@ -75,9 +74,8 @@ def build(aida: Path, out: Path) -> None:
             file.write(json.dumps(record, ensure_ascii=False) + "\n")
     with (out / "mention_counts.tsv").open("w", encoding="utf8") as file:
         for (surface, title), share in prior.items():
-            count = share + gold_counts.get((surface, title), 0)
             if "\t" not in surface and surface.strip():
-                file.write(f"{surface}\t{title}\t{count:.6g}\n")
+                file.write(f"{surface}\t{title}\t{share:.6g}\n")
     for split in SPLITS:
         n_linked = 0
         with (aida / f"{split}.jsonl").open(encoding="utf8") as source, (out / f"{split}.jsonl").open("w", encoding="utf8") as target:

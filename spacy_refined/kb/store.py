@@ -290,6 +290,27 @@ class RefinedKB(KnowledgeBase):
         """All facts (subject, relation, object) whose object is one of `objects`."""
         return self._facts(np.asarray(objects, dtype=np.int64), by_object=True)
 
+    def links_among(self, entities: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Which of `entities` (distinct KB indices) a fact connects, in either
+        direction: positions (i, j), i != j, each connected pair given both
+        ways, sorted."""
+        entities = np.asarray(entities, dtype=np.int64)
+        n = len(entities)
+        if n < 2:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty
+        order = np.argsort(entities, kind="stable")
+        ordered = entities[order]
+        subjects, _, objects = self.facts_about(entities)
+        at = np.minimum(np.searchsorted(ordered, objects), n - 1)
+        inside = ordered[at] == objects
+        a = order[np.searchsorted(ordered, subjects[inside])]
+        b = order[at[inside]]
+        distinct = a != b
+        a, b = a[distinct], b[distinct]
+        pairs = np.unique(np.concatenate([a * n + b, b * n + a]))
+        return pairs // n, pairs % n
+
     def _facts(self, wanted: np.ndarray, by_object: bool):
         parts = []
         for segment in self.segments:

@@ -68,7 +68,9 @@ class Mentions:
 class Candidates:
     """The candidates of a batch of mentions, padded to (n_mentions, k).
 
-    `entities` are KB indices (-1: padding), `rows` index the batch's entity
+    `entities` are KB indices (-1: padding), `priors` their P(e|m),
+    `coherence` (n_mentions, k, N_COHERENCE) their fit with the document's
+    other mentions (see `pipeline/coherence.py`), `rows` index the batch's entity
     table (`unique`), whose types are `types` (n_unique, T; type indices,
     -1: padding). Entity descriptions come either as precomputed `vectors`
     (n_unique, width) or as `texts` for the description encoder.
@@ -76,6 +78,7 @@ class Candidates:
 
     entities: np.ndarray
     priors: np.ndarray
+    coherence: np.ndarray
     unique: np.ndarray
     rows: np.ndarray
     types: np.ndarray
@@ -285,6 +288,7 @@ def _heads_forward(model: Model, inputs: HeadsInput, is_train: bool):
             candidate_rows=torch.as_tensor(candidates.rows, device=device),
             candidate_mask=torch.as_tensor(candidates.mask, device=device),
             priors=torch.as_tensor(candidates.priors, device=device),
+            coherence=torch.as_tensor(candidates.coherence, device=device),
             entity_types=torch.as_tensor(candidates.types, device=device),
             entity_vectors=xp2torch(inputs.vectors, requires_grad=is_train, device=device),
         )

@@ -27,7 +27,9 @@ Training uses the gold mentions (teacher forcing) with the losses of
 "ed" (softmax over the candidates + NIL; mentions whose gold entity is not
 among the candidates, not in the KB or unknown are left out) and
 "description" (softmax over the candidates' description scores).
-`n_candidates` candidates per mention come from the KB.
+`n_candidates` candidates per mention come from the KB, each with its
+prior and its coherence with the document's other mentions (the KB's facts
+between candidates, see `coherence.py`).
 
 The KB. `initialize` takes `kb_path`, sizes the typing head from the KB's
 type inventory and records its hash; a KB with another inventory is then
@@ -65,6 +67,8 @@ from thinc.api import Config, Model, NumpyOps, Optimizer, set_dropout_rate
 from ..kb.errors import KBError
 from ..kb.store import RefinedKB
 from ..model.architecture import Candidates, Logits, Mentions, RefinedInput, RefinedOutput, set_output_sizes
+from ..model.heads import N_COHERENCE
+from .coherence import document_coherence
 from .embed import EmbeddingCache
 from .scoring import score_linking
 
@@ -487,23 +491,31 @@ class RefinedLinker(TrainablePipe):
         kb = self._require_kb()
         texts = [docs[d][s:e].text for d, s, e in zip(mentions.doc, mentions.start, mentions.end)]
         bounds = np.searchsorted(mentions.doc, np.arange(len(docs) + 1))
-        batches = [kb.document_candidates(texts[a:b], self.n_candidates) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+        batches, coherence = [], []
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            if b > a:
+                batch = kb.document_candidates(texts[a:b], self.n_candidates)
+                batches.append(batch)
+                coherence.append(document_coherence(kb, texts[a:b], batch.lengths, batch.entities, batch.priors))
         lengths = np.concatenate([b.lengths for b in batches]) if batches else np.zeros(0, dtype="int64")
         flat_entities = np.concatenate([b.entities for b in batches]) if batches else np.zeros(0, dtype="int64")
         flat_priors = np.concatenate([b.priors for b in batches]) if batches else np.zeros(0, dtype="float32")
+        flat_coherence = np.concatenate(coherence) if coherence else np.zeros((0, N_COHERENCE), dtype="float32")
         k = max(1, int(lengths.max(initial=0)))
         mention_of = np.repeat(np.arange(len(mentions)), lengths)
         slot = np.arange(len(flat_entities)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         entities = np.full((len(mentions), k), -1, dtype="int64")
         priors = np.zeros((len(mentions), k), dtype="float32")
+        features = np.zeros((len(mentions), k, N_COHERENCE), dtype="float32")
         rows = np.zeros((len(mentions), k), dtype="int64")
         unique, inverse = np.unique(flat_entities, return_inverse=True)
         if not len(unique):  # no mention has a candidate: one masked row keeps the entity table non-empty
             unique = np.zeros(1, dtype="int64")
         entities[mention_of, slot] = flat_entities
         priors[mention_of, slot] = flat_priors
+        features[mention_of, slot] = flat_coherence
         rows[mention_of, slot] = inverse
-        candidates = Candidates(entities, priors, unique, rows, kb.type_lists(unique))
+        candidates = Candidates(entities, priors, features, unique, rows, kb.type_lists(unique))
         if is_train:
             candidates.texts = self.entity_texts(unique)
         else:

@@ -12,6 +12,7 @@ from spacy.training import Example
 
 from spacy_refined.kb import KBError, RefinedKB
 from spacy_refined.pipeline import embed_kb, find_linker
+from spacy_refined.pipeline.linker import DEFAULT_MODEL_CONFIG
 from spacy_refined.training import docs_from_jsonl
 
 LONG_DOC_TOKENS = 20_000
@@ -374,3 +375,40 @@ def test_cpu_threads_apply_to_prediction_only(saved, monkeypatch):
     assert seen == [before]
     with pytest.raises(ValueError, match="cpu_threads"):
         spacy.load(saved, config={"components": {"refined_linker": {"cpu_threads": -1}}})
+
+
+def test_weights_of_another_model_version_are_refused_clearly():
+    import srsly
+    import torch
+
+    from spacy_refined.model._torch import deserialize_module, serialize_module
+    from spacy_refined.model.heads import RefinedHeads
+
+    heads = RefinedHeads(width=8, n_tags=3, n_types=4, entity_width=6, hidden_width=5, dropout=0.0)
+    message = srsly.msgpack_loads(serialize_module(heads))
+    message["config"]["width"] = 16  # the same class now builds other shapes
+    with pytest.raises(ValueError, match="do not fit this version"):
+        deserialize_module(None, srsly.msgpack_dumps(message), torch.device("cpu"))
+
+
+def test_frozen_description_encoder_is_not_trained_and_embeddings_are_reused(kb_path, bert_path, records):
+    spacy.util.fix_random_seed(0)
+    nlp = spacy.blank("en")
+    linker = nlp.add_pipe("refined_linker", config={"train_descriptions": False, "model": {
+        "@architectures": "spacy_refined.RefinedModel.v1",
+        "tok2vec": DEFAULT_MODEL_CONFIG["tok2vec"],
+        "description_encoder": {"@architectures": "spacy_refined.TransformerDescriptionEncoder.v1", "name": str(bert_path), "width": 32, "max_length": 16},
+    }})
+    examples = [Example(nlp.make_doc(doc.text), doc) for doc in docs_from_jsonl(nlp, records)]
+    nlp.config["initialize"]["components"]["refined_linker"] = {"kb_path": str(kb_path)}
+    optimizer = nlp.initialize(lambda: examples)
+    encoder, heads = linker.model.get_ref("description_encoder"), linker.model.get_ref("heads")
+    encoder_before, heads_before = encoder.to_bytes(), heads.to_bytes()
+    encoded: List[int] = []
+    original = linker.encode_descriptions
+    linker.encode_descriptions = lambda texts: encoded.append(len(texts)) or original(texts)
+    for _ in range(3):
+        nlp.update(examples, sgd=optimizer)
+    assert encoder.to_bytes() == encoder_before  # not trained
+    assert heads.to_bytes() != heads_before  # the rest is
+    assert len(encoded) == 1 and encoded[0] == len(linker._cache)  # each candidate encoded once, in the first update

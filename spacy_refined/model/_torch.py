@@ -39,7 +39,14 @@ def deserialize_module(module: Optional[torch.nn.Module], data: bytes, device: t
     if cls is None:
         raise ValueError(f"cannot deserialize unknown PyTorch module {msg['class']!r}")
     module = cls(**msg["config"])
-    module.load_state_dict(load_tensors(msg["state"]))
+    try:
+        module.load_state_dict(load_tensors(msg["state"]))
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[-1].strip()
+        raise ValueError(
+            f"the saved {msg['class']} weights do not fit this version of spacy-refined's model "
+            f"(saved by another version? retrain or install the version that trained it): {first}"
+        ) from None
     return module.to(device)
 
 

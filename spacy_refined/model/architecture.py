@@ -223,7 +223,7 @@ def _forward(model: Model, inputs: RefinedInput, is_train: bool):
     doc_offsets = np.cumsum(lengths) - lengths
     mention_tokens, owners = mentions.token_index(doc_offsets)
     logits, backprop_heads = heads(
-        HeadsInput(tokens, is_train, mentions=mentions, mention_tokens=mention_tokens, owners=owners, candidates=candidates, vectors=vectors),
+        HeadsInput(tokens, is_train, mentions=mentions, mention_tokens=mention_tokens, owners=owners, lengths=lengths, candidates=candidates, vectors=vectors),
         is_train,
     )
     output = RefinedOutput(
@@ -270,6 +270,7 @@ class HeadsInput:
     mentions: Optional[Mentions] = None
     mention_tokens: Optional[np.ndarray] = None
     owners: Optional[np.ndarray] = None
+    lengths: Optional[np.ndarray] = None  # of the docs, in tokens
     candidates: Optional[Candidates] = None
     vectors: Optional[Floats2d] = None
 
@@ -285,6 +286,8 @@ def _heads_forward(model: Model, inputs: HeadsInput, is_train: bool):
             mention_tokens=torch.as_tensor(inputs.mention_tokens, device=device),
             mention_owners=torch.as_tensor(inputs.owners, device=device),
             n_mentions=len(inputs.mentions),
+            token_docs=torch.as_tensor(np.repeat(np.arange(len(inputs.lengths)), inputs.lengths), device=device),
+            mention_docs=torch.as_tensor(inputs.mentions.doc, device=device),
             candidate_rows=torch.as_tensor(candidates.rows, device=device),
             candidate_mask=torch.as_tensor(candidates.mask, device=device),
             priors=torch.as_tensor(candidates.priors, device=device),

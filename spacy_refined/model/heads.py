@@ -11,6 +11,11 @@ N_COHERENCE = 2  # document coherence features per candidate (see pipeline/coher
 # prior, log prior, type agreement, has types, description score, and each
 # coherence feature as given and relative to the mention's best candidate
 N_FEATURES = 5 + 2 * N_COHERENCE
+# The candidate scorer's output is multiplied by this: its few weights need
+# values of several units, and the optimizer moves each weight by about the
+# learning rate per step, so with a gain of 1 a thousand steps cannot take
+# them there (its effective learning rate is SCORER_GAIN times the rest's).
+SCORER_GAIN = 10.0
 MASKED = -1e4  # logit of padding candidates (safe in float16)
 NIL_LOGIT = 0.0  # the fixed logit of the NIL option
 
@@ -20,7 +25,8 @@ class RefinedHeads(nn.Module):
     """Mention detection, entity typing and candidate scoring over token vectors.
 
     * tags: a BIO tagger (MLP) over every token;
-    * mentions: the mean of their tokens' vectors;
+    * mentions: the mean of their tokens' vectors, next to the mean of their
+      document's (the topic: "Japan" in a football report is the team);
     * types: a multi-label (sigmoid) layer over the KB's type inventory;
     * descriptions: the mention, projected to the description space, dotted
       with each candidate's description embedding;
@@ -39,8 +45,8 @@ class RefinedHeads(nn.Module):
         }
         self.dropout = nn.Dropout(dropout)
         self.tagger = nn.Sequential(nn.Linear(width, hidden_width), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_width, n_tags))
-        self.typer = nn.Linear(width, n_types)
-        self.describer = nn.Linear(width, entity_width)
+        self.typer = nn.Linear(2 * width, n_types)
+        self.describer = nn.Linear(2 * width, entity_width)
         self.scorer = nn.Linear(N_FEATURES, 1)
         self.entity_scale = entity_width ** -0.5
         with torch.no_grad():
@@ -52,9 +58,9 @@ class RefinedHeads(nn.Module):
             # + coherence on AIDA gives weights of 1.5-3, further than the
             # optimizer's small steps would take them from zero.
             self.scorer.weight.zero_()
-            self.scorer.weight[0, 1] = 1.0
-            self.scorer.weight[0, 5:] = 2.0
-            self.scorer.bias.fill_(2.0)
+            self.scorer.weight[0, 1] = 1.0 / SCORER_GAIN
+            self.scorer.weight[0, 5:] = 2.0 / SCORER_GAIN
+            self.scorer.bias.fill_(2.0 / SCORER_GAIN)
 
     def forward(
         self,
@@ -64,6 +70,8 @@ class RefinedHeads(nn.Module):
         mention_tokens: Optional[torch.Tensor] = None,
         mention_owners: Optional[torch.Tensor] = None,
         n_mentions: int = 0,
+        token_docs: Optional[torch.Tensor] = None,
+        mention_docs: Optional[torch.Tensor] = None,
         candidate_rows: Optional[torch.Tensor] = None,
         candidate_mask: Optional[torch.Tensor] = None,
         priors: Optional[torch.Tensor] = None,
@@ -73,7 +81,9 @@ class RefinedHeads(nn.Module):
     ) -> Tuple[Optional[torch.Tensor], ...]:
         """Score a batch. `tokens` (n_tokens, width) are all the batch's token
         vectors; mention `m` is the mean of `tokens[mention_tokens[j]]` over
-        the `j` with `mention_owners[j] == m`. Candidates are padded to
+        the `j` with `mention_owners[j] == m`, next to the mean of its
+        document's tokens (`token_docs`: the document of each token,
+        `mention_docs`: of each mention). Candidates are padded to
         (n_mentions, k): `candidate_rows` index the batch's entity table
         (`entity_types` (n_entities, T) type indices padded with -1,
         `entity_vectors` (n_entities, entity_width)); `priors` (n_mentions, k)
@@ -87,7 +97,9 @@ class RefinedHeads(nn.Module):
         tag_logits = self.tagger(self.dropout(tokens)) if tags else None
         if mention_tokens is None:
             return tag_logits, None, None, None
-        mentions = self.dropout(self.pool(tokens, mention_tokens, mention_owners, n_mentions))
+        documents = self.mean(tokens, token_docs, int(token_docs.max()) + 1 if len(token_docs) else 0)
+        mentions = self.mean(tokens[mention_tokens], mention_owners, n_mentions)
+        mentions = self.dropout(torch.cat([mentions, documents[mention_docs]], dim=1))
         type_logits = self.typer(mentions)
         entities = entity_vectors[candidate_rows]  # (n_mentions, k, entity_width)
         description = torch.einsum("md,mkd->mk", self.describer(mentions), entities) * self.entity_scale
@@ -101,16 +113,16 @@ class RefinedHeads(nn.Module):
             ],
             dim=-1,
         )
-        scores = self.scorer(features).squeeze(-1).masked_fill(~candidate_mask, MASKED)
+        scores = (self.scorer(features).squeeze(-1) * SCORER_GAIN).masked_fill(~candidate_mask, MASKED)
         nil = scores.new_full((scores.shape[0], 1), NIL_LOGIT)
         link_logits = torch.cat([scores, nil], dim=1)
         return tag_logits, type_logits, link_logits, description.masked_fill(~candidate_mask, MASKED)
 
     @staticmethod
-    def pool(tokens: torch.Tensor, mention_tokens: torch.Tensor, owners: torch.Tensor, n_mentions: int) -> torch.Tensor:
-        """Mean of each mention's token vectors."""
-        sums = tokens.new_zeros((n_mentions, tokens.shape[1])).index_add_(0, owners, tokens[mention_tokens])
-        lengths = torch.bincount(owners, minlength=n_mentions).clamp(min=1).unsqueeze(1)
+    def mean(vectors: torch.Tensor, owners: torch.Tensor, n: int) -> torch.Tensor:
+        """(n, width): the mean of the `vectors` that each owner 0..n-1 owns."""
+        sums = vectors.new_zeros((n, vectors.shape[1])).index_add_(0, owners, vectors)
+        lengths = torch.bincount(owners, minlength=n).clamp(min=1).unsqueeze(1)
         return sums / lengths.to(sums.dtype)
 
     @staticmethod

@@ -11,11 +11,6 @@ N_COHERENCE = 2  # document coherence features per candidate (see pipeline/coher
 # prior, log prior, type agreement, has types, description score, and each
 # coherence feature as given and relative to the mention's best candidate
 N_FEATURES = 5 + 2 * N_COHERENCE
-# The candidate scorer's output is multiplied by this: its few weights need
-# values of several units, and the optimizer moves each weight by about the
-# learning rate per step, so with a gain of 1 a thousand steps cannot take
-# them there (its effective learning rate is SCORER_GAIN times the rest's).
-SCORER_GAIN = 10.0
 MASKED = -1e4  # logit of padding candidates (safe in float16)
 NIL_LOGIT = 0.0  # the fixed logit of the NIL option
 
@@ -58,9 +53,9 @@ class RefinedHeads(nn.Module):
             # + coherence on AIDA gives weights of 1.5-3, further than the
             # optimizer's small steps would take them from zero.
             self.scorer.weight.zero_()
-            self.scorer.weight[0, 1] = 1.0 / SCORER_GAIN
-            self.scorer.weight[0, 5:] = 2.0 / SCORER_GAIN
-            self.scorer.bias.fill_(2.0 / SCORER_GAIN)
+            self.scorer.weight[0, 1] = 1.0
+            self.scorer.weight[0, 5:] = 2.0
+            self.scorer.bias.fill_(2.0)
 
     def forward(
         self,
@@ -113,7 +108,7 @@ class RefinedHeads(nn.Module):
             ],
             dim=-1,
         )
-        scores = (self.scorer(features).squeeze(-1) * SCORER_GAIN).masked_fill(~candidate_mask, MASKED)
+        scores = self.scorer(features).squeeze(-1).masked_fill(~candidate_mask, MASKED)
         nil = scores.new_full((scores.shape[0], 1), NIL_LOGIT)
         link_logits = torch.cat([scores, nil], dim=1)
         return tag_logits, type_logits, link_logits, description.masked_fill(~candidate_mask, MASKED)

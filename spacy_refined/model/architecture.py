@@ -288,6 +288,7 @@ def _heads_forward(model: Model, inputs: HeadsInput, is_train: bool):
             n_mentions=len(inputs.mentions),
             token_docs=torch.as_tensor(np.repeat(np.arange(len(inputs.lengths)), inputs.lengths), device=device),
             mention_docs=torch.as_tensor(inputs.mentions.doc, device=device),
+            n_docs=len(inputs.lengths),
             candidate_rows=torch.as_tensor(candidates.rows, device=device),
             candidate_mask=torch.as_tensor(candidates.mask, device=device),
             priors=torch.as_tensor(candidates.priors, device=device),

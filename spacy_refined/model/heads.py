@@ -67,6 +67,7 @@ class RefinedHeads(nn.Module):
         n_mentions: int = 0,
         token_docs: Optional[torch.Tensor] = None,
         mention_docs: Optional[torch.Tensor] = None,
+        n_docs: int = 0,
         candidate_rows: Optional[torch.Tensor] = None,
         candidate_mask: Optional[torch.Tensor] = None,
         priors: Optional[torch.Tensor] = None,
@@ -78,7 +79,7 @@ class RefinedHeads(nn.Module):
         vectors; mention `m` is the mean of `tokens[mention_tokens[j]]` over
         the `j` with `mention_owners[j] == m`, next to the mean of its
         document's tokens (`token_docs`: the document of each token,
-        `mention_docs`: of each mention). Candidates are padded to
+        `mention_docs`: of each mention, `n_docs` documents). Candidates are padded to
         (n_mentions, k): `candidate_rows` index the batch's entity table
         (`entity_types` (n_entities, T) type indices padded with -1,
         `entity_vectors` (n_entities, entity_width)); `priors` (n_mentions, k)
@@ -92,7 +93,7 @@ class RefinedHeads(nn.Module):
         tag_logits = self.tagger(self.dropout(tokens)) if tags else None
         if mention_tokens is None:
             return tag_logits, None, None, None
-        documents = self.mean(tokens, token_docs, int(token_docs.max()) + 1 if len(token_docs) else 0)
+        documents = self.mean(tokens, token_docs, n_docs)
         mentions = self.mean(tokens[mention_tokens], mention_owners, n_mentions)
         mentions = self.dropout(torch.cat([mentions, documents[mention_docs]], dim=1))
         type_logits = self.typer(mentions)

@@ -23,7 +23,7 @@ from typing import Any, List, Union
 import typer
 
 ROOT = Path(__file__).resolve().parents[1]
-SENTENCE = "Angola is a country in Southern Africa, on the Atlantic Ocean."
+SENTENCE = "Angola is a country on the Atlantic Ocean in Southern Africa. Its capital is Luanda, and it is a member of the United Nations."
 CHECK = textwrap.dedent(
     """
     import sys

@@ -131,6 +131,16 @@ def save_array(path: PathLike, values: np.ndarray) -> None:
     np.save(path, np.ascontiguousarray(values), allow_pickle=False)
 
 
+def sorted_positions(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Positions of `keys` in the sorted array `sorted_keys`; -1 where absent."""
+    keys = np.asarray(keys)
+    if len(sorted_keys) == 0 or len(keys) == 0:
+        return np.full(len(keys), -1, dtype=np.int64)
+    position = np.searchsorted(sorted_keys, keys)
+    np.minimum(position, len(sorted_keys) - 1, out=position)
+    return np.where(sorted_keys[position] == keys, position, -1)
+
+
 def csr_gather(offsets: np.ndarray, values: np.ndarray, rows: np.ndarray, limit: int = 0):
     """Vectorised gather of CSR rows: returns (row_lengths, flat_values).
 

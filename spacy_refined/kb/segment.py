@@ -9,7 +9,7 @@ from typing import Optional
 
 import numpy as np
 
-from .arrays import StringTable, load_array
+from .arrays import StringTable, load_array, sorted_positions
 from .errors import KBError
 
 SEGMENT_ARRAYS = (
@@ -75,11 +75,8 @@ def find_sorted(sorted_keys: np.ndarray, keys: np.ndarray, rows: Optional[np.nda
     """Positions of `keys` in `sorted_keys` (mapped through `rows`, plus `offset`); -1 where absent or 0."""
     keys = np.asarray(keys, dtype=np.uint64)
     result = np.full(len(keys), -1, dtype=np.int64)
-    if len(sorted_keys) == 0 or len(keys) == 0:
-        return result
-    position = np.searchsorted(sorted_keys, keys)
-    np.minimum(position, len(sorted_keys) - 1, out=position)
-    found = (sorted_keys[position] == keys) & (keys != 0)
+    position = sorted_positions(sorted_keys, keys)
+    found = (position >= 0) & (keys != 0)
     hits = position[found]
     result[found] = (rows[hits] if rows is not None else hits) + offset
     return result

@@ -17,7 +17,7 @@ from spacy.tokens import Span
 from spacy.util import SimpleFrozenList
 from spacy.vocab import Vocab
 
-from .arrays import csr_gather, save_array
+from .arrays import csr_gather, save_array, sorted_positions
 from .errors import KBError
 from .normalize import alias_keys, normalize_alias
 from .segment import EMBEDDINGS_FILE, Segment
@@ -302,9 +302,9 @@ class RefinedKB(KnowledgeBase):
         order = np.argsort(entities, kind="stable")
         ordered = entities[order]
         subjects, _, objects = self.facts_about(entities)
-        at = np.minimum(np.searchsorted(ordered, objects), n - 1)
-        inside = ordered[at] == objects
-        a = order[np.searchsorted(ordered, subjects[inside])]
+        at = sorted_positions(ordered, objects)
+        inside = at >= 0
+        a = order[sorted_positions(ordered, subjects[inside])]
         b = order[at[inside]]
         distinct = a != b
         a, b = a[distinct], b[distinct]

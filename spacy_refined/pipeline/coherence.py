@@ -20,6 +20,7 @@ from typing import List
 
 import numpy as np
 
+from ..kb.arrays import sorted_positions
 from ..kb.normalize import alias_keys
 from ..kb.store import RefinedKB
 from ..model.heads import N_COHERENCE
@@ -48,8 +49,9 @@ def document_coherence(kb: RefinedKB, texts: List[str], lengths: np.ndarray, ent
     row_entity, row_prior = row_keys % n, priors[first]
     # Support: every link (a -> b) carries each row (g, a) to (g, b).
     by_entity = np.argsort(row_entity, kind="stable")
-    begin = np.searchsorted(row_entity[by_entity], source, side="left")
-    count = np.searchsorted(row_entity[by_entity], source, side="right") - begin
+    entity_order = row_entity[by_entity]
+    begin = np.searchsorted(entity_order, source, side="left")
+    count = np.searchsorted(entity_order, source, side="right") - begin
     carried = by_entity[np.repeat(begin, count) + np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)]
     support_keys = (row_keys[carried] // n) * n + np.repeat(target, count)
     keys, key_of = np.unique(support_keys, return_inverse=True)
@@ -59,8 +61,8 @@ def document_coherence(kb: RefinedKB, texts: List[str], lengths: np.ndarray, ent
     total_groups = np.bincount(key_entity, minlength=n)
     # Each slot: the support of all groups minus its own group's.
     slot_keys = slot_group * n + inverse
-    at = np.minimum(np.searchsorted(keys, slot_keys), max(len(keys) - 1, 0))
-    own = keys[at] == slot_keys
+    at = sorted_positions(keys, slot_keys)
+    own = at >= 0
     own_mass = np.where(own, support[at], 0.0)
     others = n_groups - 1
     features[:, 0] = (total_mass[inverse] - own_mass) / others

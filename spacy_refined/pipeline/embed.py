@@ -6,6 +6,7 @@ import numpy as np
 from spacy.language import Language
 from tqdm import tqdm
 
+from ..kb.arrays import sorted_positions
 from ..kb.store import RefinedKB
 
 
@@ -31,8 +32,8 @@ class EmbeddingCache:
         """(vectors of the cached indices (float32), mask of the cached indices)."""
         if not len(self.keys) or not len(indices):
             return np.zeros((0, 0), dtype="float32"), np.zeros(len(indices), dtype=bool)
-        position = np.minimum(np.searchsorted(self.keys, indices), len(self.keys) - 1)
-        found = self.keys[position] == indices
+        position = sorted_positions(self.keys, indices)
+        found = position >= 0
         return self.vectors[position[found]].astype("float32"), found
 
     def add(self, indices: np.ndarray, vectors: np.ndarray) -> None:

@@ -169,6 +169,19 @@ def test_evaluate_command_gold_spans(pipeline_path, records, tmp_path, run_cli):
     assert set(metrics["per_type"]) <= {"PERSON", "GPE", "LOC", "ORG", "MISC", "DATE"}
 
 
+def test_evaluate_command_nil_bias(pipeline_path, records, tmp_path, run_cli):
+    docs = tmp_path / "docs.jsonl"
+    srsly.write_jsonl(docs, records)
+    output = tmp_path / "metrics.json"
+    code, _, err = run_cli("evaluate", pipeline_path, docs, "--gold-spans", "--nil-bias", "30", "--output", output)
+    assert code == 0, err
+    metrics = json.loads(output.read_text())
+    # NIL wins everywhere: nothing is linked, but the candidates keep their ranking
+    assert metrics["settings"]["nil_bias"] == 30.0
+    assert metrics["el"]["nil_fp"]["micro"]["tp"] == 0 and metrics["ed"]["accuracy_in_kb"] == 0.0
+    assert metrics["ed"]["accuracy_in_kb_forced"] > 0.5
+
+
 def test_evaluate_command_detect_and_nif(pipeline_path, run_cli, tmp_path):
     output = tmp_path / "metrics.json"
     code, out, err = run_cli("evaluate", pipeline_path, DATA / "gerbil_sample.ttl", "--output", output)

@@ -207,6 +207,26 @@ def test_nil_mentions_can_be_dropped(trained, saved):
     assert [span.kb_id_ for span in doc.spans["refined"]] == ["NIL", "Q810"]
 
 
+def test_nil_bias_moves_answers_to_and_from_nil(saved, records):
+    texts = [record["text"] for record in records]
+
+    def answers(nil_bias):
+        nlp = spacy.load(saved, config={"components": {"refined_linker": {"nil_bias": nil_bias}}})
+        return [
+            [(span.start, span.end, span.kb_id_, [entity for entity, _ in span._.kb_candidates]) for span in doc.spans["refined"]]
+            for doc in nlp.pipe(texts)
+        ]
+
+    neutral, never, always = answers(0.0), answers(-30.0), answers(30.0)
+    mentions = [m for doc in neutral for m in doc]
+    assert any(kb_id != "NIL" for _, _, kb_id, _ in mentions) and any(not candidates for _, _, _, candidates in mentions)
+    for doc, doc_never, doc_always in zip(neutral, never, always):
+        # The same mentions and candidate rankings; only the NIL decision moves.
+        assert [(s, e, c) for s, e, _, c in doc] == [(s, e, c) for s, e, _, c in doc_never] == [(s, e, c) for s, e, _, c in doc_always]
+        assert all(kb_id == (candidates[0] if candidates else "NIL") for _, _, kb_id, candidates in doc_never)
+        assert all(kb_id == "NIL" for _, _, kb_id, _ in doc_always)
+
+
 def test_non_ascii(trained):
     doc = trained[0]("Officials in Washington praised the deal signed in Zürich .")
     assert [(e.text, e.kb_id_) for e in doc.ents] == [("Washington", "Q61"), ("Zürich", "Q72")]

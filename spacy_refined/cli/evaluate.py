@@ -22,6 +22,7 @@ def evaluate(
     limit: int = typer.Option(0, help="Evaluate only the first N documents (0: all)"),
     batch_size: int = typer.Option(32, help="Documents per batch"),
     gpu_id: int = typer.Option(-1, help="GPU to use, -1 for CPU"),
+    nil_bias: Optional[float] = typer.Option(None, help="Replace refined_linker's nil_bias (added to NIL's logit; below 0: fewer NIL answers)"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write all metrics as JSON here"),
 ) -> None:
     """Entity linking (micro/macro P/R/F1, InKB), disambiguation accuracy,
@@ -35,7 +36,7 @@ def evaluate(
     records = read_documents(documents, format, read_id_map(id_map) if id_map else None)
     if limit:
         records = records[:limit]
-    metrics = run(pipeline, records, gold_spans=gold_spans, kb_path=kb, batch_size=batch_size)
+    metrics = run(pipeline, records, gold_spans=gold_spans, kb_path=kb, batch_size=batch_size, nil_bias=nil_bias)
     metrics["settings"]["documents"] = str(documents)
     typer.echo(summary(metrics))
     if output is not None:

@@ -17,9 +17,10 @@ DETECTORS = ("ner", "beam_ner", "entity_ruler", "span_ruler")  # factories that 
 NOT_IN_KB_TYPE = "not in KB"
 
 
-def load_pipeline(path: Union[str, Path], gold_spans: bool) -> Language:
+def load_pipeline(path: Union[str, Path], gold_spans: bool, nil_bias: Optional[float] = None) -> Language:
     """Load a pipeline; with `gold_spans`, `refined_linker`s link the given
-    `doc.ents` (mode "ents") and components that detect entities are disabled."""
+    `doc.ents` (mode "ents") and components that detect entities are
+    disabled; `nil_bias` replaces the `refined_linker`s' setting."""
     path = Path(path)
     if not (path / "config.cfg").exists():
         raise FileNotFoundError(f"{path} is not a spaCy pipeline (no config.cfg)")
@@ -27,12 +28,14 @@ def load_pipeline(path: Union[str, Path], gold_spans: bool) -> Language:
     components = config["components"]
     overrides: Dict[str, Any] = {}
     disable: List[str] = []
-    if gold_spans:
-        for name, settings in components.items():
-            if settings.get("factory") == "refined_linker":
+    for name, settings in components.items():
+        if settings.get("factory") == "refined_linker":
+            if gold_spans:
                 overrides[f"components.{name}.mode"] = "ents"
-            elif settings.get("factory") in DETECTORS:
-                disable.append(name)
+            if nil_bias is not None:
+                overrides[f"components.{name}.nil_bias"] = nil_bias
+        elif gold_spans and settings.get("factory") in DETECTORS:
+            disable.append(name)
     return spacy.load(path, config=overrides, disable=disable)
 
 
@@ -120,12 +123,13 @@ def evaluate(
     kb_path: Optional[Union[str, Path]] = None,
     batch_size: int = 32,
     recall_at: Sequence[int] = RECALL_AT,
+    nil_bias: Optional[float] = None,
 ) -> Dict[str, Any]:
     """Run `pipeline` over `records` and score its links (see `metrics.score`),
     with speed (docs/s, tokens/s over the pipeline's processing only) and
-    the process's peak memory."""
+    the process's peak memory. `nil_bias`: see `load_pipeline`."""
     started = time.perf_counter()
-    nlp = load_pipeline(pipeline, gold_spans)
+    nlp = load_pipeline(pipeline, gold_spans, nil_bias)
     load_seconds = time.perf_counter() - started
     kb = RefinedKB.load(kb_path, nlp.vocab) if kb_path is not None else pipeline_kb(nlp)
     coarse = CoarseLabels(kb.type_ids, *_type_mapping(nlp)) if kb is not None else None
@@ -168,5 +172,6 @@ def evaluate(
         "kb": str(kb.path) if kb is not None else None,
         "kb_option": str(kb_path) if kb_path is not None else None,
         "batch_size": batch_size,
+        "nil_bias": nil_bias,
     }
     return metrics

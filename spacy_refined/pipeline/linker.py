@@ -15,6 +15,11 @@ probability of that answer: the entity's, NIL's, or one minus the best
 entity's when it fell below `threshold`), `span._.kb_candidates` (the top
 `top_candidates` (ID, probability) pairs) and `span._.kb_types` (the top
 `top_types` (type ID, probability) pairs of the typing head).
+`nil_bias` is added to NIL's logit before the softmax at prediction time
+(not in training): below 0 the linker answers NIL less often, above 0 more
+often; the model learns NIL from its training data's NIL mentions, and text
+of another domain may need another bias (choose it on that domain's dev
+documents, e.g. with `evaluate --nil-bias`).
 `doc.spans[spans_key]` holds all linked mentions, NIL included, with their
 scores in `attrs["scores"]`; `doc.ents` drops NIL mentions unless
 `keep_nil`. In "detect" and "spans" mode the label is a coarse type: the
@@ -138,6 +143,7 @@ for _extension in ("kb_score", "kb_candidates", "kb_types"):
         "extra_labels": [],
         "n_candidates": 30,
         "threshold": 0.0,
+        "nil_bias": 0.0,
         "keep_nil": True,
         "type_labels": DEFAULT_TYPE_LABELS,
         "default_label": "MISC",
@@ -164,6 +170,7 @@ def make_refined_linker(
     extra_labels: List[str],
     n_candidates: int,
     threshold: float,
+    nil_bias: float,
     keep_nil: bool,
     type_labels: Dict[str, str],
     default_label: str,
@@ -183,7 +190,7 @@ def make_refined_linker(
     """Create a `RefinedLinker` (see the module docstring for the settings)."""
     return RefinedLinker(
         nlp.vocab, model, name, mode=mode, extra_labels=extra_labels, n_candidates=n_candidates,
-        threshold=threshold, keep_nil=keep_nil, type_labels=type_labels, default_label=default_label,
+        threshold=threshold, nil_bias=nil_bias, keep_nil=keep_nil, type_labels=type_labels, default_label=default_label,
         input_key=input_key, spans_key=spans_key, top_candidates=top_candidates, top_types=top_types,
         loss_weights=loss_weights, kb_copy=kb_copy, kb_path=kb_path, kb_url_template=kb_url_template,
         cache_size=cache_size, train_descriptions=train_descriptions, cpu_threads=cpu_threads, scorer=scorer,
@@ -244,6 +251,7 @@ class RefinedLinker(TrainablePipe):
         extra_labels: Iterable[str] = (),
         n_candidates: int = 30,
         threshold: float = 0.0,
+        nil_bias: float = 0.0,
         keep_nil: bool = True,
         type_labels: Optional[Dict[str, str]] = None,
         default_label: str = "MISC",
@@ -279,6 +287,7 @@ class RefinedLinker(TrainablePipe):
         self.mode = mode
         self.n_candidates = n_candidates
         self.threshold = threshold
+        self.nil_bias = nil_bias
         self.keep_nil = keep_nil
         self.type_labels = dict(DEFAULT_TYPE_LABELS if type_labels is None else type_labels)
         self.default_label = default_label
@@ -614,7 +623,10 @@ class RefinedLinker(TrainablePipe):
         n = len(output.mentions)
         if not n:
             return []
-        probs = ops.to_numpy(ops.softmax(output.link_logits, axis=1))
+        logits = ops.to_numpy(output.link_logits).astype(np.float32, copy=True)
+        logits[:, -1] += self.nil_bias
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
         type_probs = 1.0 / (1.0 + np.exp(-ops.to_numpy(output.type_logits)))
         entities = output.candidates.entities
         k = entities.shape[1]

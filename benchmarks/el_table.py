@@ -36,6 +36,8 @@ def command(settings: Dict[str, Any]) -> str:
         parts.append("--gold-spans")
     if settings.get("kb_option"):
         parts += ["--kb", settings["kb_option"]]
+    if settings.get("nil_bias") is not None:
+        parts += ["--nil-bias", str(settings["nil_bias"])]
     return " ".join(parts)
 
 

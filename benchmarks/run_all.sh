@@ -36,6 +36,12 @@ pick() {
     done
     python -c "import json, sys; d = sys.argv[1]; a = {m: json.load(open(f'{d}/select_{m}.json'))['ed']['accuracy_in_kb_forced'] for m in ('model-best', 'model-last')}; print(d + '/' + max(a, key=a.get))" "$dir"
 }
+# calibrate OUTPUT PIPELINE DEV: PIPELINE with its candidate scorer refit on DEV's gold links
+calibrate() {
+    [ -e "$1" ] && return
+    log "calibrate $1"
+    python -m spacy_refined calibrate "$2" "$3" --output "$1" > "$1.log"
+}
 train() {  # train OUTPUT CONFIG [overrides]
     local output=$1; shift
     [ -e "$output/model-best" ] && return
@@ -63,10 +69,17 @@ T1=(--paths.train "$OUT/ppr/train.spacy" --paths.dev "$OUT/ppr/testa.spacy" --pa
     --training.score_weights.el_f 0 --training.score_weights.ed_acc 1)
 # selection: the training's dev score (ED among detected mentions), then model-best vs model-last on testa with gold spans
 train "$OUT/ppr/tok2vec" configs/tok2vec.cfg "${T1[@]}" --training.max_steps "$T1_STEPS" --training.eval_frequency 250
-evaluate "1__aida-testb__refined-tok2vec" "$(pick "$OUT/ppr/tok2vec" "$OUT/ppr/testa.jsonl")" "$OUT/ppr/testb.jsonl" --gold-spans
+# then the same model with its scorer refit on testa ("+calibrated")
+model=$(pick "$OUT/ppr/tok2vec" "$OUT/ppr/testa.jsonl")
+evaluate "1__aida-testb__refined-tok2vec" "$model" "$OUT/ppr/testb.jsonl" --gold-spans
+calibrate "$OUT/ppr/tok2vec-calibrated" "$model" "$OUT/ppr/testa.jsonl"
+evaluate "1__aida-testb__refined-tok2vec+calibrated" "$OUT/ppr/tok2vec-calibrated" "$OUT/ppr/testb.jsonl" --gold-spans
 if [ -n "$ENCODER" ]; then
     train "$OUT/ppr/transformer" configs/transformer.cfg "${T1[@]}" "${TRF[@]}"
-    evaluate "1__aida-testb__refined-minilm" "$(pick "$OUT/ppr/transformer" "$OUT/ppr/testa.jsonl")" "$OUT/ppr/testb.jsonl" --gold-spans
+    model=$(pick "$OUT/ppr/transformer" "$OUT/ppr/testa.jsonl")
+    evaluate "1__aida-testb__refined-minilm" "$model" "$OUT/ppr/testb.jsonl" --gold-spans
+    calibrate "$OUT/ppr/transformer-calibrated" "$model" "$OUT/ppr/testa.jsonl"
+    evaluate "1__aida-testb__refined-minilm+calibrated" "$OUT/ppr/transformer-calibrated" "$OUT/ppr/testb.jsonl" --gold-spans
 fi
 
 # ------------------------------------------------------ track 2: Wikidata (mini dump)
@@ -87,6 +100,21 @@ for dataset in testb msnbc; do
         evaluate "2__${dataset}__refined-minilm" "$OUT/wd/transformer/model-best" "$docs"
         evaluate "2__${dataset}__refined-minilm__ed" "$OUT/wd/transformer/model-best" "$docs" --gold-spans
     fi
+done
+# The track-2 model with its scorer refit on AIDA testa (in-domain dev data)
+calibrate "$OUT/wd/tok2vec-calibrated" "$OUT/wd/tok2vec/model-best" "$AIDA/testa.jsonl"
+for dataset in testb msnbc; do
+    docs=$AIDA/$dataset.jsonl; [ "$dataset" = msnbc ] && docs=$DATA/el/msnbc.jsonl
+    evaluate "2__${dataset}__refined-tok2vec+calibrated" "$OUT/wd/tok2vec-calibrated" "$docs"
+    evaluate "2__${dataset}__refined-tok2vec+calibrated__ed" "$OUT/wd/tok2vec-calibrated" "$docs" --gold-spans
+done
+# NIL answers: the uncalibrated model with NIL's logit lowered at prediction
+# time (`nil_bias`), on the dev set (testa) and both test sets.
+for bias in -2 -4; do
+    for dataset in testa testb msnbc; do
+        docs=$AIDA/$dataset.jsonl; [ "$dataset" = msnbc ] && docs=$DATA/el/msnbc.jsonl
+        evaluate "2__${dataset}__refined-tok2vec+nil_bias=${bias}" "$OUT/wd/tok2vec/model-best" "$docs" --nil-bias "$bias"
+    done
 done
 
 # Baseline: spaCy ner + entity_linker on the same KB (a copy given the refined

@@ -432,3 +432,51 @@ def test_frozen_description_encoder_is_not_trained_and_embeddings_are_reused(kb_
     assert encoder.to_bytes() == encoder_before  # not trained
     assert heads.to_bytes() != heads_before  # the rest is
     assert len(encoded) == 1 and encoded[0] == len(linker._cache)  # each candidate encoded once, in the first update
+
+
+def _heads(nlp: Language):
+    return find_linker(nlp).model.get_ref("heads").shims[0]._model
+
+
+def test_calibration_refits_a_nil_happy_scorer_and_nothing_else(saved, records, tmp_path, run_cli):
+    import srsly
+    import torch
+
+    nlp = spacy.load(saved)
+    with torch.no_grad():
+        _heads(nlp).scorer.bias.fill_(-10.0)  # NIL (logit 0) wins almost everywhere
+    nlp.to_disk(tmp_path / "broken")
+    texts = [record["text"] for record in records]
+    expected = [links(doc) for doc in spacy.load(saved).pipe(texts)]
+    assert [links(doc) for doc in nlp.pipe(texts)] != expected
+    srsly.write_jsonl(tmp_path / "dev.jsonl", records)
+    code, out, err = run_cli("calibrate", tmp_path / "broken", tmp_path / "dev.jsonl", "-o", tmp_path / "calibrated")
+    assert code == 0, err
+    before, after = (float(x) for x in out.split("accuracy (NIL included) ")[1].split("\n")[0].split(" -> "))
+    assert after > before
+    calibrated = spacy.load(tmp_path / "calibrated")
+    assert [links(doc) for doc in calibrated.pipe(texts)] == expected
+    # only the scorer's linear layer moved
+    old, new = _heads(nlp).state_dict(), _heads(calibrated).state_dict()
+    changed = {name for name in old if not torch.equal(old[name], new[name])}
+    assert changed == {"scorer.bias"} or changed == {"scorer.weight", "scorer.bias"}
+    assert find_linker(calibrated).model.get_ref("tok2vec").to_bytes() == find_linker(nlp).model.get_ref("tok2vec").to_bytes()
+
+
+def test_calibration_without_usable_mentions_fails_clearly(saved, tmp_path, run_cli):
+    import srsly
+
+    srsly.write_jsonl(tmp_path / "dev.jsonl", [{"text": "Nothing to link here .", "labels": []}])
+    code, _, err = run_cli("calibrate", saved, tmp_path / "dev.jsonl", "-o", tmp_path / "out")
+    assert code == 1 and "no mention to calibrate on" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_calibration_runs_the_shared_transformer_first(trained_trf, records, tmp_path):
+    from spacy_refined.training import calibrate_pipeline
+
+    trained_trf[0].to_disk(tmp_path / "pipeline")
+    nlp = spacy.load(tmp_path / "pipeline")  # a copy: the fixture stays as trained
+    result = calibrate_pipeline(nlp, records)
+    assert result["mentions"] == 12  # 10 in-KB gold mentions + 2 NIL
+    assert result["loss_after"] <= result["loss_before"]

@@ -1,9 +1,11 @@
 """The PyTorch heads of the ReFinED model: mention tags, entity types and
 candidate scores, all computed for a whole batch at once."""
-from typing import Optional, Tuple
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ._torch import serializable
 
@@ -29,7 +31,8 @@ class RefinedHeads(nn.Module):
       has-types flag, description score, document coherence from the KB's
       facts, as given and relative to the mention's most coherent
       candidate); NIL is an extra option with a fixed logit, so a softmax
-      over candidates + NIL gives the confidence.
+      over candidates + NIL gives the confidence. `fit_scorer` refits that
+      layer on held-out data.
     """
 
     def __init__(self, width: int, n_tags: int, n_types: int, entity_width: int, hidden_width: int, dropout: float) -> None:
@@ -113,6 +116,65 @@ class RefinedHeads(nn.Module):
         nil = scores.new_full((scores.shape[0], 1), NIL_LOGIT)
         link_logits = torch.cat([scores, nil], dim=1)
         return tag_logits, type_logits, link_logits, description.masked_fill(~candidate_mask, MASKED)
+
+    @contextmanager
+    def recording(self) -> Iterator[List[torch.Tensor]]:
+        """Within the block, each forward pass that scores candidates appends
+        their features (n_mentions, k, N_FEATURES) to the list yielded."""
+        records: List[torch.Tensor] = []
+        hook = self.scorer.register_forward_hook(lambda _, inputs, __: records.append(inputs[0].detach().float()))
+        try:
+            yield records
+        finally:
+            hook.remove()
+
+    def fit_scorer(self, batches: Sequence[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]], l2: float = 1e-4, max_iter: int = 100) -> Dict[str, float]:
+        """Refit the candidate scorer by maximum likelihood on held-out
+        batches of (features (from `recording`), candidate mask (n_mentions,
+        k), target (n_mentions,): the gold candidate's position, k for NIL,
+        -1 to leave out), everything else fixed; `l2` pulls the weights
+        towards their current values. Returns the mean loss and the accuracy
+        (NIL included) before and after."""
+        weight0, bias0 = self.scorer.weight.detach().clone(), self.scorer.bias.detach().clone()
+        weight, bias = weight0.clone().requires_grad_(True), bias0.clone().requires_grad_(True)
+        kept = [(f, mask, t) for f, mask, t in batches if bool((t >= 0).any())]
+        n = sum(int((t >= 0).sum()) for *_, t in kept)
+        if not n:
+            raise ValueError("no mention to calibrate on: none has its gold entity among its candidates or a NIL gold answer")
+
+        def logits(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            scores = (features @ weight.T).squeeze(-1) + bias
+            scores = scores.masked_fill(~mask, MASKED)
+            return torch.cat([scores, scores.new_full((scores.shape[0], 1), NIL_LOGIT)], dim=1)
+
+        def measure() -> Tuple[torch.Tensor, int]:
+            loss, correct = weight.new_zeros(()), 0
+            for features, mask, target in kept:
+                keep = target >= 0
+                batch_logits = logits(features[keep], mask[keep])
+                loss = loss + F.cross_entropy(batch_logits, target[keep], reduction="sum")
+                correct += int((batch_logits.argmax(dim=1) == target[keep]).sum())
+            return loss / n, correct
+
+        optimizer = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = measure()[0] + l2 * (((weight - weight0) ** 2).sum() + ((bias - bias0) ** 2).sum())
+            loss.backward()
+            return loss
+
+        with torch.no_grad():
+            loss_before, correct_before = measure()
+        optimizer.step(closure)
+        with torch.no_grad():
+            loss_after, correct_after = measure()
+            self.scorer.weight.copy_(weight)
+            self.scorer.bias.copy_(bias)
+        return {
+            "mentions": n, "loss_before": float(loss_before), "loss_after": float(loss_after),
+            "accuracy_before": correct_before / n, "accuracy_after": correct_after / n,
+        }
 
     @staticmethod
     def mean(vectors: torch.Tensor, owners: torch.Tensor, n: int) -> torch.Tensor:

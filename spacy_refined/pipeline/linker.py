@@ -470,13 +470,7 @@ class RefinedLinker(TrainablePipe):
         parts: Dict[str, float] = {}
         if output.tag_logits is not None and weights["md"]:
             parts["md"], gradients.tag_logits = _softmax_loss(ops, output.tag_logits, gold.tags, weights["md"])
-        entities = output.candidates.entities
-        gold_index = kb.find(gold.kb_ids) if gold.kb_ids else np.zeros(0, dtype="int64")
-        is_nil = np.array([kb_id == NIL for kb_id in gold.kb_ids], dtype=bool)
-        hits = (entities == gold_index[:, None]) & (gold_index[:, None] >= 0)
-        found = hits.any(axis=1)
-        position = np.where(found, hits.argmax(axis=1), -1)
-        link_target = np.where(found, position, np.where(is_nil, entities.shape[1], -1))
+        gold_index, position, link_target = self._link_targets(gold, output.candidates.entities)
         if weights["ed"]:
             parts["ed"], gradients.link_logits = _softmax_loss(ops, output.link_logits, link_target, weights["ed"])
         if weights["description"]:
@@ -488,14 +482,52 @@ class RefinedLinker(TrainablePipe):
             parts["typing"], gradients.type_logits = _sigmoid_loss(ops, output.type_logits, targets, known, weights["typing"])
         return sum(parts.values()), parts, gradients
 
+    def _link_targets(self, gold: _Gold, entities: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per gold mention: its entity's KB index (-1 if not in the KB), its
+        position among the candidates `entities` (n_mentions, k) (-1 if
+        absent), and the target of the link softmax (that position, k for
+        NIL, -1 when neither: left out)."""
+        gold_index = self._require_kb().find(gold.kb_ids) if gold.kb_ids else np.zeros(0, dtype="int64")
+        is_nil = np.array([kb_id == NIL for kb_id in gold.kb_ids], dtype=bool)
+        hits = (entities == gold_index[:, None]) & (gold_index[:, None] >= 0)
+        found = hits.any(axis=1)
+        position = np.where(found, hits.argmax(axis=1), -1)
+        return gold_index, position, np.where(found, position, np.where(is_nil, entities.shape[1], -1))
+
+    def calibrate(self, examples: Iterable[Example], *, batch_size: int = 32, l2: float = 1e-4) -> Dict[str, float]:
+        """Refit the candidate scorer's linear layer (the weights of prior,
+        typing, description and coherence, and the bias against NIL) on
+        held-out `examples`, their gold mentions linked, the rest of the
+        model fixed. Training fits those weights on documents that the
+        encoder has learnt, where context looks more reliable than it is on
+        new text; a dev set gives honest features. Returns the mean loss and
+        accuracy (NIL included) on `examples` before and after."""
+        self._require_kb()
+        heads = self.model.get_ref("heads").shims[0]._model
+        batches = []
+        with heads.recording() as records:
+            for chunk in util.minibatch(examples, size=batch_size):
+                gold = self._gold(chunk)
+                if not len(gold.mentions):
+                    continue
+                output = self._predict([eg.predicted for eg in chunk], gold.mentions)
+                entities = output.candidates.entities
+                features = records.pop()
+                target = self._link_targets(gold, entities)[2]
+                batches.append((features, torch.as_tensor(entities >= 0, device=features.device), torch.as_tensor(target, device=features.device)))
+        return heads.fit_scorer(batches, l2)
+
     # ------------------------------------------------------------ prediction
 
     def predict(self, docs: Iterable[Doc]) -> RefinedOutput:
         """Detect (or take) the mentions of `docs` and score their candidates."""
         docs = list(docs)
+        return self._predict(docs, self._given_mentions(docs))
+
+    def _predict(self, docs: List[Doc], mentions: Optional[Mentions]) -> RefinedOutput:
         self._require_kb()
         with _torch_threads(self.cpu_threads if isinstance(self.model.ops, NumpyOps) else 0):
-            return self.model.predict(RefinedInput(docs, self._given_mentions(docs), self._lookup))
+            return self.model.predict(RefinedInput(docs, mentions, self._lookup))
 
     def _given_mentions(self, docs: List[Doc]) -> Optional[Mentions]:
         if self.mode == "detect":

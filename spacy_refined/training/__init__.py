@@ -1,4 +1,5 @@
-"""Training data: entity linking JSONL -> spaCy Docs."""
+"""Training data (entity linking JSONL -> spaCy Docs) and scorer calibration."""
+from .calibrate import calibrate_pipeline
 from .corpus import docs_from_jsonl
 
-__all__ = ["docs_from_jsonl"]
+__all__ = ["calibrate_pipeline", "docs_from_jsonl"]

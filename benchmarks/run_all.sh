@@ -135,10 +135,14 @@ for dataset in testb msnbc; do
 done
 
 # spaCy's ner (baseline) + refined_linker (track 2, mode "ents"): both trained above, assembled
-[ -e "$OUT/wd/hybrid" ] || python benchmarks/hybrid.py "$OUT/wd/baseline/model-best" "$OUT/wd/tok2vec/model-best" "$OUT/wd/hybrid"
-for dataset in testb msnbc; do
-    docs=$AIDA/$dataset.jsonl; [ "$dataset" = msnbc ] && docs=$DATA/el/msnbc.jsonl
-    evaluate "2__${dataset}__spacy-ner+refined-tok2vec" "$OUT/wd/hybrid" "$docs"
+# (as trained, and calibrated on testa)
+for variant in "" "-calibrated"; do
+    linker=$OUT/wd/tok2vec/model-best; [ -n "$variant" ] && linker=$OUT/wd/tok2vec$variant
+    [ -e "$OUT/wd/hybrid$variant" ] || python benchmarks/hybrid.py "$OUT/wd/baseline/model-best" "$linker" "$OUT/wd/hybrid$variant"
+    for dataset in testb msnbc; do
+        docs=$AIDA/$dataset.jsonl; [ "$dataset" = msnbc ] && docs=$DATA/el/msnbc.jsonl
+        evaluate "2__${dataset}__spacy-ner+refined-tok2vec${variant/-/+}" "$OUT/wd/hybrid$variant" "$docs"
+    done
 done
 
 python benchmarks/el_table.py "$RESULTS" benchmarks/results.json

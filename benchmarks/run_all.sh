@@ -36,11 +36,11 @@ pick() {
     done
     python -c "import json, sys; d = sys.argv[1]; a = {m: json.load(open(f'{d}/select_{m}.json'))['ed']['accuracy_in_kb_forced'] for m in ('model-best', 'model-last')}; print(d + '/' + max(a, key=a.get))" "$dir"
 }
-# calibrate OUTPUT PIPELINE DEV: PIPELINE with its candidate scorer refit on DEV's gold links
+# calibrate OUTPUT PIPELINE DEV [options]: PIPELINE with its candidate scorer refit on DEV's gold links
 calibrate() {
     [ -e "$1" ] && return
     log "calibrate $1"
-    python -m spacy_refined calibrate "$2" "$3" --output "$1" > "$1.log"
+    python -m spacy_refined calibrate "$2" "$3" --output "$1" "${@:4}" > "$1.log"
 }
 train() {  # train OUTPUT CONFIG [overrides]
     local output=$1; shift
@@ -101,12 +101,16 @@ for dataset in testb msnbc; do
         evaluate "2__${dataset}__refined-minilm__ed" "$OUT/wd/transformer/model-best" "$docs" --gold-spans
     fi
 done
-# The track-2 model with its scorer refit on AIDA testa (in-domain dev data)
+# The track-2 model with its scorer refit on AIDA testa (in-domain dev data): on the
+# gold mentions ("+calibrated"), and on the mentions it detects itself, NIL the
+# answer for those that match no gold span ("+calibrated-predicted")
 calibrate "$OUT/wd/tok2vec-calibrated" "$OUT/wd/tok2vec/model-best" "$AIDA/testa.jsonl"
+calibrate "$OUT/wd/tok2vec-calibrated-predicted" "$OUT/wd/tok2vec/model-best" "$AIDA/testa.jsonl" --mentions predicted
 for dataset in testb msnbc; do
     docs=$AIDA/$dataset.jsonl; [ "$dataset" = msnbc ] && docs=$DATA/el/msnbc.jsonl
     evaluate "2__${dataset}__refined-tok2vec+calibrated" "$OUT/wd/tok2vec-calibrated" "$docs"
     evaluate "2__${dataset}__refined-tok2vec+calibrated__ed" "$OUT/wd/tok2vec-calibrated" "$docs" --gold-spans
+    evaluate "2__${dataset}__refined-tok2vec+calibrated-predicted" "$OUT/wd/tok2vec-calibrated-predicted" "$docs"
 done
 # NIL answers: the uncalibrated model with NIL's logit lowered at prediction
 # time (`nil_bias`), on the dev set (testa) and both test sets.
@@ -135,10 +139,13 @@ for dataset in testb msnbc; do
 done
 
 # spaCy's ner (baseline) + refined_linker (track 2, mode "ents"): both trained above, assembled
-# (as trained, and calibrated on testa)
-for variant in "" "-calibrated"; do
-    linker=$OUT/wd/tok2vec/model-best; [ -n "$variant" ] && linker=$OUT/wd/tok2vec$variant
-    [ -e "$OUT/wd/hybrid$variant" ] || python benchmarks/hybrid.py "$OUT/wd/baseline/model-best" "$linker" "$OUT/wd/hybrid$variant"
+# (as trained; calibrated on testa's gold mentions; calibrated on the NER's mentions of testa)
+for variant in "" "-calibrated" "-calibrated-predicted"; do
+    case $variant in
+        "") [ -e "$OUT/wd/hybrid" ] || python benchmarks/hybrid.py "$OUT/wd/baseline/model-best" "$OUT/wd/tok2vec/model-best" "$OUT/wd/hybrid" ;;
+        -calibrated) [ -e "$OUT/wd/hybrid$variant" ] || python benchmarks/hybrid.py "$OUT/wd/baseline/model-best" "$OUT/wd/tok2vec-calibrated" "$OUT/wd/hybrid$variant" ;;
+        *) calibrate "$OUT/wd/hybrid$variant" "$OUT/wd/hybrid" "$AIDA/testa.jsonl" --mentions predicted ;;
+    esac
     for dataset in testb msnbc; do
         docs=$AIDA/$dataset.jsonl; [ "$dataset" = msnbc ] && docs=$DATA/el/msnbc.jsonl
         evaluate "2__${dataset}__spacy-ner+refined-tok2vec${variant/-/+}" "$OUT/wd/hybrid$variant" "$docs"

@@ -480,3 +480,18 @@ def test_calibration_runs_the_shared_transformer_first(trained_trf, records, tmp
     result = calibrate_pipeline(nlp, records)
     assert result["mentions"] == 12  # 10 in-KB gold mentions + 2 NIL
     assert result["loss_after"] <= result["loss_before"]
+
+
+def test_calibration_on_predicted_mentions_learns_to_turn_down_spurious_ones(saved, records):
+    from spacy_refined.training import calibrate_pipeline
+
+    nlp = spacy.load(saved)
+    texts = [record["text"] for record in records]
+    assert any(span.kb_id_ != "NIL" for doc in nlp.pipe(texts) for span in doc.spans["refined"])
+    # dev documents whose gold says: no entity here, every detected mention is spurious
+    result = calibrate_pipeline(nlp, [{"text": text, "labels": []} for text in texts], mentions="predicted")
+    assert result["mentions"] > 0 and result["loss_after"] < result["loss_before"]
+    assert result["accuracy_after"] == 1.0
+    assert all(span.kb_id_ == "NIL" for doc in nlp.pipe(texts) for span in doc.spans["refined"])
+    with pytest.raises(ValueError, match="'gold' or 'predicted'"):
+        calibrate_pipeline(nlp, records, mentions="detected")

@@ -16,6 +16,7 @@ def calibrate(
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the calibrated pipeline (may be PIPELINE itself)"),
     format: str = typer.Option("auto", "--format", help=FORMAT_HELP),
     id_map: Optional[Path] = typer.Option(None, help="TSV title<TAB>ID mapping Wikipedia titles (NIF/AIDA input) to entity IDs"),
+    mentions: str = typer.Option("gold", help="Fit on the 'gold' mentions, or on the 'predicted' ones (those the pipeline finds; NIL for those that match no gold span)"),
     l2: float = typer.Option(1e-4, help="Pull of the weights towards the trained ones"),
     batch_size: int = typer.Option(32, help="Documents per batch"),
     gpu_id: int = typer.Option(-1, help="GPU to use, -1 for CPU"),
@@ -36,8 +37,8 @@ def calibrate(
     nlp = spacy.load(pipeline)
     records = read_documents(documents, format, read_id_map(id_map) if id_map else None)
     try:
-        result = calibrate_pipeline(nlp, records, batch_size=batch_size, l2=l2)
-    except ValueError as error:  # nothing to fit on
+        result = calibrate_pipeline(nlp, records, mentions=mentions, batch_size=batch_size, l2=l2)
+    except ValueError as error:  # nothing to fit on, or an unknown --mentions
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1)
     typer.echo(

@@ -470,7 +470,7 @@ class RefinedLinker(TrainablePipe):
         parts: Dict[str, float] = {}
         if output.tag_logits is not None and weights["md"]:
             parts["md"], gradients.tag_logits = _softmax_loss(ops, output.tag_logits, gold.tags, weights["md"])
-        gold_index, position, link_target = self._link_targets(gold, output.candidates.entities)
+        gold_index, position, link_target = self._link_targets(gold.kb_ids, output.candidates.entities)
         if weights["ed"]:
             parts["ed"], gradients.link_logits = _softmax_loss(ops, output.link_logits, link_target, weights["ed"])
         if weights["description"]:
@@ -482,38 +482,53 @@ class RefinedLinker(TrainablePipe):
             parts["typing"], gradients.type_logits = _sigmoid_loss(ops, output.type_logits, targets, known, weights["typing"])
         return sum(parts.values()), parts, gradients
 
-    def _link_targets(self, gold: _Gold, entities: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per gold mention: its entity's KB index (-1 if not in the KB), its
-        position among the candidates `entities` (n_mentions, k) (-1 if
-        absent), and the target of the link softmax (that position, k for
-        NIL, -1 when neither: left out)."""
-        gold_index = self._require_kb().find(gold.kb_ids) if gold.kb_ids else np.zeros(0, dtype="int64")
-        is_nil = np.array([kb_id == NIL for kb_id in gold.kb_ids], dtype=bool)
+    def _link_targets(self, kb_ids: List[str], entities: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per mention, from its gold ID (`kb_ids`: a KB ID, NIL or ""): its
+        entity's KB index (-1 if not in the KB), its position among the
+        candidates `entities` (n_mentions, k) (-1 if absent), and the target
+        of the link softmax (that position, k for NIL, -1 when neither: left
+        out)."""
+        gold_index = self._require_kb().find(kb_ids) if kb_ids else np.zeros(0, dtype="int64")
+        is_nil = np.array([kb_id == NIL for kb_id in kb_ids], dtype=bool)
         hits = (entities == gold_index[:, None]) & (gold_index[:, None] >= 0)
         found = hits.any(axis=1)
         position = np.where(found, hits.argmax(axis=1), -1)
         return gold_index, position, np.where(found, position, np.where(is_nil, entities.shape[1], -1))
 
-    def calibrate(self, examples: Iterable[Example], *, batch_size: int = 32, l2: float = 1e-4) -> Dict[str, float]:
+    def calibrate(self, examples: Iterable[Example], *, mentions: str = "gold", batch_size: int = 32, l2: float = 1e-4) -> Dict[str, float]:
         """Refit the candidate scorer's linear layer (the weights of prior,
         typing, description and coherence, and the bias against NIL) on
-        held-out `examples`, their gold mentions linked, the rest of the
-        model fixed. Training fits those weights on documents that the
-        encoder has learnt, where context looks more reliable than it is on
-        new text; a dev set gives honest features. Returns the mean loss and
-        accuracy (NIL included) on `examples` before and after."""
+        held-out `examples`, the rest of the model fixed. Training fits those
+        weights on documents that the encoder has learnt, where context looks
+        more reliable than it is on new text; a dev set gives honest
+        features. `mentions`: "gold" links the gold mentions; "predicted"
+        the mentions the component links itself (detected, or its given
+        ents or spans), NIL being the answer for those that match no gold
+        span, so that the bias against NIL also learns to turn down spurious
+        mentions. Returns the mean loss and accuracy (NIL included) on those
+        mentions before and after."""
+        if mentions not in ("gold", "predicted"):
+            raise ValueError(f"[{self.name}] calibrate on 'gold' or 'predicted' mentions, not {mentions!r}")
         self._require_kb()
         heads = self.model.get_ref("heads").shims[0]._model
         batches = []
         with heads.recording() as records:
             for chunk in util.minibatch(examples, size=batch_size):
                 gold = self._gold(chunk)
-                if not len(gold.mentions):
+                docs = [eg.predicted for eg in chunk]
+                records.clear()
+                if mentions == "gold":
+                    output = self._predict(docs, gold.mentions) if len(gold.mentions) else None
+                    kb_ids = gold.kb_ids
+                else:
+                    output = self.predict(docs)
+                    answers = dict(zip(_span_keys(gold.mentions), gold.kb_ids))
+                    kb_ids = [answers.get(key, NIL) for key in _span_keys(output.mentions)]
+                if output is None or not len(output.mentions):
                     continue
-                output = self._predict([eg.predicted for eg in chunk], gold.mentions)
                 entities = output.candidates.entities
-                features = records.pop()
-                target = self._link_targets(gold, entities)[2]
+                features = records[-1]
+                target = self._link_targets(kb_ids, entities)[2]
                 batches.append((features, torch.as_tensor(entities >= 0, device=features.device), torch.as_tensor(target, device=features.device)))
         return heads.fit_scorer(batches, l2)
 
@@ -784,6 +799,10 @@ def _torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def _span_keys(mentions: Mentions) -> List[Tuple[int, int, int]]:
+    return list(zip(mentions.doc.tolist(), mentions.start.tolist(), mentions.end.tolist()))
 
 
 def find_linker(nlp: Language) -> RefinedLinker:

@@ -17,14 +17,17 @@ from ..pipeline.linker import find_linker
 from .corpus import docs_from_jsonl
 
 
-def calibrate_pipeline(nlp: Language, records: Iterable[Dict[str, Any]], *, batch_size: int = 32, l2: float = 1e-4) -> Dict[str, float]:
-    """Refit the scorer of the pipeline's `refined_linker` on EL records (their
-    gold mentions), in place; the components before the linker (e.g. a shared
-    transformer) run on the texts first. Returns `RefinedLinker.calibrate`'s
-    loss and accuracy before and after."""
+def calibrate_pipeline(
+    nlp: Language, records: Iterable[Dict[str, Any]], *, mentions: str = "gold", batch_size: int = 32, l2: float = 1e-4
+) -> Dict[str, float]:
+    """Refit the scorer of the pipeline's `refined_linker` on EL records, in
+    place; the components before the linker (e.g. a shared transformer, an
+    NER) run on the texts first. `mentions`: "gold" or "predicted" (see
+    `RefinedLinker.calibrate`). Returns the loss and accuracy before and
+    after."""
     linker = find_linker(nlp)
     references = list(docs_from_jsonl(nlp, records))
     upstream = nlp.pipe_names[: [proc for _, proc in nlp.pipeline].index(linker)]
     with nlp.select_pipes(enable=upstream):
         predicted = nlp.pipe((nlp.make_doc(doc.text) for doc in references), batch_size=batch_size)
-        return linker.calibrate((Example(doc, reference) for doc, reference in zip(predicted, references)), batch_size=batch_size, l2=l2)
+        return linker.calibrate((Example(doc, reference) for doc, reference in zip(predicted, references)), mentions=mentions, batch_size=batch_size, l2=l2)

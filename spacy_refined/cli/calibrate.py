@@ -27,14 +27,13 @@ def calibrate(
     renamed into place)."""
     import spacy
 
+    from ..evaluation.runner import load_pipeline
     from ..kb.store import staging_directory
     from ..training.calibrate import calibrate_pipeline
 
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
-    if not (pipeline / "config.cfg").exists():
-        raise FileNotFoundError(f"{pipeline} is not a spaCy pipeline (no config.cfg)")
-    nlp = spacy.load(pipeline)
+    nlp = load_pipeline(pipeline, gold_spans=False)
     records = read_documents(documents, format, read_id_map(id_map) if id_map else None)
     try:
         result = calibrate_pipeline(nlp, records, mentions=mentions, batch_size=batch_size, l2=l2)

@@ -141,6 +141,14 @@ def sorted_positions(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
     return np.where(sorted_keys[position] == keys, position, -1)
 
 
+def concatenated_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """`starts[i] + j` for every `j < lengths[i]`, row after row (int64): the
+    flat indices of runs such as CSR rows or the tokens of spans."""
+    starts = np.asarray(starts, dtype=np.int64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    return np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
+
+
 def csr_gather(offsets: np.ndarray, values: np.ndarray, rows: np.ndarray, limit: int = 0):
     """Vectorised gather of CSR rows: returns (row_lengths, flat_values).
 
@@ -154,8 +162,4 @@ def csr_gather(offsets: np.ndarray, values: np.ndarray, rows: np.ndarray, limit:
     total = int(lengths.sum())
     if total == 0:
         return lengths, values[:0]
-    # Position of each output item inside its row, then its absolute index.
-    row_of_item = np.repeat(np.arange(len(rows)), lengths)
-    first_item = np.cumsum(lengths) - lengths
-    index = starts[row_of_item] + (np.arange(total) - first_item[row_of_item])
-    return lengths, values[index]
+    return lengths, values[concatenated_ranges(starts, lengths)]

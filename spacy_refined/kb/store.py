@@ -17,7 +17,7 @@ from spacy.tokens import Span
 from spacy.util import SimpleFrozenList
 from spacy.vocab import Vocab
 
-from .arrays import csr_gather, save_array, sorted_positions
+from .arrays import concatenated_ranges, csr_gather, save_array, sorted_positions
 from .errors import KBError
 from .normalize import alias_keys, normalize_alias
 from .segment import EMBEDDINGS_FILE, Segment
@@ -269,7 +269,7 @@ class RefinedKB(KnowledgeBase):
             parts.append((positions, part_lengths, values))
         out = np.full((len(indices), max(1, int(lengths.max(initial=0)))), -1, dtype=np.int64)
         for positions, part_lengths, values in parts:
-            slot = np.arange(len(values)) - np.repeat(np.cumsum(part_lengths) - part_lengths, part_lengths)
+            slot = concatenated_ranges(np.zeros(len(part_lengths)), part_lengths)
             out[np.repeat(positions, part_lengths), slot] = values
         return out
 
@@ -320,7 +320,7 @@ class RefinedKB(KnowledgeBase):
             lengths = right - left
             if not lengths.any():
                 continue
-            rows = np.repeat(left, lengths) + (np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths))
+            rows = concatenated_ranges(left, lengths)
             if by_object:
                 rows = segment.fact_object_order[rows]
             parts.append((segment.fact_subjects[rows], segment.fact_relations[rows], segment.fact_objects[rows]))

@@ -18,6 +18,7 @@ from spacy.util import registry
 from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
 from thinc.types import Floats2d
 
+from ..kb.arrays import concatenated_ranges
 from ._torch import shim_device, torch_shim
 from .heads import RefinedHeads
 
@@ -60,8 +61,7 @@ class Mentions:
         """Flat batch indices of the mentions' tokens, and the mention owning each."""
         lengths = self.end - self.start
         owners = np.repeat(np.arange(len(self)), lengths)
-        within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        return np.repeat(doc_offsets[self.doc] + self.start, lengths) + within, owners
+        return concatenated_ranges(doc_offsets[self.doc] + self.start, lengths), owners
 
 
 @dataclass

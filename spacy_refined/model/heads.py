@@ -112,10 +112,14 @@ class RefinedHeads(nn.Module):
             ],
             dim=-1,
         )
-        scores = self.scorer(features).squeeze(-1).masked_fill(~candidate_mask, MASKED)
-        nil = scores.new_full((scores.shape[0], 1), NIL_LOGIT)
-        link_logits = torch.cat([scores, nil], dim=1)
+        link_logits = self.with_nil(self.scorer(features).squeeze(-1), candidate_mask)
         return tag_logits, type_logits, link_logits, description.masked_fill(~candidate_mask, MASKED)
+
+    @staticmethod
+    def with_nil(scores: torch.Tensor, candidate_mask: torch.Tensor) -> torch.Tensor:
+        """Link logits (n_mentions, k + 1): candidate scores, padding masked, then NIL's."""
+        scores = scores.masked_fill(~candidate_mask, MASKED)
+        return torch.cat([scores, scores.new_full((scores.shape[0], 1), NIL_LOGIT)], dim=1)
 
     @contextmanager
     def recording(self) -> Iterator[List[torch.Tensor]]:
@@ -142,16 +146,11 @@ class RefinedHeads(nn.Module):
         if not n:
             raise ValueError("no mention to calibrate on: none has its gold entity among its candidates or a NIL gold answer")
 
-        def logits(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            scores = (features @ weight.T).squeeze(-1) + bias
-            scores = scores.masked_fill(~mask, MASKED)
-            return torch.cat([scores, scores.new_full((scores.shape[0], 1), NIL_LOGIT)], dim=1)
-
         def measure() -> Tuple[torch.Tensor, int]:
             loss, correct = weight.new_zeros(()), 0
             for features, mask, target in kept:
                 keep = target >= 0
-                batch_logits = logits(features[keep], mask[keep])
+                batch_logits = self.with_nil(F.linear(features[keep], weight, bias).squeeze(-1), mask[keep])
                 loss = loss + F.cross_entropy(batch_logits, target[keep], reduction="sum")
                 correct += int((batch_logits.argmax(dim=1) == target[keep]).sum())
             return loss / n, correct

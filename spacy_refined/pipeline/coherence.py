@@ -20,7 +20,7 @@ from typing import List
 
 import numpy as np
 
-from ..kb.arrays import sorted_positions
+from ..kb.arrays import concatenated_ranges, sorted_positions
 from ..kb.normalize import alias_keys
 from ..kb.store import RefinedKB
 from ..model.heads import N_COHERENCE
@@ -52,7 +52,7 @@ def document_coherence(kb: RefinedKB, texts: List[str], lengths: np.ndarray, ent
     entity_order = row_entity[by_entity]
     begin = np.searchsorted(entity_order, source, side="left")
     count = np.searchsorted(entity_order, source, side="right") - begin
-    carried = by_entity[np.repeat(begin, count) + np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)]
+    carried = by_entity[concatenated_ranges(begin, count)]
     support_keys = (row_keys[carried] // n) * n + np.repeat(target, count)
     keys, key_of = np.unique(support_keys, return_inverse=True)
     support = np.minimum(np.bincount(key_of.reshape(-1), weights=row_prior[carried], minlength=len(keys)), 1.0)

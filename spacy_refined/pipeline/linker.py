@@ -77,6 +77,7 @@ from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, NumpyOps, Optimizer, set_dropout_rate
 
+from ..kb.arrays import concatenated_ranges
 from ..kb.errors import KBError
 from ..kb.store import RefinedKB
 from ..model.architecture import Candidates, Logits, Mentions, RefinedInput, RefinedOutput, set_output_sizes
@@ -573,7 +574,7 @@ class RefinedLinker(TrainablePipe):
         flat_coherence = np.concatenate(coherence) if coherence else np.zeros((0, N_COHERENCE), dtype="float32")
         k = max(1, int(lengths.max(initial=0)))
         mention_of = np.repeat(np.arange(len(mentions)), lengths)
-        slot = np.arange(len(flat_entities)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        slot = concatenated_ranges(np.zeros(len(lengths)), lengths)
         entities = np.full((len(mentions), k), -1, dtype="int64")
         priors = np.zeros((len(mentions), k), dtype="float32")
         features = np.zeros((len(mentions), k, N_COHERENCE), dtype="float32")
@@ -670,10 +671,9 @@ class RefinedLinker(TrainablePipe):
         n = len(output.mentions)
         if not n:
             return []
-        logits = ops.to_numpy(output.link_logits).astype(np.float32, copy=True)
+        logits = output.link_logits.copy()
         logits[:, -1] += self.nil_bias
-        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probs /= probs.sum(axis=1, keepdims=True)
+        probs = ops.to_numpy(ops.softmax(logits, axis=1))
         type_probs = 1.0 / (1.0 + np.exp(-ops.to_numpy(output.type_logits)))
         entities = output.candidates.entities
         k = entities.shape[1]

@@ -46,11 +46,14 @@ def test_add_entities(kb_path, tmp_path, run_cli):
         (["kb", "info", "{tmp}"], "manifest.json is missing"),
         (["kb", "lookup", "{tmp}/nowhere", "Paris"], "manifest.json is missing"),
         (["kb", "build", "--wikidata", "{tmp}/truncated.json.bz2", "--output", "{tmp}/kb", "--no-progress"], "truncated.json.bz2"),
+        (["convert", "{tmp}/truncated.jsonl", "{tmp}/kb/train.spacy"], "truncated.jsonl (line 2): not valid JSON"),
+        (["calibrate", "{tmp}/nowhere", "{tmp}/truncated.jsonl", "-o", "{tmp}/kb"], "is not a spaCy pipeline"),
     ],
 )
 def test_bad_input_exits_1_with_one_line(args, message, tmp_path, run_cli):
     data = bz2.compress(b'[\n{"type":"item","id":"Q1","labels":{}},\n{"type":"item","id":"Q2","labels":{}}\n]\n')
     (tmp_path / "truncated.json.bz2").write_bytes(data[: len(data) // 2])
+    (tmp_path / "truncated.jsonl").write_text('{"text": "Paris", "labels": []}\n{"text": "Lond', encoding="utf8")
     code, out, err = run_cli(*[a.format(tmp=tmp_path) for a in args])
     assert code == 1
     assert message in err

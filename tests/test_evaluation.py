@@ -182,6 +182,15 @@ def test_evaluate_command_nil_bias(pipeline_path, records, tmp_path, run_cli):
     assert metrics["ed"]["accuracy_in_kb_forced"] > 0.5
 
 
+@pytest.mark.parametrize("command", [["evaluate"], ["calibrate", "-o", "{tmp}/calibrated"]])
+def test_truncated_documents_fail_with_the_line(command, pipeline_path, tmp_path, run_cli):
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text('{"text": "Paris", "labels": []}\n{"text": "Lond', encoding="utf8")
+    code, _, err = run_cli(command[0], pipeline_path, docs, *[arg.format(tmp=tmp_path) for arg in command[1:]])
+    assert code == 1 and "docs.jsonl (line 2): not valid JSON" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "calibrated").exists()
+
+
 def test_evaluate_command_detect_and_nif(pipeline_path, run_cli, tmp_path):
     output = tmp_path / "metrics.json"
     code, out, err = run_cli("evaluate", pipeline_path, DATA / "gerbil_sample.ttl", "--output", output)

@@ -36,6 +36,8 @@ def convert(
             docs.add(doc)
             n_mentions += len(doc.ents)
             n_linked += sum(1 for ent in doc.ents if ent.kb_id_ and ent.kb_id_ != "NIL")
+    except DumpError:  # names the file and line already
+        raise
     except ValueError as error:
         raise DumpError(input_path, str(error)) from None
     if len(docs) == 0:

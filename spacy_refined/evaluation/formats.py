@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 from urllib.parse import unquote
 
-import srsly
 
+from ..kb.builder import read_jsonl
 from ..kb.errors import DumpError
 
 FORMATS = ("jsonl", "nif", "aida")
@@ -63,11 +63,11 @@ def read_documents(path: Union[str, Path], format: str = "auto", id_map: Optiona
         raise FileNotFoundError(f"input file {path} does not exist")
     format = detect_format(path) if format == "auto" else format
     if format == "jsonl":
-        records = list(srsly.read_jsonl(path))
-        for number, record in enumerate(records, 1):
+        numbered = list(read_jsonl(path))
+        for line, record in numbered:
             if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                raise FormatError(path, "expected an object with a 'text' string", line=number)
-        return records
+                raise FormatError(path, "expected an object with a 'text' string", line=line)
+        return [record for _, record in numbered]
     if format == "nif":
         return read_nif(path.read_text(encoding="utf8"), id_map, source=str(path))
     if format == "aida":

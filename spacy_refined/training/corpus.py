@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Union
 
 import numpy as np
-import srsly
 from spacy.language import Language
 from spacy.tokenizer import Tokenizer
 from spacy.tokens import Doc, Span
 from spacy.vocab import Vocab
 
+from ..kb.builder import read_jsonl
 from ..kb.store import RefinedKB
 from ..pipeline.linker import DEFAULT_TYPE_LABELS, ENTITY_LABEL, NIL, CoarseLabels, RefinedLinker
 
@@ -49,7 +49,7 @@ def docs_from_jsonl(
         make_doc = Tokenizer(nlp_or_vocab)
         mapping, default = DEFAULT_TYPE_LABELS, "MISC"
     coarse = CoarseLabels(kb.type_ids, mapping, default) if kb is not None else None
-    records = srsly.read_jsonl(path_or_records) if isinstance(path_or_records, (str, Path)) else path_or_records
+    records = (record for _, record in read_jsonl(path_or_records)) if isinstance(path_or_records, (str, Path)) else path_or_records
     for number, record in enumerate(records, 1):
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise ValueError(f"EL record {number}: expected an object with a 'text' string")

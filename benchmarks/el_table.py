@@ -1,18 +1,21 @@
 """The entity-linking table of BENCHMARKS.md from `evaluate` outputs.
 
 Reads RESULTS_DIR/<track>__<dataset>__<system>[__ed].json (written by
-benchmarks/run_all.sh), writes the rows, with the published anchors, to
-OUT.json and prints them as a Markdown table.
+benchmarks/run_all.sh or run_transformer.sh), writes the rows, with the
+published anchors, to OUT.json and prints them as a Markdown table. With
+--merge, the rows already in OUT.json stay, except those that RESULTS_DIR
+gives again (same track, dataset, system and metric): how the rows of a
+run on another machine (a GPU) join the table.
 
-Usage: python benchmarks/el_table.py RESULTS_DIR OUT.json
+Usage: python benchmarks/el_table.py RESULTS_DIR OUT.json [--merge]
 """
 import json
-import os
-import platform
 import sys
 from datetime import date
 from pathlib import Path
 from typing import Any, Dict, List
+
+from spacy_refined.evaluation.runner import machine_description
 
 ANCHORS = [
     ("1", "aida-testb", "Pershina et al. 2015 (PPR)", "ED accuracy, in-KB (NIL not an answer)", 91.8),
@@ -24,12 +27,6 @@ ANCHORS = [
 ]
 
 
-def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{model}, {os.cpu_count()} cores, {memory:.0f} GB, CPU only"
-
-
 def command(settings: Dict[str, Any]) -> str:
     parts = ["python -m spacy_refined evaluate", settings["pipeline"], settings["documents"]]
     if settings["gold_spans"]:
@@ -38,15 +35,17 @@ def command(settings: Dict[str, Any]) -> str:
         parts += ["--kb", settings["kb_option"]]
     if settings.get("nil_bias") is not None:
         parts += ["--nil-bias", str(settings["nil_bias"])]
+    if settings.get("gpu_id", -1) >= 0:
+        parts += ["--gpu-id", str(settings["gpu_id"])]
     return " ".join(parts)
 
 
 def rows_of(path: Path, host: str, day: str) -> List[Dict[str, Any]]:
-    """Table rows of one `evaluate` output."""
+    """Table rows of one `evaluate` output (`host`, `day`: where the output does not name its machine and date)."""
     track, dataset, system, *variant = path.stem.split("__")
     metrics = json.loads(path.read_text())
     base = {"track": track, "dataset": dataset, "system": system, "docs_per_s": round(metrics["speed"]["docs_per_s"], 1),
-            "machine": host, "date": day, "command": command(metrics["settings"]), "source": "ours"}
+            "machine": metrics.get("machine", host), "date": metrics.get("date", day), "command": command(metrics["settings"]), "source": "ours"}
     gold, ed = metrics["gold"], metrics["ed"]
     values = []
     if metrics["settings"]["gold_spans"]:
@@ -65,14 +64,21 @@ def rows_of(path: Path, host: str, day: str) -> List[Dict[str, Any]]:
     return [{**base, "metric": metric, "value": round(100 * value, 1)} for metric, value in values]
 
 
-def main(results: Path, output: Path) -> None:
-    host, day = machine(), date.today().isoformat()
+def row_key(row: Dict[str, Any]) -> tuple:
+    return row["track"], row["dataset"], row["system"], row["metric"]
+
+
+def main(results: Path, output: Path, merge: bool = False) -> None:
+    host, day = machine_description(), date.today().isoformat()
     rows = [row for path in sorted(results.glob("*.json")) for row in rows_of(path, host, day)]
-    rows += [{"track": t, "dataset": d, "system": s, "metric": m, "value": v, "docs_per_s": None,
-              "machine": "published", "date": None, "command": None, "source": "published"} for t, d, s, m, v in ANCHORS]
     coverage = {(r["track"], r["dataset"]): r for r in rows if r["metric"] == "KB coverage of gold entities"}
     rows = [r for r in rows if r["metric"] != "KB coverage of gold entities"]
     rows += [{**r, "system": "(the KB)", "docs_per_s": None} for r in coverage.values()]
+    if merge and output.exists():
+        given = {row_key(r) for r in rows}
+        rows += [r for r in json.loads(output.read_text(encoding="utf8")) if r["source"] == "ours" and row_key(r) not in given]
+    rows += [{"track": t, "dataset": d, "system": s, "metric": m, "value": v, "docs_per_s": None,
+              "machine": "published", "date": None, "command": None, "source": "published"} for t, d, s, m, v in ANCHORS]
     order = [metric for _, _, _, metric, _ in ANCHORS] + ["EL micro F1, InKB (NIL links = FP)", "EL micro F1, InKB (NIL links ignored)"]
     rows.sort(key=lambda r: (r["track"], r["dataset"] != "aida-testb" and r["dataset"] != "testb", r["dataset"],
                              order.index(r["metric"]) if r["metric"] in order else len(order), r["metric"], r["source"] != "published", r["system"]))
@@ -86,6 +92,7 @@ def main(results: Path, output: Path) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    args = sys.argv[1:]
+    if len(args) not in (2, 3) or args[2:] not in ([], ["--merge"]):
         sys.exit(__doc__)
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    main(Path(args[0]), Path(args[1]), merge=args[2:] == ["--merge"])

@@ -1,5 +1,10 @@
-"""Shared fixtures: a tiny KB, a tiny local BERT (no downloads), EL records and the CLI."""
+"""Shared fixtures: a tiny KB, a tiny local BERT (no downloads), EL records and the CLI.
+
+`SPACY_REFINED_TEST_GPU=0 pytest` runs the whole suite with spaCy on GPU 0
+(`spacy.require_gpu`): models are built, trained and run there.
+"""
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
@@ -7,6 +12,22 @@ from typing import Any, Dict, List, Tuple
 import pytest
 
 from spacy_refined.kb import KBBuilder
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    gpu_id = os.environ.get("SPACY_REFINED_TEST_GPU")
+    if gpu_id:
+        import spacy
+
+        spacy.require_gpu(int(gpu_id))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from thinc.api import get_current_ops
+
+    ops = get_current_ops()
+    return f"spacy-refined: models on {ops.device_type}" + (f" {ops.device_id}" if ops.device_type == "gpu" else "")
+
 
 ENTITIES: List[Dict[str, Any]] = [
     {"id": "Q90", "label": "Paris", "aliases": ["City of Light"], "description": "capital and largest city of France", "types": ["Q515"], "popularity": 0.9},

@@ -1,12 +1,14 @@
 """The evaluation: metrics on hand-made documents with known values, the NIF
 and AIDA readers on small real-format fixtures, and the evaluate command."""
 import json
+from datetime import date
 from pathlib import Path
 
 import pytest
 import spacy
 import srsly
 from spacy.training import Example
+from thinc.api import get_current_ops
 
 from spacy_refined.evaluation import DocumentResult, FormatError, Mention, entity_status, read_documents, read_nif, score
 from spacy_refined.evaluation.metrics import NIL, UNKNOWN
@@ -167,6 +169,11 @@ def test_evaluate_command_gold_spans(pipeline_path, records, tmp_path, run_cli):
     assert len(metrics["per_document"]) == 6 and metrics["per_document"][4]["md"]["tp"] == 0
     assert metrics["speed"]["documents"] == 6 and metrics["speed"]["docs_per_s"] > 0 and metrics["speed"]["peak_memory_mb"] > 0
     assert set(metrics["per_type"]) <= {"PERSON", "GPE", "LOC", "ORG", "MISC", "DATE"}
+    # where and when it ran, for the benchmark table (the GPU, when spaCy runs on one)
+    ops = get_current_ops()
+    on_gpu = ops.device_type == "gpu"
+    assert metrics["settings"]["gpu_id"] == (ops.device_id if on_gpu else -1)
+    assert metrics["machine"].endswith("CPU only") is not on_gpu and metrics["date"] == date.today().isoformat()
 
 
 def test_evaluate_command_nil_bias(pipeline_path, records, tmp_path, run_cli):

@@ -1,6 +1,9 @@
 """Run a pipeline over EL documents and score it (see `metrics`)."""
+import os
+import platform
 import resource
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -8,6 +11,7 @@ import numpy as np
 import spacy
 from spacy.language import Language
 from spacy.tokens import Doc, Span
+from thinc.api import get_current_ops
 
 from ..kb.store import RefinedKB
 from ..pipeline.linker import DEFAULT_TYPE_LABELS, CoarseLabels, RefinedLinker
@@ -37,6 +41,20 @@ def load_pipeline(path: Union[str, Path], gold_spans: bool, nil_bias: Optional[f
         elif gold_spans and settings.get("factory") in DETECTORS:
             disable.append(name)
     return spacy.load(path, config=overrides, disable=disable)
+
+
+def machine_description() -> str:
+    """This machine's CPU model, cores and memory, and the GPU where spaCy runs on one."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor() or "CPU")
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    ops = get_current_ops()
+    if ops.device_type == "gpu":
+        import torch
+
+        return f"{torch.cuda.get_device_name(ops.device_id)} GPU, {cpu}, {os.cpu_count()} cores, {memory:.0f} GB"
+    return f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GB, CPU only"
 
 
 def pipeline_kb(nlp: Language) -> Optional[RefinedKB]:
@@ -165,8 +183,12 @@ def evaluate(
         "load_seconds": load_seconds,
         "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+    ops = get_current_ops()
+    metrics["machine"] = machine_description()
+    metrics["date"] = date.today().isoformat()
     metrics["settings"] = {
         "pipeline": str(pipeline),
+        "gpu_id": ops.device_id if ops.device_type == "gpu" else -1,
         "components": nlp.pipe_names,
         "gold_spans": gold_spans,
         "kb": str(kb.path) if kb is not None else None,

@@ -1,6 +1,7 @@
 # Shared by benchmarks/run_all.sh (the whole table, CPU) and benchmarks/run_transformer.sh
-# (the transformer rows with a longer schedule, for a GPU). Source it from the repository root after setting
-# DATA and OUT; GPU_ID (default -1: CPU) goes to every train, evaluate and calibrate.
+# (the transformer rows with a longer schedule, for a GPU). Source it from the repository
+# root after setting DATA and OUT; GPU_ID (default -1: CPU) goes to every train, evaluate
+# and calibrate.
 GPU_ID=${GPU_ID:--1}
 AIDA=$DATA/el/aida
 RESULTS=$OUT/results

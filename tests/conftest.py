@@ -1,7 +1,8 @@
 """Shared fixtures: a tiny KB, a tiny local BERT (no downloads), EL records and the CLI.
 
-`SPACY_REFINED_TEST_GPU=0 pytest` runs the whole suite with spaCy on GPU 0
-(`spacy.require_gpu`): models are built, trained and run there.
+`SPACY_REFINED_TEST_GPU=0 pytest` runs the suite with spaCy on GPU 0
+(`spacy.require_gpu`): the models the tests build in their own process are
+trained and run there (commands the tests start as subprocesses stay on CPU).
 """
 import json
 import os

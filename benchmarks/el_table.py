@@ -35,6 +35,8 @@ def command(settings: Dict[str, Any]) -> str:
         parts += ["--kb", settings["kb_option"]]
     if settings.get("nil_bias") is not None:
         parts += ["--nil-bias", str(settings["nil_bias"])]
+    if settings.get("train_docs"):
+        parts += ["--train-docs", settings["train_docs"]]
     if settings.get("gpu_id", -1) >= 0:
         parts += ["--gpu-id", str(settings["gpu_id"])]
     return " ".join(parts)
@@ -52,6 +54,9 @@ def rows_of(path: Path, host: str, day: str) -> List[Dict[str, Any]]:
         values.append(("ED accuracy, in-KB (NIL not an answer)", ed["accuracy_in_kb_forced"]))
         if ed["recall_at_k"]:
             values.append(("candidate recall@30, in-KB", ed["recall_at_k"]["30"]))
+        for group, name in (("seen", "seen"), ("unseen", "not seen")):
+            if ed.get("by_training") and ed["by_training"][group]["in_kb"]:
+                values.append((f"ED accuracy, in-KB (NIL not an answer), entities {name} in training", ed["by_training"][group]["accuracy_in_kb_forced"]))
     else:
         values += [
             ("EL micro F1, InKB (NIL links = FP)", metrics["el"]["nil_fp"]["micro"]["f"]),

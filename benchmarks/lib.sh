@@ -69,6 +69,9 @@ T1=(--paths.train "$OUT/ppr/train.spacy" --paths.dev "$OUT/ppr/testa.spacy" --pa
     --training.score_weights.el_f 0 --training.score_weights.ed_acc 1)
 # ... and for track 2
 T2=(--paths.train "$OUT/wd/train.spacy" --paths.dev "$OUT/wd/testa.spacy" --paths.kb "$OUT/wd/kb")
+# Disambiguation (gold spans) evaluations, with accuracy split by entities seen / not seen in training
+T1_ED=(--gold-spans --train-docs "$OUT/ppr/train.jsonl")
+T2_ED=(--gold-spans --train-docs "$AIDA/train.jsonl")
 # transformer OUTPUT STEPS EVAL_EVERY DEV_DOCS WARMUP [overrides]: train configs/transformer.cfg
 # with MiniLM-L6 ($ENCODER) for STEPS steps (learning rate 1e-4 after WARMUP steps, then
 # falling linearly), evaluated every EVAL_EVERY steps on DEV_DOCS dev documents (0: all), the

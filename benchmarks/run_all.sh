@@ -25,17 +25,17 @@ track1_data
 train "$OUT/ppr/tok2vec" configs/tok2vec.cfg "${T1[@]}" --training.max_steps "$T1_STEPS" --training.eval_frequency 250
 # then the same model with its scorer refit on testa ("+calibrated")
 model=$(pick "$OUT/ppr/tok2vec" "$OUT/ppr/testa.jsonl")
-evaluate "1__aida-testb__refined-tok2vec" "$model" "$OUT/ppr/testb.jsonl" --gold-spans
+evaluate "1__aida-testb__refined-tok2vec" "$model" "$OUT/ppr/testb.jsonl" "${T1_ED[@]}"
 calibrate "$OUT/ppr/tok2vec-calibrated" "$model" "$OUT/ppr/testa.jsonl"
-evaluate "1__aida-testb__refined-tok2vec+calibrated" "$OUT/ppr/tok2vec-calibrated" "$OUT/ppr/testb.jsonl" --gold-spans
+evaluate "1__aida-testb__refined-tok2vec+calibrated" "$OUT/ppr/tok2vec-calibrated" "$OUT/ppr/testb.jsonl" "${T1_ED[@]}"
 # The transformer on 2 CPU cores: a short schedule, one evaluation on a shortened dev set
 TRF=("$TRF_STEPS" "$TRF_STEPS" "$TRF_DEV_DOCS" 30 --system.gpu_allocator null)
 if [ -n "$ENCODER" ]; then
     transformer "$OUT/ppr/transformer" "${TRF[@]}" "${T1[@]}"
     model=$(pick "$OUT/ppr/transformer" "$OUT/ppr/testa.jsonl")
-    evaluate "1__aida-testb__refined-minilm" "$model" "$OUT/ppr/testb.jsonl" --gold-spans
+    evaluate "1__aida-testb__refined-minilm" "$model" "$OUT/ppr/testb.jsonl" "${T1_ED[@]}"
     calibrate "$OUT/ppr/transformer-calibrated" "$model" "$OUT/ppr/testa.jsonl"
-    evaluate "1__aida-testb__refined-minilm+calibrated" "$OUT/ppr/transformer-calibrated" "$OUT/ppr/testb.jsonl" --gold-spans
+    evaluate "1__aida-testb__refined-minilm+calibrated" "$OUT/ppr/transformer-calibrated" "$OUT/ppr/testb.jsonl" "${T1_ED[@]}"
 fi
 
 # ------------------------------------------------------ track 2: Wikidata (mini dump)
@@ -45,10 +45,10 @@ train "$OUT/wd/tok2vec" configs/tok2vec.cfg "${T2[@]}" --training.max_steps "$ST
 for dataset in testb msnbc; do
     docs=$(documents "$dataset")
     evaluate "2__${dataset}__refined-tok2vec" "$OUT/wd/tok2vec/model-best" "$docs"
-    evaluate "2__${dataset}__refined-tok2vec__ed" "$OUT/wd/tok2vec/model-best" "$docs" --gold-spans
+    evaluate "2__${dataset}__refined-tok2vec__ed" "$OUT/wd/tok2vec/model-best" "$docs" "${T2_ED[@]}"
     if [ -n "$ENCODER" ]; then
         evaluate "2__${dataset}__refined-minilm" "$OUT/wd/transformer/model-best" "$docs"
-        evaluate "2__${dataset}__refined-minilm__ed" "$OUT/wd/transformer/model-best" "$docs" --gold-spans
+        evaluate "2__${dataset}__refined-minilm__ed" "$OUT/wd/transformer/model-best" "$docs" "${T2_ED[@]}"
     fi
 done
 # The track-2 model with its scorer refit on AIDA testa (in-domain dev data): on the
@@ -59,7 +59,7 @@ calibrate "$OUT/wd/tok2vec-calibrated-predicted" "$OUT/wd/tok2vec/model-best" "$
 for dataset in testb msnbc; do
     docs=$(documents "$dataset")
     evaluate "2__${dataset}__refined-tok2vec+calibrated" "$OUT/wd/tok2vec-calibrated" "$docs"
-    evaluate "2__${dataset}__refined-tok2vec+calibrated__ed" "$OUT/wd/tok2vec-calibrated" "$docs" --gold-spans
+    evaluate "2__${dataset}__refined-tok2vec+calibrated__ed" "$OUT/wd/tok2vec-calibrated" "$docs" "${T2_ED[@]}"
     evaluate "2__${dataset}__refined-tok2vec+calibrated-predicted" "$OUT/wd/tok2vec-calibrated-predicted" "$docs"
 done
 # NIL answers: the uncalibrated model with NIL's logit lowered at prediction
@@ -85,7 +85,7 @@ train "$OUT/wd/baseline" configs/spacy_el_baseline.cfg --paths.train "$OUT/wd/tr
 for dataset in testb msnbc; do
     docs=$(documents "$dataset")
     evaluate "2__${dataset}__spacy-entity_linker" "$OUT/wd/baseline/model-best" "$docs" --kb "$OUT/wd/kb"
-    evaluate "2__${dataset}__spacy-entity_linker__ed" "$OUT/wd/baseline/model-best" "$docs" --kb "$OUT/wd/kb" --gold-spans
+    evaluate "2__${dataset}__spacy-entity_linker__ed" "$OUT/wd/baseline/model-best" "$docs" --kb "$OUT/wd/kb" "${T2_ED[@]}"
 done
 
 # spaCy's ner (baseline) + refined_linker (track 2, mode "ents"): both trained above, assembled

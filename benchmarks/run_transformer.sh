@@ -30,9 +30,9 @@ if [[ " $TRACKS " == *" 1 "* ]]; then
     track1_data
     transformer "$OUT/ppr/$SYSTEM" "${TRF[@]}" "${T1[@]}"
     model=$(pick "$OUT/ppr/$SYSTEM" "$OUT/ppr/testa.jsonl")
-    evaluate "1__aida-testb__$SYSTEM" "$model" "$OUT/ppr/testb.jsonl" --gold-spans
+    evaluate "1__aida-testb__$SYSTEM" "$model" "$OUT/ppr/testb.jsonl" "${T1_ED[@]}"
     calibrate "$OUT/ppr/$SYSTEM-calibrated" "$model" "$OUT/ppr/testa.jsonl"
-    evaluate "1__aida-testb__$SYSTEM+calibrated" "$OUT/ppr/$SYSTEM-calibrated" "$OUT/ppr/testb.jsonl" --gold-spans
+    evaluate "1__aida-testb__$SYSTEM+calibrated" "$OUT/ppr/$SYSTEM-calibrated" "$OUT/ppr/testb.jsonl" "${T1_ED[@]}"
     speed "$model" "$OUT/ppr/testb.jsonl" "1-$SYSTEM"
 fi
 if [[ " $TRACKS " == *" 2 "* ]]; then
@@ -41,7 +41,7 @@ if [[ " $TRACKS " == *" 2 "* ]]; then
     for dataset in testb msnbc; do
         docs=$(documents "$dataset")
         evaluate "2__${dataset}__$SYSTEM" "$OUT/wd/$SYSTEM/model-best" "$docs"
-        evaluate "2__${dataset}__${SYSTEM}__ed" "$OUT/wd/$SYSTEM/model-best" "$docs" --gold-spans
+        evaluate "2__${dataset}__${SYSTEM}__ed" "$OUT/wd/$SYSTEM/model-best" "$docs" "${T2_ED[@]}"
     done
     speed "$OUT/wd/$SYSTEM/model-best" "$(documents testb)" "2-$SYSTEM"
 fi

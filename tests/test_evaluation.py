@@ -90,6 +90,14 @@ def test_forced_accuracy_takes_the_best_candidate_where_nil_won():
     assert ed["accuracy_in_kb"] == pytest.approx(1 / 3) and ed["accuracy_in_kb_forced"] == pytest.approx(2 / 3)
 
 
+def test_accuracy_for_entities_seen_and_not_seen_in_training(documents):
+    # in-KB gold links: Q1 (right) and Q2 (wrong) in A, Q7 (missed) in C; Q1 and Q7 were in the training data
+    by_training = score(documents, training_entities={"Q1", "Q7", "Q99"})["ed"]["by_training"]
+    assert by_training["seen"] == {"in_kb": 2, "accuracy_in_kb": 0.5, "accuracy_in_kb_forced": 0.5}
+    assert by_training["unseen"] == {"in_kb": 1, "accuracy_in_kb": 0.0, "accuracy_in_kb_forced": 0.0}
+    assert score(documents)["ed"]["by_training"] is None
+
+
 def test_without_kb_every_linked_mention_counts():
     doc = DocumentResult("X", gold=[m(0, 1, "Q1"), m(2, 3, "Q2")], predicted=[m(0, 1, "Q1")])
     result = score([doc])
@@ -174,6 +182,24 @@ def test_evaluate_command_gold_spans(pipeline_path, records, tmp_path, run_cli):
     on_gpu = ops.device_type == "gpu"
     assert metrics["settings"]["gpu_id"] == (ops.device_id if on_gpu else -1)
     assert metrics["machine"].endswith("CPU only") is not on_gpu and metrics["date"] == date.today().isoformat()
+
+
+def test_evaluate_command_splits_accuracy_by_training_entities(pipeline_path, records, tmp_path, run_cli):
+    docs, train = tmp_path / "docs.jsonl", tmp_path / "train.jsonl"
+    srsly.write_jsonl(docs, records)
+    srsly.write_jsonl(train, records[:2])
+    output = tmp_path / "metrics.json"
+    code, out, err = run_cli("evaluate", pipeline_path, docs, "--gold-spans", "--train-docs", train, "--output", output)
+    assert code == 0, err
+    metrics = json.loads(output.read_text())
+    seen = {label["entity_id"] for record in records[:2] for label in record["labels"]} - {"<NIL>", None}
+    in_kb = [label["entity_id"] for record in records for label in record["labels"] if str(label["entity_id"]).startswith("Q")]
+    by_training = metrics["ed"]["by_training"]
+    assert by_training["seen"]["in_kb"] == sum(entity in seen for entity in in_kb) > 0
+    assert by_training["unseen"]["in_kb"] == sum(entity not in seen for entity in in_kb) > 0
+    correct = sum(c["accuracy_in_kb_forced"] * c["in_kb"] for c in by_training.values())
+    assert correct == pytest.approx(metrics["ed"]["accuracy_in_kb_forced"] * metrics["ed"]["in_kb"])
+    assert metrics["settings"]["train_docs"] == str(train) and "ED accuracy by training data" in out
 
 
 def test_evaluate_command_nil_bias(pipeline_path, records, tmp_path, run_cli):

@@ -126,12 +126,12 @@ def test_type_matrix(kb):
     assert matrix[2].sum() == 0
 
 
-def test_person_name_fallback(kb):
+def test_person_name_rule(kb):
     alone = kb.document_candidates(["Obama"])
     assert [kb.entity_id(e) for e in alone[0][0]][0] == "Q41773"
     doc = kb.document_candidates(["Barack Obama", "Paris", "Obama"])
-    # The person comes first, with the full name's prior; the city stays a candidate.
-    assert [kb.entity_id(e) for e in doc[2][0]] == ["Q76", "Q41773"]
+    # After the full name, the surname is that person, with the full name's prior.
+    assert [kb.entity_id(e) for e in doc[2][0]] == ["Q76"]
     assert doc[2][1][0] == pytest.approx(doc[0][1][0])
     assert [kb.entity_id(e) for e in doc[1][0]] == top_ids(kb, "Paris")
     # A surname before the full name keeps its own candidates.
@@ -230,7 +230,7 @@ def test_spacy_knowledge_base_api(kb):
     batch = kb.get_candidates_batch(spans)
     assert [c.entity_ for c in batch[0]] == ["Q76"]
     assert [c.entity_ for c in batch[1]] == ["Q90", "Q167646", "Q47899"]
-    assert [c.entity_ for c in batch[3]] == ["Q76", "Q41773"]  # the person-name fallback
+    assert [c.entity_ for c in batch[3]] == ["Q76"]  # the person-name rule
     assert [c.entity_ for c in batch[4]] == ["Q47899"]
     assert batch[1][0].prior_prob > batch[1][1].prior_prob > 0
     assert batch[1][0].alias_ == "paris"

@@ -23,6 +23,7 @@ def evaluate(
     batch_size: int = typer.Option(32, help="Documents per batch"),
     gpu_id: int = typer.Option(-1, help="GPU to use, -1 for CPU"),
     nil_bias: Optional[float] = typer.Option(None, help="Replace refined_linker's nil_bias (added to NIL's logit; below 0: fewer NIL answers)"),
+    train_docs: Optional[Path] = typer.Option(None, help="The training documents (any input format): ED accuracy also for gold entities seen and not seen in them"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write all metrics as JSON here"),
 ) -> None:
     """Entity linking (micro/macro P/R/F1, InKB), disambiguation accuracy,
@@ -30,14 +31,17 @@ def evaluate(
     import spacy
 
     from ..evaluation.runner import evaluate as run
+    from ..evaluation.runner import linked_entities
 
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
     records = read_documents(documents, format, read_id_map(id_map) if id_map else None)
     if limit:
         records = records[:limit]
-    metrics = run(pipeline, records, gold_spans=gold_spans, kb_path=kb, batch_size=batch_size, nil_bias=nil_bias)
+    training_entities = linked_entities(read_documents(train_docs, "auto", read_id_map(id_map) if id_map else None)) if train_docs else None
+    metrics = run(pipeline, records, gold_spans=gold_spans, kb_path=kb, batch_size=batch_size, nil_bias=nil_bias, training_entities=training_entities)
     metrics["settings"]["documents"] = str(documents)
+    metrics["settings"]["train_docs"] = str(train_docs) if train_docs else None
     typer.echo(summary(metrics))
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -80,6 +84,11 @@ def summary(metrics: Dict[str, Any]) -> str:
         f"ED accuracy: in-KB {_percent(ed['accuracy_in_kb'])} ({ed['correct']:,}/{ed['in_kb']:,}), of detected {_percent(ed['accuracy_detected'])}, "
         f"in-KB with NIL not an answer {_percent(ed['accuracy_in_kb_forced'])}"
     )
+    if ed["by_training"]:
+        lines.append(
+            "ED accuracy by training data (NIL not an answer): "
+            + ", ".join(f"{group} {_percent(c['accuracy_in_kb_forced'])} ({c['in_kb']:,})" for group, c in ed["by_training"].items())
+        )
     if ed["recall_at_k"]:
         lines.append("candidate recall@k: " + ", ".join(f"@{k} {_percent(v)}" for k, v in ed["recall_at_k"].items()))
     lines.append(f"MD: P {_percent(md['micro']['p'])} R {_percent(md['micro']['r'])} F1 {_percent(md['micro']['f'])}")

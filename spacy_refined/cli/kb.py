@@ -22,7 +22,7 @@ def build(
     n_types: int = typer.Option(1400, help="Size of the type inventory"),
     max_type_share: float = typer.Option(0.5, help="Skip types held by more than this share of typed entities"),
     max_candidates: int = typer.Option(30, help="Candidates kept per alias"),
-    person_type: str = typer.Option("Q5", help="Type of people, for the first-name/surname fallback"),
+    person_type: str = typer.Option("Q5", help="Type of people, for the first-name/surname rule"),
     processes: int = typer.Option(1, "--processes", "-p", help="Processes parsing the Wikidata dump"),
     progress: bool = typer.Option(True, help="Show progress bars"),
 ) -> None:

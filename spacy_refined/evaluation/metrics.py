@@ -18,7 +18,10 @@ the mention is linked but its ID is not known) or an entity ID.
   spans are given; "in_kb_forced": in-KB, with the best candidate where the
   linker chose NIL, the usual in-KB disambiguation setting where NIL is not an
   answer), and the recall@k of the candidate generator (on the same gold
-  links: is the entity among the top k candidates of the text).
+  links: is the entity among the top k candidates of the text). Given the
+  entities of the training data, the same accuracies for gold entities seen
+  and not seen in training ("by_training"): how far the linker generalises
+  beyond the entities it was trained on.
 * MD: predicted vs gold spans, any ID (NIL and unknown included).
 """
 from dataclasses import dataclass, field
@@ -161,14 +164,19 @@ def _type_counts(gold: Sequence[Mention], predicted: Sequence[Mention], per_type
             per_type.setdefault(g.type if g is not None else p.type, Counts()).fp += 1
 
 
-def score(documents: Iterable[DocumentResult], recall_at: Sequence[int] = RECALL_AT) -> Dict[str, Any]:
-    """All metrics (see the module docstring) with per-document and per-type breakdowns."""
+def score(
+    documents: Iterable[DocumentResult], recall_at: Sequence[int] = RECALL_AT, training_entities: Optional[Set[str]] = None
+) -> Dict[str, Any]:
+    """All metrics (see the module docstring) with per-document and per-type
+    breakdowns; `training_entities`: the entity IDs of the training data,
+    for ED accuracy on seen and unseen entities."""
     el = {"nil_fp": _Aggregate(), "nil_ignored": _Aggregate()}
     md = _Aggregate()
     per_type: Dict[str, Counts] = {}
     per_type_ed: Dict[str, Counts] = {}
     gold_counts = {"mentions": 0, "linked": 0, "nil": 0, "unknown_id": 0, "in_kb": 0, "not_in_kb": 0}
     ed = {"in_kb": 0, "detected": 0, "correct": 0, "forced": 0, "linked": 0, "correct_linked": 0}
+    by_training = {group: {"in_kb": 0, "correct": 0, "forced": 0} for group in ("seen", "unseen")}
     have_kb = have_ranks = False
     recall_hits = {k: 0 for k in recall_at}
     ranked = 0
@@ -203,6 +211,11 @@ def score(documents: Iterable[DocumentResult], recall_at: Sequence[int] = RECALL
                 ed["detected"] += m.span in predicted_spans
                 ed["correct"] += correct
                 ed["forced"] += best_ids.get(m.span) == m.entity_id
+                if training_entities is not None:
+                    group = by_training["seen" if m.entity_id in training_entities else "unseen"]
+                    group["in_kb"] += 1
+                    group["correct"] += correct
+                    group["forced"] += best_ids.get(m.span) == m.entity_id
                 type_counts = per_type_ed.setdefault(m.type, Counts())
                 type_counts.tp += correct
                 type_counts.fn += not correct
@@ -233,6 +246,14 @@ def score(documents: Iterable[DocumentResult], recall_at: Sequence[int] = RECALL
             "in_kb": ed["in_kb"],
             "detected": ed["detected"],
             "recall_at_k": {str(k): hits / ranked for k, hits in recall_hits.items()} if have_ranks and ranked else None,
+            "by_training": None if training_entities is None else {
+                group: {
+                    "in_kb": c["in_kb"],
+                    "accuracy_in_kb": c["correct"] / c["in_kb"] if c["in_kb"] else 0.0,
+                    "accuracy_in_kb_forced": c["forced"] / c["in_kb"] if c["in_kb"] else 0.0,
+                }
+                for group, c in by_training.items()
+            },
         },
         "md": md.as_dict(),
         "per_type": {

@@ -5,7 +5,7 @@ import resource
 import time
 from datetime import date
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 import spacy
@@ -117,6 +117,12 @@ def _best(ent: Span) -> Optional[str]:
     return candidates[0][0] if candidates else None
 
 
+def linked_entities(records: Iterable[Dict[str, Any]]) -> Set[str]:
+    """The entity IDs that EL records link to (NIL and unknown IDs left out)."""
+    ids = {entity_status(label.get("entity_id")) for record in records for label in record["labels"]}
+    return ids - {NIL, UNKNOWN}
+
+
 def candidate_ranks(kb: RefinedKB, text: str, mentions: Sequence[Mention], k: int) -> List[int]:
     """Rank of each mention's gold entity among the KB's top-k candidates for
     its text (in document order, as the linkers ask), -1 if absent."""
@@ -142,10 +148,12 @@ def evaluate(
     batch_size: int = 32,
     recall_at: Sequence[int] = RECALL_AT,
     nil_bias: Optional[float] = None,
+    training_entities: Optional[Set[str]] = None,
 ) -> Dict[str, Any]:
     """Run `pipeline` over `records` and score its links (see `metrics.score`),
     with speed (docs/s, tokens/s over the pipeline's processing only) and
-    the process's peak memory. `nil_bias`: see `load_pipeline`."""
+    the process's peak memory. `nil_bias`: see `load_pipeline`;
+    `training_entities`: see `metrics.score`."""
     started = time.perf_counter()
     nlp = load_pipeline(pipeline, gold_spans, nil_bias)
     load_seconds = time.perf_counter() - started
@@ -172,7 +180,7 @@ def evaluate(
             found_ranks = dict(zip((m.span for m in linked), candidate_ranks(kb, record["text"], linked, max(recall_at))))
             ranks = [found_ranks.get(m.span, -1) for m in mentions]
         results.append(DocumentResult(str(record.get("id", len(results))), mentions, predicted, len(doc), in_kb, ranks))
-    metrics = score(results, recall_at)
+    metrics = score(results, recall_at, training_entities)
     n_tokens = sum(len(doc) for doc in processed)
     metrics["speed"] = {
         "documents": len(processed),

@@ -35,10 +35,11 @@ def evaluate(
 
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
-    records = read_documents(documents, format, read_id_map(id_map) if id_map else None)
+    titles = read_id_map(id_map) if id_map else None
+    records = read_documents(documents, format, titles)
     if limit:
         records = records[:limit]
-    training_entities = linked_entities(read_documents(train_docs, "auto", read_id_map(id_map) if id_map else None)) if train_docs else None
+    training_entities = linked_entities(read_documents(train_docs, "auto", titles)) if train_docs else None
     metrics = run(pipeline, records, gold_spans=gold_spans, kb_path=kb, batch_size=batch_size, nil_bias=nil_bias, training_entities=training_entities)
     metrics["settings"]["documents"] = str(documents)
     metrics["settings"]["train_docs"] = str(train_docs) if train_docs else None

@@ -210,12 +210,13 @@ def score(
                 ed["in_kb"] += 1
                 ed["detected"] += m.span in predicted_spans
                 ed["correct"] += correct
-                ed["forced"] += best_ids.get(m.span) == m.entity_id
+                forced = best_ids.get(m.span) == m.entity_id
+                ed["forced"] += forced
                 if training_entities is not None:
                     group = by_training["seen" if m.entity_id in training_entities else "unseen"]
                     group["in_kb"] += 1
                     group["correct"] += correct
-                    group["forced"] += best_ids.get(m.span) == m.entity_id
+                    group["forced"] += forced
                 type_counts = per_type_ed.setdefault(m.type, Counts())
                 type_counts.tp += correct
                 type_counts.fn += not correct

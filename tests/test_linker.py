@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
+import torch
 import spacy
 from spacy import displacy
 from spacy.language import Language
@@ -495,3 +496,16 @@ def test_calibration_on_predicted_mentions_learns_to_turn_down_spurious_ones(sav
     assert all(span.kb_id_ == "NIL" for doc in nlp.pipe(texts) for span in doc.spans["refined"])
     with pytest.raises(ValueError, match="'gold' or 'predicted'"):
         calibrate_pipeline(nlp, records, mentions="detected")
+
+
+def test_whitespace_is_never_a_mention(saved):
+    """Line breaks (spaCy makes them tokens) are neither mentions nor parts of one,
+    even where the tagger would tag every token as a mention."""
+    nlp = spacy.load(saved)
+    tagger = nlp.get_pipe("refined_linker").model.get_ref("heads").shims[0]._model.tagger[-1]
+    with torch.no_grad():
+        tagger.bias.fill_(-100.0)
+        tagger.bias[1] = 100.0  # B-ENTITY for every token
+    doc = nlp("Paris\n\nHilton  visited \nZürich .")
+    assert [t.text for t in doc if t.is_space] == ["\n\n", " ", "\n"]
+    assert [e.text for e in doc.ents] == ["Paris", "Hilton", "visited", "Zürich", "."]

@@ -13,6 +13,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from spacy.attrs import IS_SPACE
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
@@ -211,7 +212,9 @@ def _forward(model: Model, inputs: RefinedInput, is_train: bool):
     tag_logits = None
     if mentions is None:
         tag_logits = heads.predict(HeadsInput(tokens, tags=True)).tag_logits
-        found = decode_tags(model.ops.to_numpy(tag_logits.argmax(axis=1)), lengths)
+        tags = model.ops.to_numpy(tag_logits.argmax(axis=1))
+        tags[_space_tokens(docs)] = 0  # whitespace is never part of a mention
+        found = decode_tags(tags, lengths)
         mentions, extra = found.subset(found.label == 0), found.subset(found.label > 0)
     candidates = inputs.lookup(docs, mentions, is_train)
     if candidates.vectors is not None:
@@ -243,6 +246,11 @@ def _forward(model: Model, inputs: RefinedInput, is_train: bool):
         return backprop_tok2vec(model.ops.unflatten(d_tokens, model.ops.asarray1i(lengths)))
 
     return output, backprop
+
+
+def _space_tokens(docs: List[Doc]) -> np.ndarray:
+    """Boolean mask of the whitespace tokens ("\\n", "  ") of a batch's docs."""
+    return np.concatenate([np.zeros(0, dtype=bool)] + [doc.to_array(IS_SPACE).astype(bool) for doc in docs])
 
 
 def decode_tags(tags: np.ndarray, lengths: np.ndarray) -> Mentions:

@@ -134,9 +134,10 @@ def test_person_name_rule(kb):
     assert [kb.entity_id(e) for e in doc[2][0]] == ["Q76"]
     assert doc[2][1][0] == pytest.approx(doc[0][1][0])
     assert [kb.entity_id(e) for e in doc[1][0]] == top_ids(kb, "Paris")
-    # A surname before the full name keeps its own candidates.
-    before = kb.document_candidates(["Obama", "Barack Obama"])
-    assert [kb.entity_id(e) for e in before[0][0]][0] == "Q41773"
+    # A surname before the full name (a headline) too, but not a first name.
+    before = kb.document_candidates(["Obama", "Paris", "Barack Obama", "Paris Hilton"])
+    assert [kb.entity_id(e) for e in before[0][0]] == ["Q76"]
+    assert [kb.entity_id(e) for e in before[1][0]] == top_ids(kb, "Paris")
 
 
 def test_add_entities_without_rebuild(tmp_path):

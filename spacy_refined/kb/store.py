@@ -1,4 +1,5 @@
 """The KB store: a spaCy `KnowledgeBase` over memory-mapped segments."""
+import bisect
 import hashlib
 import json
 import os
@@ -380,30 +381,40 @@ class RefinedKB(KnowledgeBase):
     def document_candidates(self, mentions: Sequence[str], k: Optional[int] = None) -> CandidateBatch:
         """Candidates for the mentions of one document, in order of appearance.
 
-        Applies the person-name rule: a single first name or surname met after
-        a full name whose best candidate is a person gets the full name's
-        person candidates (with the full name's priors) instead of its own.
-        A repeated name is that person: on the gold mentions where the rule
-        applies (AIDA train, testa, testb; MSNBC) the full name's best person
-        is the answer 93.9-98.3% of the time, and keeping the name's own
-        candidates let a familiar namesake win ("Ford" the carmaker over
-        Gerald Ford).
+        Applies the person-name rule: a single first name or surname after a
+        full name whose best candidate is a person gets the nearest such full
+        name's person candidates (with the full name's priors) instead of its
+        own; a surname before any such full name (a headline: "Timberlake,
+        Diaz split") gets those of the first full name that ends with it. A
+        repeated name is that person: on the gold mentions where the rule
+        applies (AIDA train, testa, testb; MSNBC; both benchmark KBs) the
+        full name's best person is the answer 93.9-98.3% of the time after
+        the full name and 245 times out of 255 before it (the surname's own
+        best candidate: 226), and keeping the name's own candidates let a
+        familiar namesake win ("Ford" the carmaker over Gerald Ford).
         """
         k = k or self.max_candidates
         batch = self.candidates(mentions, k)
         if self._person_type < 0 or len(mentions) < 2:
             return batch
         is_person = self.type_matrix(batch.entities)[:, self._person_type] > 0 if len(batch.entities) else np.zeros(0, bool)
-        people: Dict[str, int] = {}
+        names = [normalize_alias(text).split() for text in mentions]
+        full_names: Dict[str, List[int]] = {}  # first name or surname -> the full names with it, in order
+        surnames: Dict[str, int] = {}  # surname -> the first full name that ends with it
+        for m, tokens in enumerate(names):
+            if len(tokens) >= 2 and batch.offsets[m + 1] > batch.offsets[m] and is_person[batch.offsets[m]]:
+                for name in dict.fromkeys((tokens[0], tokens[-1])):
+                    full_names.setdefault(name, []).append(m)
+                surnames.setdefault(tokens[-1], m)
         sources: Dict[int, int] = {}
-        for m, text in enumerate(mentions):
-            tokens = normalize_alias(text).split()
-            start, end = batch.offsets[m], batch.offsets[m + 1]
-            if len(tokens) == 1 and tokens[0] in people:
-                sources[m] = people[tokens[0]]
-            elif len(tokens) >= 2 and end > start and is_person[start]:
-                people[tokens[0]] = m
-                people[tokens[-1]] = m
+        for m, tokens in enumerate(names):
+            if len(tokens) != 1:
+                continue
+            before = bisect.bisect_left(full_names.get(tokens[0], []), m)
+            if before:
+                sources[m] = full_names[tokens[0]][before - 1]
+            elif tokens[0] in surnames:
+                sources[m] = surnames[tokens[0]]
         if not sources:
             return batch
         rows_of = []

@@ -73,7 +73,7 @@ class Candidates:
     `coherence` (n_mentions, k, N_COHERENCE) their fit with the document's
     other mentions (see `pipeline/coherence.py`), `rows` index the batch's entity
     table (`unique`), whose types are `types` (n_unique, T; type indices,
-    -1: padding). Entity descriptions come either as precomputed `vectors`
+    -1: padding) and popularity `popularity` (n_unique,; in [0, 1]). Entity descriptions come either as precomputed `vectors`
     (n_unique, width) or as `texts` for the description encoder.
     """
 
@@ -83,6 +83,7 @@ class Candidates:
     unique: np.ndarray
     rows: np.ndarray
     types: np.ndarray
+    popularity: np.ndarray
     vectors: Optional[np.ndarray] = None
     texts: Optional[List[str]] = None
 
@@ -302,6 +303,7 @@ def _heads_forward(model: Model, inputs: HeadsInput, is_train: bool):
             priors=torch.as_tensor(candidates.priors, device=device),
             coherence=torch.as_tensor(candidates.coherence, device=device),
             entity_types=torch.as_tensor(candidates.types, device=device),
+            entity_popularity=torch.as_tensor(candidates.popularity, dtype=torch.float32, device=device),
             entity_vectors=xp2torch(inputs.vectors, requires_grad=is_train, device=device),
         )
     outputs, backprop_shim = model.shims[0](ArgsKwargs(args=(tokens,), kwargs=kwargs), is_train)

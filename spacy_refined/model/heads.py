@@ -10,9 +10,10 @@ from torch.nn import functional as F
 from ._torch import serializable
 
 N_COHERENCE = 2  # document coherence features per candidate (see pipeline/coherence.py)
-# prior, log prior, type agreement, has types, description score, and each
-# coherence feature as given and relative to the mention's best candidate
-N_FEATURES = 5 + 2 * N_COHERENCE
+# prior, log prior, type agreement, has types, description score, popularity,
+# and each coherence feature as given and relative to the mention's best candidate
+N_OWN_FEATURES = 6
+N_FEATURES = N_OWN_FEATURES + 2 * N_COHERENCE
 MASKED = -1e4  # logit of padding candidates (safe in float16)
 NIL_LOGIT = 0.0  # the fixed logit of the NIL option
 
@@ -28,9 +29,11 @@ class RefinedHeads(nn.Module):
     * descriptions: the mention, projected to the description space, dotted
       with each candidate's description embedding;
     * candidates: a linear layer over (prior, log prior, typing agreement,
-      has-types flag, description score, document coherence from the KB's
-      facts, as given and relative to the mention's most coherent
-      candidate); NIL is an extra option with a fixed logit, so a softmax
+      has-types flag, description score, popularity (the KB's percentile
+      rank: a known entity is a likelier referent than an obscure namesake,
+      whatever P(e|m) says when it is the only candidate), document coherence
+      from the KB's facts, as given and relative to the mention's most
+      coherent candidate); NIL is an extra option with a fixed logit, so a softmax
       over candidates + NIL gives the confidence. `fit_scorer` refits that
       layer on held-out data.
     """
@@ -57,7 +60,7 @@ class RefinedHeads(nn.Module):
             # optimizer's small steps would take them from zero.
             self.scorer.weight.zero_()
             self.scorer.weight[0, 1] = 1.0
-            self.scorer.weight[0, 5:] = 2.0
+            self.scorer.weight[0, N_OWN_FEATURES:] = 2.0
             self.scorer.bias.fill_(2.0)
 
     def forward(
@@ -76,6 +79,7 @@ class RefinedHeads(nn.Module):
         priors: Optional[torch.Tensor] = None,
         coherence: Optional[torch.Tensor] = None,
         entity_types: Optional[torch.Tensor] = None,
+        entity_popularity: Optional[torch.Tensor] = None,
         entity_vectors: Optional[torch.Tensor] = None,
     ) -> Tuple[Optional[torch.Tensor], ...]:
         """Score a batch. `tokens` (n_tokens, width) are all the batch's token
@@ -85,6 +89,7 @@ class RefinedHeads(nn.Module):
         `mention_docs`: of each mention, `n_docs` documents). Candidates are padded to
         (n_mentions, k): `candidate_rows` index the batch's entity table
         (`entity_types` (n_entities, T) type indices padded with -1,
+        `entity_popularity` (n_entities,) in [0, 1],
         `entity_vectors` (n_entities, entity_width)); `priors` (n_mentions, k)
         and `coherence` (n_mentions, k, N_COHERENCE) are the candidates' own
         features.
@@ -106,7 +111,9 @@ class RefinedHeads(nn.Module):
         best_coherence = coherence.masked_fill(~candidate_mask.unsqueeze(-1), 0.0).amax(dim=1, keepdim=True)
         features = torch.cat(
             [
-                torch.stack([priors, torch.log(priors.clamp(min=1e-4)), agreement, has_types, description], dim=-1),
+                torch.stack(
+                    [priors, torch.log(priors.clamp(min=1e-4)), agreement, has_types, description, entity_popularity[candidate_rows]], dim=-1
+                ),
                 coherence,
                 coherence - best_coherence,
             ],

@@ -586,7 +586,7 @@ class RefinedLinker(TrainablePipe):
         priors[mention_of, slot] = flat_priors
         features[mention_of, slot] = flat_coherence
         rows[mention_of, slot] = inverse
-        candidates = Candidates(entities, priors, features, unique, rows, kb.type_lists(unique))
+        candidates = Candidates(entities, priors, features, unique, rows, kb.type_lists(unique), kb.popularities(unique))
         if is_train and self.train_descriptions:
             candidates.texts = self.entity_texts(unique)
         else:

@@ -1,7 +1,7 @@
 """Refit a trained linker's candidate scorer on dev documents.
 
-Training fits the scorer's weights (prior, typing, description, coherence,
-and the bias against NIL) on documents the encoder has learnt, where the
+Training fits the scorer's weights (prior, typing, description, popularity,
+coherence, and the bias against NIL) on documents the encoder has learnt, where the
 context features look more reliable than they are on new text. Refitting
 those few weights on held-out documents, the rest of the model fixed, gives
 them honest evidence (AIDA in BENCHMARKS.md, refit on testa: testb

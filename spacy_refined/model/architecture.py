@@ -73,8 +73,9 @@ class Candidates:
     `coherence` (n_mentions, k, N_COHERENCE) their fit with the document's
     other mentions (see `pipeline/coherence.py`), `rows` index the batch's entity
     table (`unique`), whose types are `types` (n_unique, T; type indices,
-    -1: padding) and popularity `popularity` (n_unique,; in [0, 1]). Entity descriptions come either as precomputed `vectors`
-    (n_unique, width) or as `texts` for the description encoder.
+    -1: padding) and popularities `popularity` (n_unique; in [0, 1]). Entity
+    descriptions come either as precomputed `vectors` (n_unique, width) or as
+    `texts` for the description encoder.
     """
 
     entities: np.ndarray

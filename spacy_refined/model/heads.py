@@ -30,12 +30,11 @@ class RefinedHeads(nn.Module):
       with each candidate's description embedding;
     * candidates: a linear layer over (prior, log prior, typing agreement,
       has-types flag, description score, popularity (the KB's percentile
-      rank: a known entity is a likelier referent than an obscure namesake,
-      whatever P(e|m) says when it is the only candidate), document coherence
-      from the KB's facts, as given and relative to the mention's most
-      coherent candidate); NIL is an extra option with a fixed logit, so a softmax
-      over candidates + NIL gives the confidence. `fit_scorer` refits that
-      layer on held-out data.
+      rank, which P(e|m) does not give for a sole candidate; starts at weight
+      0), document coherence from the KB's facts, as given and relative to
+      the mention's most coherent candidate); NIL is an extra option with a
+      fixed logit, so a softmax over candidates + NIL gives the confidence.
+      `fit_scorer` refits that layer on held-out data.
     """
 
     def __init__(self, width: int, n_tags: int, n_types: int, entity_width: int, hidden_width: int, dropout: float) -> None:

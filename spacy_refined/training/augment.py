@@ -15,7 +15,7 @@ from typing import Callable, Iterator, List, Sequence
 
 import numpy as np
 from spacy.language import Language
-from spacy.tokens import Doc, Span
+from spacy.tokens import Span
 from spacy.training import Example
 from spacy.util import registry
 
@@ -61,7 +61,7 @@ def with_whitespace(nlp: Language, example: Example, per_token: float, variants:
         return example
     chosen = set(random.sample(places, min(len(places), max(1, round(per_token * len(reference))))))
     pieces: List[str] = []
-    shift = np.zeros(len(reference) + 1, dtype="int64")  # characters inserted before each token
+    shift = [0] * len(reference)  # characters inserted before each token
     added = 0
     for token in reference:
         shift[token.i] = added
@@ -73,7 +73,8 @@ def with_whitespace(nlp: Language, example: Example, per_token: float, variants:
     doc = nlp.make_doc("".join(pieces))
     ents = []
     for ent in reference.ents:
-        span = doc.char_span(ent.start_char + int(shift[ent.start]), ent.end_char + int(shift[ent.start]), alignment_mode="expand")
+        offset = shift[ent.start]  # none are inserted inside a mention
+        span = doc.char_span(ent.start_char + offset, ent.end_char + offset, alignment_mode="expand")
         if span is not None:
             ents.append(Span(doc, span.start, span.end, label=ent.label, kb_id=ent.kb_id))
     doc.ents = ents

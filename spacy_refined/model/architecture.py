@@ -136,6 +136,7 @@ def build_refined_model(
     description_encoder: Model[List[str], Floats2d],
     hidden_width: int = 128,
     dropout: float = 0.1,
+    context_width: int = 0,
 ) -> Model[RefinedInput, RefinedOutput]:
     """ReFinED: mention detection, entity typing and disambiguation in one pass.
 
@@ -147,6 +148,9 @@ def build_refined_model(
         `spacy_refined.TransformerDescriptionEncoder.v1`.
     hidden_width: hidden layer of the BIO tagger.
     dropout: dropout of the heads.
+    context_width: units of the BIO tagger's bidirectional LSTM over each
+        document (each way; 0: no LSTM, the tagger sees each token's vector
+        alone). The LSTM pays for a weak encoder such as a CNN tok2vec.
 
     The heads are sized at initialization: `n_tags` and `n_types` must be set
     with `set_output_sizes` first (the component does it from the KB).
@@ -155,7 +159,7 @@ def build_refined_model(
         "refined_heads",
         _heads_forward,
         dims={"nI": None, "n_tags": None, "n_types": None},
-        attrs={"hidden_width": hidden_width, "dropout": dropout},
+        attrs={"hidden_width": hidden_width, "dropout": dropout, "context_width": context_width},
         shims=[torch_shim()],
     )
     return Model(
@@ -189,6 +193,7 @@ def _init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
         entity_width=encoder.get_dim("nO"),
         hidden_width=heads.attrs["hidden_width"],
         dropout=heads.attrs["dropout"],
+        context_width=heads.attrs["context_width"],
     )
     heads.shims[0] = torch_shim(module)
 
@@ -213,7 +218,7 @@ def _forward(model: Model, inputs: RefinedInput, is_train: bool):
     mentions, extra = inputs.mentions, Mentions.empty()
     tag_logits = None
     if mentions is None:
-        tag_logits = heads.predict(HeadsInput(tokens, tags=True)).tag_logits
+        tag_logits = heads.predict(HeadsInput(tokens, lengths, tags=True)).tag_logits
         tags = model.ops.to_numpy(tag_logits.argmax(axis=1))
         tags[_space_tokens(docs)] = 0  # whitespace is never part of a mention
         found = decode_tags(tags, lengths)
@@ -228,7 +233,7 @@ def _forward(model: Model, inputs: RefinedInput, is_train: bool):
     doc_offsets = np.cumsum(lengths) - lengths
     mention_tokens, owners = mentions.token_index(doc_offsets)
     logits, backprop_heads = heads(
-        HeadsInput(tokens, is_train, mentions=mentions, mention_tokens=mention_tokens, owners=owners, lengths=lengths, candidates=candidates, vectors=vectors),
+        HeadsInput(tokens, lengths, is_train, mentions=mentions, mention_tokens=mention_tokens, owners=owners, candidates=candidates, vectors=vectors),
         is_train,
     )
     output = RefinedOutput(
@@ -276,11 +281,11 @@ def decode_tags(tags: np.ndarray, lengths: np.ndarray) -> Mentions:
 @dataclass
 class HeadsInput:
     tokens: Floats2d
+    lengths: np.ndarray  # of the docs, in tokens
     tags: bool
     mentions: Optional[Mentions] = None
     mention_tokens: Optional[np.ndarray] = None
     owners: Optional[np.ndarray] = None
-    lengths: Optional[np.ndarray] = None  # of the docs, in tokens
     candidates: Optional[Candidates] = None
     vectors: Optional[Floats2d] = None
 
@@ -289,6 +294,7 @@ def _heads_forward(model: Model, inputs: HeadsInput, is_train: bool):
     """Token vectors (+ mentions and candidates) -> logits, through the PyTorch heads."""
     device = shim_device(model)
     tokens = xp2torch(inputs.tokens, requires_grad=is_train, device=device)
+    lengths = torch.as_tensor(inputs.lengths, device=device)
     kwargs = {"tags": inputs.tags}
     if inputs.mentions is not None:
         candidates = inputs.candidates
@@ -296,9 +302,7 @@ def _heads_forward(model: Model, inputs: HeadsInput, is_train: bool):
             mention_tokens=torch.as_tensor(inputs.mention_tokens, device=device),
             mention_owners=torch.as_tensor(inputs.owners, device=device),
             n_mentions=len(inputs.mentions),
-            token_docs=torch.as_tensor(np.repeat(np.arange(len(inputs.lengths)), inputs.lengths), device=device),
             mention_docs=torch.as_tensor(inputs.mentions.doc, device=device),
-            n_docs=len(inputs.lengths),
             candidate_rows=torch.as_tensor(candidates.rows, device=device),
             candidate_mask=torch.as_tensor(candidates.mask, device=device),
             priors=torch.as_tensor(candidates.priors, device=device),
@@ -307,7 +311,7 @@ def _heads_forward(model: Model, inputs: HeadsInput, is_train: bool):
             entity_popularity=torch.as_tensor(candidates.popularity, dtype=torch.float32, device=device),
             entity_vectors=xp2torch(inputs.vectors, requires_grad=is_train, device=device),
         )
-    outputs, backprop_shim = model.shims[0](ArgsKwargs(args=(tokens,), kwargs=kwargs), is_train)
+    outputs, backprop_shim = model.shims[0](ArgsKwargs(args=(tokens, lengths), kwargs=kwargs), is_train)
     logits = Logits(*(torch2xp(t, ops=model.ops) if t is not None else None for t in outputs))
 
     def backprop(d_output: Logits) -> Tuple[Floats2d, Optional[Floats2d]]:

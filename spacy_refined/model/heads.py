@@ -22,7 +22,10 @@ NIL_LOGIT = 0.0  # the fixed logit of the NIL option
 class RefinedHeads(nn.Module):
     """Mention detection, entity typing and candidate scoring over token vectors.
 
-    * tags: a BIO tagger (MLP) over every token;
+    * tags: a BIO tagger (MLP) over every token, its vector next to a
+      bidirectional LSTM's reading of the whole document (`context_width`
+      units each way; 0: none), which sees where a name starts and ends
+      beyond the encoder's window ("Real Madrid Barcelona 9-2");
     * mentions: the mean of their tokens' vectors, next to the mean of their
       document's (the topic: "Japan" in a football report is the team);
     * types: a multi-label (sigmoid) layer over the KB's type inventory;
@@ -37,14 +40,18 @@ class RefinedHeads(nn.Module):
       `fit_scorer` refits that layer on held-out data.
     """
 
-    def __init__(self, width: int, n_tags: int, n_types: int, entity_width: int, hidden_width: int, dropout: float) -> None:
+    def __init__(
+        self, width: int, n_tags: int, n_types: int, entity_width: int, hidden_width: int, dropout: float, context_width: int = 0
+    ) -> None:
         super().__init__()
         self.config = {
-            "width": width, "n_tags": n_tags, "n_types": n_types,
-            "entity_width": entity_width, "hidden_width": hidden_width, "dropout": dropout,
+            "width": width, "n_tags": n_tags, "n_types": n_types, "entity_width": entity_width,
+            "hidden_width": hidden_width, "dropout": dropout, "context_width": context_width,
         }
         self.dropout = nn.Dropout(dropout)
-        self.tagger = nn.Sequential(nn.Linear(width, hidden_width), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_width, n_tags))
+        self.context = nn.LSTM(width, context_width, batch_first=True, bidirectional=True) if context_width else None
+        tagger_width = width + 2 * context_width
+        self.tagger = nn.Sequential(nn.Linear(tagger_width, hidden_width), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_width, n_tags))
         self.typer = nn.Linear(2 * width, n_types)
         self.describer = nn.Linear(2 * width, entity_width)
         self.scorer = nn.Linear(N_FEATURES, 1)
@@ -65,14 +72,13 @@ class RefinedHeads(nn.Module):
     def forward(
         self,
         tokens: torch.Tensor,
+        doc_lengths: torch.Tensor,
         *,
         tags: bool = True,
         mention_tokens: Optional[torch.Tensor] = None,
         mention_owners: Optional[torch.Tensor] = None,
         n_mentions: int = 0,
-        token_docs: Optional[torch.Tensor] = None,
         mention_docs: Optional[torch.Tensor] = None,
-        n_docs: int = 0,
         candidate_rows: Optional[torch.Tensor] = None,
         candidate_mask: Optional[torch.Tensor] = None,
         priors: Optional[torch.Tensor] = None,
@@ -82,10 +88,10 @@ class RefinedHeads(nn.Module):
         entity_vectors: Optional[torch.Tensor] = None,
     ) -> Tuple[Optional[torch.Tensor], ...]:
         """Score a batch. `tokens` (n_tokens, width) are all the batch's token
-        vectors; mention `m` is the mean of `tokens[mention_tokens[j]]` over
-        the `j` with `mention_owners[j] == m`, next to the mean of its
-        document's tokens (`token_docs`: the document of each token,
-        `mention_docs`: of each mention, `n_docs` documents). Candidates are padded to
+        vectors, in documents of `doc_lengths` (n_docs,) tokens; mention `m`
+        is the mean of `tokens[mention_tokens[j]]` over the `j` with
+        `mention_owners[j] == m`, next to the mean of its document's tokens
+        (`mention_docs`: the document of each mention). Candidates are padded to
         (n_mentions, k): `candidate_rows` index the batch's entity table
         (`entity_types` (n_entities, T) type indices padded with -1,
         `entity_popularity` (n_entities,) in [0, 1],
@@ -97,10 +103,11 @@ class RefinedHeads(nn.Module):
         k + 1; the last column is NIL), description logits (n_mentions, k)),
         the last three None when no mentions are given.
         """
-        tag_logits = self.tagger(self.dropout(tokens)) if tags else None
+        tag_logits = self.tagger(self.dropout(self.in_context(tokens, doc_lengths))) if tags else None
         if mention_tokens is None:
             return tag_logits, None, None, None
-        documents = self.mean(tokens, token_docs, n_docs)
+        token_docs = torch.repeat_interleave(torch.arange(len(doc_lengths), device=tokens.device), doc_lengths)
+        documents = self.mean(tokens, token_docs, len(doc_lengths))
         mentions = self.mean(tokens[mention_tokens], mention_owners, n_mentions)
         mentions = self.dropout(torch.cat([mentions, documents[mention_docs]], dim=1))
         type_logits = self.typer(mentions)
@@ -120,6 +127,21 @@ class RefinedHeads(nn.Module):
         )
         link_logits = self.with_nil(self.scorer(features).squeeze(-1), candidate_mask)
         return tag_logits, type_logits, link_logits, description.masked_fill(~candidate_mask, MASKED)
+
+    def in_context(self, tokens: torch.Tensor, doc_lengths: torch.Tensor) -> torch.Tensor:
+        """(n_tokens, width + 2 * context_width): each token's vector next to
+        the LSTM's states at it, read over its document in both directions."""
+        if self.context is None:
+            return tokens
+        lengths = doc_lengths[doc_lengths > 0].cpu()
+        if not len(lengths):
+            return tokens.new_zeros((0, self.tagger[0].in_features))
+        packed = nn.utils.rnn.pack_sequence(list(torch.split(tokens, lengths.tolist())), enforce_sorted=False)
+        states, _ = self.context(packed)
+        padded, _ = nn.utils.rnn.pad_packed_sequence(states, batch_first=True)
+        positions = torch.arange(padded.shape[1], device=tokens.device)
+        in_doc = positions.unsqueeze(0) < lengths.to(tokens.device).unsqueeze(1)
+        return torch.cat([tokens, padded[in_doc]], dim=1)
 
     @staticmethod
     def with_nil(scores: torch.Tensor, candidate_mask: torch.Tensor) -> torch.Tensor:

@@ -98,6 +98,7 @@ DEFAULT_MODEL = """
 @architectures = "spacy_refined.RefinedModel.v1"
 hidden_width = 128
 dropout = 0.1
+context_width = 64
 
 [model.tok2vec]
 @architectures = "spacy.HashEmbedCNN.v2"

@@ -31,11 +31,15 @@ calibrate() {
     log "calibrate $1"
     python -m spacy_refined calibrate "$2" "$3" --output "$1" --gpu-id "$GPU_ID" "${@:4}" > "$1.log"
 }
-train() {  # train OUTPUT CONFIG [overrides]
+# train OUTPUT CONFIG [overrides]: trains into OUTPUT.partial, renamed to OUTPUT when done,
+# so that a stopped run leaves no model-best (saved at the first evaluation) to be taken for a trained one
+train() {
     local output=$1; shift
     [ -e "$output/model-best" ] && return
     log "train $output"
-    python -m spacy train "$@" --output "$output" --gpu-id "$GPU_ID" > "$output.log" 2>&1
+    rm -rf "$output.partial"
+    python -m spacy train "$@" --output "$output.partial" --gpu-id "$GPU_ID" > "$output.log" 2>&1
+    rm -rf "$output" && mv "$output.partial" "$output"
 }
 # Track 1 (PPRforNED): the KB from the candidate files and the training/dev DocBins in $OUT/ppr
 track1_data() {

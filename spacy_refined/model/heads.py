@@ -139,9 +139,7 @@ class RefinedHeads(nn.Module):
         packed = nn.utils.rnn.pack_sequence(list(torch.split(tokens, lengths.tolist())), enforce_sorted=False)
         states, _ = self.context(packed)
         padded, _ = nn.utils.rnn.pad_packed_sequence(states, batch_first=True)
-        positions = torch.arange(padded.shape[1], device=tokens.device)
-        in_doc = positions.unsqueeze(0) < lengths.to(tokens.device).unsqueeze(1)
-        return torch.cat([tokens, padded[in_doc]], dim=1)
+        return torch.cat([tokens, torch.cat(nn.utils.rnn.unpad_sequence(padded, lengths, batch_first=True))], dim=1)
 
     @staticmethod
     def with_nil(scores: torch.Tensor, candidate_mask: torch.Tensor) -> torch.Tensor:

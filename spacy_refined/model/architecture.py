@@ -23,6 +23,8 @@ from ..kb.arrays import concatenated_ranges
 from ._torch import shim_device, torch_shim
 from .heads import RefinedHeads
 
+IMPOSSIBLE = -1e9  # log-probability of a tag that cannot be chosen
+
 # Imported for their registrations (the description encoder architectures).
 from . import description  # noqa: F401
 
@@ -219,9 +221,9 @@ def _forward(model: Model, inputs: RefinedInput, is_train: bool):
     tag_logits = None
     if mentions is None:
         tag_logits = heads.predict(HeadsInput(tokens, lengths, tags=True)).tag_logits
-        tags = model.ops.to_numpy(tag_logits.argmax(axis=1))
-        tags[_space_tokens(docs)] = 0  # whitespace is never part of a mention
-        found = decode_tags(tags, lengths)
+        log_probs = torch.log_softmax(xp2torch(tag_logits).float(), dim=1).cpu().numpy()
+        log_probs[_space_tokens(docs), 1:] = IMPOSSIBLE  # whitespace is never part of a mention
+        found = decode_tags(best_tags(log_probs, lengths), lengths)
         mentions, extra = found.subset(found.label == 0), found.subset(found.label > 0)
     candidates = inputs.lookup(docs, mentions, is_train)
     if candidates.vectors is not None:
@@ -258,6 +260,44 @@ def _forward(model: Model, inputs: RefinedInput, is_train: bool):
 def _space_tokens(docs: List[Doc]) -> np.ndarray:
     """Boolean mask of the whitespace tokens ("\\n", "  ") of a batch's docs."""
     return np.concatenate([np.zeros(0, dtype=bool)] + [doc.to_array(IS_SPACE).astype(bool) for doc in docs])
+
+
+def best_tags(log_probs: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The most probable valid BIO tag sequence of each document (Viterbi),
+    from its tokens' tag log-probabilities (n_tokens, 1 + 2L; tag IDs as in
+    `decode_tags`): an I tag only follows a B or I tag of its label. Tagging
+    token by token instead starts mentions with I tags, and an O between a
+    B and an I splits what the tagger saw as one name."""
+    lengths = np.asarray(lengths, dtype="int64")
+    tags = np.zeros(len(log_probs), dtype="int64")
+    if not len(log_probs):
+        return tags
+    ids = np.arange(log_probs.shape[1])
+    is_i = (ids > 0) & (ids % 2 == 0)
+    previous, following = ids[:, None], ids[None, :]
+    allowed = ~is_i[following] | (previous == following) | (previous == following - 1)
+    transitions = np.where(allowed, 0.0, IMPOSSIBLE).astype("float32")
+    # One row per document, padded with O tags of log-probability 0, which
+    # any tag may precede: the padding leaves each document's best path as it is.
+    doc = np.repeat(np.arange(len(lengths)), lengths)
+    position = np.arange(len(log_probs)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    padded = np.full((len(lengths), int(lengths.max()), len(ids)), IMPOSSIBLE, dtype="float32")
+    padded[..., 0] = 0.0
+    padded[doc, position] = log_probs
+    score = padded[:, 0] + np.where(is_i, IMPOSSIBLE, 0.0).astype("float32")
+    best_previous = np.zeros(padded.shape, dtype="int64")
+    for t in range(1, padded.shape[1]):
+        paths = score[:, :, None] + transitions
+        best_previous[:, t] = paths.argmax(axis=1)
+        score = paths.max(axis=1) + padded[:, t]
+    rows = np.arange(len(lengths))
+    current = score.argmax(axis=1)
+    path = np.zeros(padded.shape[:2], dtype="int64")
+    for t in range(padded.shape[1] - 1, -1, -1):
+        path[:, t] = current
+        current = best_previous[rows, t, current]
+    tags[:] = path[doc, position]
+    return tags
 
 
 def decode_tags(tags: np.ndarray, lengths: np.ndarray) -> Mentions:

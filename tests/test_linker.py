@@ -3,6 +3,7 @@ import shutil
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+import numpy
 import pytest
 import torch
 import spacy
@@ -10,10 +11,11 @@ from spacy import displacy
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.training import Example
+from thinc.api import NumpyOps
 
 from spacy_refined.kb import KBError, RefinedKB
 from spacy_refined.pipeline import embed_kb, find_linker
-from spacy_refined.pipeline.linker import DEFAULT_MODEL_CONFIG
+from spacy_refined.pipeline.linker import DEFAULT_MODEL_CONFIG, _sigmoid_loss
 from spacy_refined.training import docs_from_jsonl
 
 LONG_DOC_TOKENS = 20_000
@@ -299,6 +301,22 @@ def test_unknown_entities_are_left_out_of_disambiguation(kb_path):
     losses = nlp.update(examples)
     assert losses["refined_linker_md"] > 0
     assert losses["refined_linker_ed"] == losses["refined_linker_description"] == losses["refined_linker_typing"] == 0
+
+
+def test_typing_loss_does_not_grow_with_the_type_inventory():
+    # the same predictions and gold types, the inventory padded with 100x more
+    # types that the mention does not have and the typer rules out: the loss
+    # and the gradient reaching the encoder stay of the same size
+    ops = NumpyOps()
+    logits = numpy.array([[2.0, -1.0, -3.0]], dtype="float32")
+    targets = numpy.array([[1.0, 0.0, 0.0]], dtype="float32")
+    rows = numpy.array([True])
+    wide_logits = numpy.hstack([logits, numpy.full((1, 300), -3.0, dtype="float32")])
+    wide_targets = numpy.hstack([targets, numpy.zeros((1, 300), dtype="float32")])
+    loss, d_logits = _sigmoid_loss(ops, logits, targets, rows, 1.0)
+    wide_loss, wide_d_logits = _sigmoid_loss(ops, wide_logits, wide_targets, rows, 1.0)
+    assert 0 < wide_loss < loss
+    assert abs(wide_d_logits).sum() < abs(d_logits).sum()
 
 
 def test_zero_shot_entity_added_after_training(saved, kb_path, tmp_path):

@@ -180,7 +180,9 @@ def test_use_params_and_batches_without_mentions(trained, records):
     nlp = trained[0]
     with nlp.use_params({("unknown", "param"): None}):  # spaCy drives use_params as a generator
         assert links(nlp(records[3]["text"]))
-    examples = [Example(nlp.make_doc(d.text), d) for d in docs_from_jsonl(nlp, [records[4], {"text": ""}])]
+    # no gold mention: nothing to link, but the tagger still learns (names it must not tag)
+    unlinked = {"text": "Tourists met Zorblax Quentaro in Vlimp .", "labels": []}
+    examples = [Example(nlp.make_doc(d.text), d) for d in docs_from_jsonl(nlp, [records[4], unlinked, {"text": ""}])]
     losses = nlp.get_pipe("refined_linker").update(examples)
     assert losses["refined_linker_ed"] == 0 and losses["refined_linker_md"] > 0
 

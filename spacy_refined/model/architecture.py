@@ -23,10 +23,10 @@ from ..kb.arrays import concatenated_ranges
 from ._torch import shim_device, torch_shim
 from .heads import RefinedHeads
 
-IMPOSSIBLE = -1e9  # log-probability of a tag that cannot be chosen
-
 # Imported for their registrations (the description encoder architectures).
 from . import description  # noqa: F401
+
+IMPOSSIBLE = -1e9  # log-probability of a tag that cannot be chosen
 
 
 @dataclass

@@ -269,9 +269,8 @@ def best_tags(log_probs: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     token by token instead starts mentions with I tags, and an O between a
     B and an I splits what the tagger saw as one name."""
     lengths = np.asarray(lengths, dtype="int64")
-    tags = np.zeros(len(log_probs), dtype="int64")
     if not len(log_probs):
-        return tags
+        return np.zeros(0, dtype="int64")
     ids = np.arange(log_probs.shape[1])
     is_i = (ids > 0) & (ids % 2 == 0)
     previous, following = ids[:, None], ids[None, :]
@@ -296,8 +295,7 @@ def best_tags(log_probs: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     for t in range(padded.shape[1] - 1, -1, -1):
         path[:, t] = current
         current = best_previous[rows, t, current]
-    tags[:] = path[doc, position]
-    return tags
+    return path[doc, position]
 
 
 def decode_tags(tags: np.ndarray, lengths: np.ndarray) -> Mentions:

@@ -27,7 +27,8 @@ def evaluate(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write all metrics as JSON here"),
 ) -> None:
     """Entity linking (micro/macro P/R/F1, InKB), disambiguation accuracy,
-    candidate recall@k, mention detection, speed and peak memory."""
+    candidate recall@k, mention detection, speed (after an untimed warm-up
+    batch) and peak memory."""
     import spacy
 
     from ..evaluation.runner import evaluate as run

@@ -97,6 +97,10 @@ def test_overfit_tok2vec(trained):
     assert (paris.label_, hilton.label_, monday.label_) == ("GPE", "PERSON", "DATE")
     assert paris._.kb_candidates[0][0] == "Q90" and 0 < paris._.kb_score <= 1
     assert paris._.kb_types[0][0] == "Q515"
+    # the most probable types, best first
+    linker = nlp.get_pipe("refined_linker")
+    type_probs = [p for _, p in paris._.kb_types]
+    assert len(type_probs) == min(linker.top_types, len(linker.kb.type_ids)) and type_probs == sorted(type_probs, reverse=True)
     assert monday._.kb_score is None and monday.kb_id_ == ""
     group = docs[0].spans["refined"]
     assert [span.kb_id_ for span in group] == ["Q90", "Q47899"]

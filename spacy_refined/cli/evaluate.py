@@ -27,8 +27,8 @@ def evaluate(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write all metrics as JSON here"),
 ) -> None:
     """Entity linking (micro/macro P/R/F1, InKB), disambiguation accuracy,
-    candidate recall@k, mention detection, speed (after an untimed warm-up
-    batch) and peak memory."""
+    candidate recall@k, mention detection, speed (the median of timed passes
+    after a warm-up batch) and peak memory."""
     import spacy
 
     from ..evaluation.runner import evaluate as run
@@ -94,5 +94,8 @@ def summary(metrics: Dict[str, Any]) -> str:
     if ed["recall_at_k"]:
         lines.append("candidate recall@k: " + ", ".join(f"@{k} {_percent(v)}" for k, v in ed["recall_at_k"].items()))
     lines.append(f"MD: P {_percent(md['micro']['p'])} R {_percent(md['micro']['r'])} F1 {_percent(md['micro']['f'])}")
-    lines.append(f"speed: {speed['docs_per_s']:.1f} docs/s, {speed['tokens_per_s']:,.0f} tokens/s; peak memory {speed['peak_memory_mb']:,.0f} MB")
+    lines.append(
+        f"speed: {speed['docs_per_s']:.1f} docs/s, {speed['tokens_per_s']:,.0f} tokens/s (median of {speed['timed_passes']} timed passes); "
+        f"peak memory {speed['peak_memory_mb']:,.0f} MB"
+    )
     return "\n".join(lines)

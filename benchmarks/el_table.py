@@ -1,7 +1,7 @@
 """The entity-linking table of BENCHMARKS.md from `evaluate` outputs.
 
-Reads RESULTS_DIR/<track>__<dataset>__<system>[__ed].json (written by
-benchmarks/run_all.sh or run_transformer.sh), writes the rows, with the
+Reads RESULTS_DIR/<track>__<dataset>__<system>[__ed|__blis].json (written by
+benchmarks/run_all.sh or run_transformer.sh; __blis: a speed-only row), writes the rows, with the
 published anchors, to OUT.json and prints them as a Markdown table. With
 --merge, the rows already in OUT.json stay, except those that RESULTS_DIR
 gives again (same track, dataset, system and metric): how the rows of a
@@ -39,6 +39,8 @@ def command(settings: Dict[str, Any]) -> str:
         parts += ["--train-docs", settings["train_docs"]]
     if settings.get("gpu_id", -1) >= 0:
         parts += ["--gpu-id", str(settings["gpu_id"])]
+    if settings.get("gemm") == "blis":
+        parts += ["--gemm", "blis"]
     return " ".join(parts)
 
 
@@ -48,6 +50,8 @@ def rows_of(path: Path, host: str, day: str) -> List[Dict[str, Any]]:
     metrics = json.loads(path.read_text())
     base = {"track": track, "dataset": dataset, "system": system, "docs_per_s": round(metrics["speed"]["docs_per_s"], 1),
             "machine": metrics.get("machine", host), "date": metrics.get("date", day), "command": command(metrics["settings"]), "source": "ours"}
+    if variant == ["blis"]:  # a speed-only run with thinc's default matrix products
+        return [{**base, "metric": "docs/s with blis matrix products (thinc's default)", "value": base["docs_per_s"]}]
     gold, ed = metrics["gold"], metrics["ed"]
     values = []
     if metrics["settings"]["gold_spans"]:

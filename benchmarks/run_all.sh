@@ -88,6 +88,13 @@ for dataset in testb msnbc; do
     evaluate "2__${dataset}__spacy-entity_linker__ed" "$OUT/wd/baseline/model-best" "$docs" --kb "$OUT/wd/kb" "${T2_ED[@]}"
 done
 
+# The speed of both with thinc's default matrix products (blis) instead of numpy's BLAS
+for dataset in testb msnbc; do
+    docs=$(documents "$dataset")
+    evaluate "2__${dataset}__refined-tok2vec+calibrated-predicted__blis" "$OUT/wd/tok2vec-calibrated-predicted" "$docs" --gemm blis
+    evaluate "2__${dataset}__spacy-entity_linker__blis" "$OUT/wd/baseline/model-best" "$docs" --kb "$OUT/wd/kb" --gemm blis
+done
+
 # spaCy's ner (baseline) + refined_linker (track 2, mode "ents"): both trained above, assembled
 # (as trained; calibrated on testa's gold mentions; calibrated on the NER's mentions of testa)
 for variant in "" "-calibrated" "-calibrated-predicted"; do

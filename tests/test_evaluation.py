@@ -187,6 +187,28 @@ def test_evaluate_command_gold_spans(pipeline_path, records, tmp_path, run_cli):
     assert metrics["machine"].endswith("CPU only") is not on_gpu and metrics["date"] == date.today().isoformat()
 
 
+def test_evaluate_command_matrix_products_change_speed_only(pipeline_path, records, tmp_path, run_cli):
+    docs = tmp_path / "docs.jsonl"
+    srsly.write_jsonl(docs, records)
+    ops = get_current_ops()
+    on_cpu = ops.device_type == "cpu"
+    metrics = {}
+    for gemm in ("numpy", "blis"):
+        output = tmp_path / f"{gemm}.json"
+        code, out, err = run_cli("evaluate", pipeline_path, docs, "--gemm", gemm, "--output", output)
+        assert code == 0, err
+        metrics[gemm] = json.loads(output.read_text())
+        # recorded and printed (on CPU; a GPU has its own)
+        assert metrics[gemm]["settings"]["gemm"] == (gemm if on_cpu else None)
+        assert (f"{gemm} matrix products" in out) is on_cpu
+        # the command leaves the process's ops as it found them
+        assert get_current_ops() is ops
+    for part in ("el", "ed", "md"):
+        assert metrics["numpy"][part] == metrics["blis"][part]
+    code, _, err = run_cli("evaluate", pipeline_path, docs, "--gemm", "mkl")
+    assert code == 1 and "--gemm: 'mkl': choose one of numpy, blis" in err
+
+
 def test_evaluate_command_splits_accuracy_by_training_entities(pipeline_path, records, tmp_path, run_cli):
     docs, train = tmp_path / "docs.jsonl", tmp_path / "train.jsonl"
     srsly.write_jsonl(docs, records)

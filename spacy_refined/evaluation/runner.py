@@ -222,6 +222,7 @@ def evaluate(
     metrics["settings"] = {
         "pipeline": str(pipeline),
         "gpu_id": ops.device_id if ops.device_type == "gpu" else -1,
+        "gemm": None if ops.device_type == "gpu" else ("blis" if getattr(ops, "use_blis", False) else "numpy"),
         "components": nlp.pipe_names,
         "gold_spans": gold_spans,
         "kb": str(kb.path) if kb is not None else None,

@@ -1,7 +1,7 @@
 """Linker speed: docs/s and mentions/s of a trained pipeline on EL documents,
 with the bare encoder's forward time on the same documents beside it.
 
-    python benchmarks/linker_bench.py PIPELINE DOCS.jsonl [--gpu-id 0] [--repeats 3]
+    python benchmarks/linker_bench.py PIPELINE DOCS.jsonl [--gpu-id 0] [--repeats 3] [--gemm blis]
 
 The encoder is the pipeline's `transformer` component when there is one, else
 the linker's own tok2vec layer. "Overhead" is everything but the encoder:
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import spacy
 import srsly
+from thinc.api import NumpyOps, set_current_ops
 
 from spacy_refined.pipeline.linker import find_linker
 
@@ -36,6 +37,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--limit", type=int, default=0, help="use the first N documents only")
+    parser.add_argument("--gemm", choices=("numpy", "blis"), default="numpy", help="CPU matrix products, as in `evaluate --gemm`")
     parser.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args()
     if args.torch_threads:
@@ -44,6 +46,8 @@ def main() -> None:
         torch.set_num_threads(args.torch_threads)
     if args.gpu_id >= 0:
         spacy.require_gpu(args.gpu_id)
+    else:
+        set_current_ops(NumpyOps(use_blis=args.gemm == "blis"))
     nlp = spacy.load(args.pipeline)
     linker = find_linker(nlp)
     texts = [record["text"] for record in srsly.read_jsonl(args.docs)]
@@ -75,7 +79,7 @@ def main() -> None:
     full_s = best_time(full, args.repeats)
     import torch
 
-    device = f"GPU {args.gpu_id}" if args.gpu_id >= 0 else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+    device = f"GPU {args.gpu_id}" if args.gpu_id >= 0 else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads, {args.gemm} matrix products)"
     print(f"# Linker speed — {args.pipeline} on {args.docs.name} ({len(texts)} docs, {n_tokens:,} tokens), "
           f"{device}, {platform.node()}, {time.strftime('%Y-%m-%d')}, best of {args.repeats}\n")
     print("| what | seconds | docs/s | tokens/s | mentions/s |")

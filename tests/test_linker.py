@@ -1,5 +1,10 @@
 """The refined_linker component, trained to overfit a few documents of a tiny KB."""
+import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -130,6 +135,58 @@ def test_pipe_equals_call(trained):
     called = [nlp(text) for text in texts]
     assert [links(doc) for doc in piped] == [links(doc) for doc in called]
     assert [scores(doc) for doc in piped] == [pytest.approx(scores(doc), abs=1e-5) for doc in called]
+
+
+def run_python(code: str, *args: str, timeout: float) -> str:
+    """Run `code` in a fresh Python process; its stdout. A process that does
+    not finish in time fails the test, and its whole process group is killed
+    (forked workers included)."""
+    process = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail(f"the process did not finish in {timeout} s (hung)")
+    assert process.returncode == 0, err
+    return out
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_forked_worker_runs_torch_on_one_thread():
+    """torch's OpenMP threads do not survive a fork: in a worker forked after
+    torch ran multi-threaded, a multi-threaded operation would wait forever.
+    A forked worker keeps torch on one thread, whatever `cpu_threads` asks."""
+    code = (
+        "import os, torch\n"
+        "from spacy_refined.pipeline.linker import _torch_threads\n"
+        "torch.set_num_threads(2)\n"
+        "scores = torch.randn(4000, 1400)\n"
+        "torch.topk(scores, 5, dim=1)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    with _torch_threads(2):\n"
+        "        torch.topk(scores, 5, dim=1)\n"
+        "    torch.topk(scores, 5, dim=1)\n"
+        "    os._exit(torch.get_num_threads())\n"
+        "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
+    )
+    assert run_python(code, timeout=60).strip() == "1"
+
+
+def test_pipe_with_worker_processes(saved, records):
+    """nlp.pipe(n_process=2) links as one process does."""
+    code = (
+        "import json, sys, spacy\n"
+        "nlp = spacy.load(sys.argv[1])\n"
+        "texts = json.loads(sys.argv[2])\n"
+        "list(nlp.pipe(texts))\n"
+        "links = lambda docs: [[(e.start, e.end, e.kb_id_) for e in doc.ents] for doc in docs]\n"
+        "print(json.dumps([links(nlp.pipe(texts, batch_size=2, n_process=n)) for n in (1, 2)]))\n"
+    )
+    texts = [record["text"] for record in records] * 2
+    one, two = json.loads(run_python(code, str(saved), json.dumps(texts), timeout=240))
+    assert one == two and sum(map(len, one)) > 0
 
 
 def test_save_load_round_trip(trained, saved):

@@ -59,8 +59,10 @@ makes a transformer description encoder affordable to train on CPU.
 Speed. On CPU, prediction runs torch with `cpu_threads` intra-op threads
 (default 1; 0 keeps torch's setting): the heads' operations are small, so
 thread synchronisation costs more than it brings, several times more on a
-busy machine. Scale with processes instead (`nlp.pipe(..., n_process=N)`).
+busy machine. Scale with processes instead (`nlp.pipe(..., n_process=N)`;
+each forked worker runs torch on one thread).
 """
+import os
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -791,11 +793,28 @@ class RefinedLinker(TrainablePipe):
         self.set_kb(RefinedKB.load(path, self.vocab))
 
 
+_in_forked_worker = False
+
+
+def _one_thread_after_fork() -> None:
+    """`nlp.pipe(n_process=N)` forks its workers (on Linux), and torch's
+    OpenMP threads do not survive a fork: the child's first multi-threaded
+    operation waits for them forever. The N processes are the parallelism,
+    so each keeps torch on one thread."""
+    global _in_forked_worker
+    _in_forked_worker = True
+    torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=_one_thread_after_fork)
+
+
 @contextmanager
 def _torch_threads(n: int) -> Iterator[None]:
-    """Run torch with `n` intra-op threads inside the block (0: leave the setting)."""
+    """Run torch with `n` intra-op threads inside the block (0: leave the
+    setting; a forked worker stays on one, see `_one_thread_after_fork`)."""
     previous = torch.get_num_threads()
-    if n <= 0 or n == previous:
+    if n <= 0 or n == previous or _in_forked_worker:
         yield
         return
     torch.set_num_threads(n)

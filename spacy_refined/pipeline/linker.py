@@ -806,7 +806,8 @@ def _one_thread_after_fork() -> None:
     torch.set_num_threads(1)
 
 
-os.register_at_fork(after_in_child=_one_thread_after_fork)
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_one_thread_after_fork)
 
 
 @contextmanager

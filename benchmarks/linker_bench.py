@@ -17,6 +17,7 @@ import spacy
 import srsly
 from thinc.api import NumpyOps, set_current_ops
 
+from spacy_refined.cli.evaluate import GEMM
 from spacy_refined.pipeline.linker import find_linker
 
 
@@ -37,7 +38,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--limit", type=int, default=0, help="use the first N documents only")
-    parser.add_argument("--gemm", choices=("numpy", "blis"), default="numpy", help="CPU matrix products, as in `evaluate --gemm`")
+    parser.add_argument("--gemm", choices=GEMM, default="numpy", help="CPU matrix products, as in `evaluate --gemm`")
     parser.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args()
     if args.torch_threads:

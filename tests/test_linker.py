@@ -20,7 +20,8 @@ from thinc.api import NumpyOps
 
 from spacy_refined.kb import KBError, RefinedKB
 from spacy_refined.pipeline import embed_kb, find_linker
-from spacy_refined.pipeline.linker import DEFAULT_MODEL_CONFIG, _sigmoid_loss
+from spacy_refined.model.losses import sigmoid_loss
+from spacy_refined.pipeline.linker import DEFAULT_MODEL_CONFIG
 from spacy_refined.training import docs_from_jsonl
 
 LONG_DOC_TOKENS = 20_000
@@ -376,8 +377,8 @@ def test_typing_loss_does_not_grow_with_the_type_inventory():
     rows = numpy.array([True])
     wide_logits = numpy.hstack([logits, numpy.full((1, 300), -3.0, dtype="float32")])
     wide_targets = numpy.hstack([targets, numpy.zeros((1, 300), dtype="float32")])
-    loss, d_logits = _sigmoid_loss(ops, logits, targets, rows, 1.0)
-    wide_loss, wide_d_logits = _sigmoid_loss(ops, wide_logits, wide_targets, rows, 1.0)
+    loss, d_logits = sigmoid_loss(ops, logits, targets, rows, 1.0)
+    wide_loss, wide_d_logits = sigmoid_loss(ops, wide_logits, wide_targets, rows, 1.0)
     assert 0 < wide_loss < loss
     assert abs(wide_d_logits).sum() < abs(d_logits).sum()
 

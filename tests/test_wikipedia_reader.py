@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from spacy_refined.kb.errors import DumpError
-from spacy_refined.kb.wikipedia import normalise_title, parse_links, read_wikipedia
+from spacy_refined.kb.normalize import normalize_title
+from spacy_refined.kb.wikipedia import parse_links, read_wikipedia
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 SAMPLE_DUMP = DATA_DIR / "wikipedia" / "enwiki-sample-pages-articles.xml.bz2"
@@ -154,8 +155,8 @@ def test_parse_links_namespace_names():
         ("", ""),
     ],
 )
-def test_normalise_title(title, expected):
-    assert normalise_title(title) == expected
+def test_normalize_title(title, expected):
+    assert normalize_title(title) == expected
 
 
 @pytest.mark.parametrize(

@@ -96,7 +96,8 @@ def demo(
     """Link a text and print each entity: text, ID, label, description and score."""
     import spacy
 
-    from ..pipeline.linker import NIL, find_linker
+    from ..ids import NIL
+    from ..pipeline.linker import find_linker
 
     try:
         nlp = spacy.load(pipeline)

@@ -27,22 +27,11 @@ the mention is linked but its ID is not known) or an entity ID.
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-NIL = "NIL"
-UNKNOWN = ""
-NIL_IDS = frozenset({"<NIL>", NIL})
-UNKNOWN_IDS = frozenset({"", "<NO_MAPPING>"})
+from ..ids import NIL, UNKNOWN, entity_status
+
 RECALL_AT = (1, 5, 10, 30)
 
 Span = Tuple[int, int]
-
-
-def entity_status(entity_id: Optional[str]) -> str:
-    """NIL, UNKNOWN ("") or the entity ID itself."""
-    if entity_id is None or entity_id in UNKNOWN_IDS:
-        return UNKNOWN
-    if entity_id in NIL_IDS:
-        return NIL
-    return entity_id
 
 
 @dataclass

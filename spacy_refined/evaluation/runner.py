@@ -14,7 +14,8 @@ from spacy.tokens import Doc, Span
 from thinc.api import get_current_ops
 
 from ..kb.store import RefinedKB
-from ..pipeline.linker import DEFAULT_TYPE_LABELS, CoarseLabels, RefinedLinker
+from ..labels import DEFAULT_TYPE_LABELS, CoarseLabels
+from ..pipeline.linker import RefinedLinker
 from .metrics import NIL, RECALL_AT, UNKNOWN, DocumentResult, Mention, entity_status, score
 
 DETECTORS = ("ner", "beam_ner", "entity_ruler", "span_ruler")  # factories that write doc.ents

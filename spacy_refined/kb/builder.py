@@ -40,9 +40,8 @@ from tqdm import tqdm
 
 from .arrays import NpyAppender, StringTable, StringTableWriter, load_array, save_array
 from .errors import DumpError, KBError
-from .normalize import normalize_alias
+from .normalize import normalize_alias, normalize_title
 from .segment import find_sorted
-from .wikipedia import normalise_title
 from .store import (
     DEFAULT_MAX_CANDIDATES,
     FORMAT,
@@ -217,7 +216,7 @@ class SegmentWriter:
             self.evidence.add(record.label, key, LABEL, 1.0)
         for alias in aliases:
             self.evidence.add(alias, key, ALIAS, 1.0)
-        title = normalise_title(record.title) if record.title else ""
+        title = normalize_title(record.title) if record.title else ""
         self._titles.append(title)
         self._title_keys.append(get_string_id(title) if title else 0)
 

@@ -1,9 +1,11 @@
-"""Alias normalisation: the key under which mentions and KB aliases meet.
+"""Normalisation: the keys under which mentions and KB aliases meet, and
+MediaWiki page titles as links and redirects name them.
 
 The rule follows ReFinED's surface-form normalisation: case folding, accent
 folding, punctuation removal and dropping a leading "the", so that "The
 U.S.", "the US" and "U.S" share one key, as do "Zürich" and "Zurich".
 """
+import html
 import re
 import unicodedata
 from functools import lru_cache
@@ -16,6 +18,7 @@ from spacy.strings import get_string_id
 _DROP = re.compile(r"[.'’‘`´ʼ]")
 _SEPARATE = re.compile(r"[\W_]+")
 _LEADING_THE = "the "
+_WHITESPACE = re.compile(r"\s+")
 
 
 @lru_cache(maxsize=1 << 16)
@@ -39,3 +42,16 @@ def alias_key(text: str) -> int:
 def alias_keys(texts: Iterable[str]) -> List[int]:
     """Keys of many mentions or aliases (see `alias_key`)."""
     return [get_string_id(normalize_alias(text)) for text in texts]
+
+
+def normalize_title(title: str) -> str:
+    """Normalise a page title the way MediaWiki does for wikis with
+    first-letter case: unescape HTML entities, drop the section, turn
+    underscores into spaces, collapse whitespace and upper-case the first
+    letter.
+    """
+    if "&" in title:
+        title = html.unescape(title)
+    title = title.split("#", 1)[0].replace("_", " ")
+    title = _WHITESPACE.sub(" ", title).strip()
+    return title[:1].upper() + title[1:]

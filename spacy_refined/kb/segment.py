@@ -9,7 +9,8 @@ from typing import Optional
 
 import numpy as np
 
-from .arrays import StringTable, load_array, sorted_positions
+from ..util import sorted_positions
+from .arrays import StringTable, load_array
 from .errors import KBError
 
 SEGMENT_ARRAYS = (

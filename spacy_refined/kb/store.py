@@ -18,9 +18,10 @@ from spacy.tokens import Span
 from spacy.util import SimpleFrozenList
 from spacy.vocab import Vocab
 
-from .arrays import concatenated_ranges, csr_gather, save_array, sorted_positions
+from ..util import concatenated_ranges, csr_gather, sorted_positions
+from .arrays import save_array
 from .errors import KBError
-from .normalize import alias_keys, normalize_alias
+from .normalize import alias_keys, normalize_alias, normalize_title
 from .segment import EMBEDDINGS_FILE, Segment
 
 FORMAT = "spacy-refined-kb"
@@ -190,9 +191,8 @@ class RefinedKB(KnowledgeBase):
 
     def find_titles(self, titles: Iterable[str]) -> np.ndarray:
         """Global indices of the entities with these Wikipedia titles, -1 for unknown titles."""
-        from .wikipedia import normalise_title
 
-        keys = np.array([get_string_id(normalise_title(t)) if t else 0 for t in titles], dtype=np.uint64)
+        keys = np.array([get_string_id(normalize_title(t)) if t else 0 for t in titles], dtype=np.uint64)
         return self.find_keys(keys, titles=True)
 
     def label(self, index: int) -> str:

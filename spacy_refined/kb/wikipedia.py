@@ -19,6 +19,7 @@ from xml.etree import ElementTree
 from xml.parsers.expat import ErrorString
 
 from .errors import DumpError
+from .normalize import normalize_title
 from .wikidata import STREAM_ERRORS, open_dump
 
 # Names of English Wikipedia's namespaces other than the article namespace,
@@ -101,19 +102,6 @@ class WikiPage:
     links: List[Tuple[str, str]] = field(default_factory=list)
 
 
-def normalise_title(title: str) -> str:
-    """Normalise a page title the way MediaWiki does for wikis with
-    first-letter case: unescape HTML entities, drop the section, turn
-    underscores into spaces, collapse whitespace and upper-case the first
-    letter.
-    """
-    if "&" in title:
-        title = html.unescape(title)
-    title = title.split("#", 1)[0].replace("_", " ")
-    title = WHITESPACE_RE.sub(" ", title).strip()
-    return title[:1].upper() + title[1:]
-
-
 def parse_links(
     wikitext: str, namespaces: Optional[Iterable[str]] = None
 ) -> List[Tuple[str, str]]:
@@ -191,12 +179,12 @@ def _read_pages(
                 redirect = None
                 redirect_elem = elem.find(redirect_tag)
                 if redirect_elem is not None:
-                    redirect = normalise_title(redirect_elem.get("title", "")) or None
+                    redirect = normalize_title(redirect_elem.get("title", "")) or None
                 # A history dump has several revisions: the last is the latest.
                 texts = elem.findall(text_path)
                 wikitext = (texts[-1].text or "") if texts else ""
                 yield WikiPage(
-                    title=normalise_title(title),
+                    title=normalize_title(title),
                     namespace=namespace,
                     redirect=redirect,
                     links=_parse_links(wikitext, skipped),
@@ -224,7 +212,7 @@ def _parse_links(wikitext: str, skipped: FrozenSet[str]) -> List[Tuple[str, str]
             prefix = target.split(":", 1)[0].strip()
             if LANGUAGE_PREFIX_RE.fullmatch(prefix) or _prefix_key(prefix) in skipped:
                 continue
-        title = normalise_title(target)
+        title = normalize_title(target)
         if not title:
             continue
         anchor = _clean_anchor((target if anchor is None else anchor) + trail)

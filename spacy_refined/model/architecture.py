@@ -19,7 +19,7 @@ from spacy.util import registry
 from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
 from thinc.types import Floats2d
 
-from ..kb.arrays import concatenated_ranges
+from ..util import concatenated_ranges
 from ._torch import shim_device, torch_shim
 from .heads import RefinedHeads
 

@@ -1,10 +1,9 @@
 """The `refined_linker` spaCy component, its scorer and KB embedding."""
 from .embed import embed_kb
-from .linker import DEFAULT_TYPE_LABELS, RefinedLinker, find_linker, make_refined_linker
+from .linker import RefinedLinker, find_linker, make_refined_linker
 from .scoring import make_linking_scorer, score_linking
 
 __all__ = [
-    "DEFAULT_TYPE_LABELS",
     "RefinedLinker",
     "embed_kb",
     "find_linker",

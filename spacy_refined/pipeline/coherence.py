@@ -20,7 +20,7 @@ from typing import List
 
 import numpy as np
 
-from ..kb.arrays import concatenated_ranges, sorted_positions
+from ..util import concatenated_ranges, sorted_positions
 from ..kb.normalize import alias_keys
 from ..kb.store import RefinedKB
 from ..model.heads import N_COHERENCE

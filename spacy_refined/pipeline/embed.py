@@ -6,7 +6,7 @@ import numpy as np
 from spacy.language import Language
 from tqdm import tqdm
 
-from ..kb.arrays import sorted_positions
+from ..util import sorted_positions
 from ..kb.store import RefinedKB
 
 

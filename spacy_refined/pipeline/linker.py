@@ -82,17 +82,18 @@ from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, NumpyOps, Optimizer, set_dropout_rate
 
-from ..kb.arrays import concatenated_ranges
+from ..util import concatenated_ranges
+from ..ids import ENTITY_LABEL, NIL
 from ..kb.errors import KBError
+from ..labels import DEFAULT_LABEL, DEFAULT_TYPE_LABELS, CoarseLabels
 from ..kb.store import RefinedKB
 from ..model.architecture import Candidates, Logits, Mentions, RefinedInput, RefinedOutput, set_output_sizes
 from ..model.heads import N_COHERENCE
+from ..model.losses import sigmoid_loss, softmax_loss
 from .coherence import document_coherence
 from .embed import EmbeddingCache
 from .scoring import score_linking
 
-NIL = "NIL"
-ENTITY_LABEL = "ENT"
 MODES = ("detect", "ents", "spans")
 LOSSES = ("md", "typing", "ed", "description")
 DEFAULT_LOSS_WEIGHTS = {"md": 5.0, "typing": 1.0, "ed": 1.0, "description": 1.0}
@@ -123,16 +124,6 @@ n_rows = 20000
 max_words = 32
 """
 DEFAULT_MODEL_CONFIG = Config().from_str(DEFAULT_MODEL)["model"]
-# The first listed type an entity has wins. Places come before organizations:
-# over Wikidata's subclass-of closure, countries and cities are organizations too.
-DEFAULT_TYPE_LABELS = {
-    "Q5": "PERSON",  # human
-    "Q6256": "GPE",  # country
-    "Q515": "GPE",  # city
-    "Q56061": "GPE",  # administrative territorial entity
-    "Q2221906": "LOC",  # geographic location
-    "Q43229": "ORG",  # organization
-}
 DEFAULT_KB_URL_TEMPLATE = "https://www.wikidata.org/wiki/{}"
 
 for _extension in ("kb_score", "kb_candidates", "kb_types"):
@@ -211,31 +202,6 @@ class KBUrlTemplate(str):
         if args and args[0] in (NIL, ""):
             return "#"
         return super().format(*args, **kwargs)
-
-
-class CoarseLabels:
-    """Coarse labels (PERSON, ORG, ...) from fine types: the first type of the
-    mapping that an entity has (or that the typing head predicts, p >= 0.5)."""
-
-    def __init__(self, type_ids: Sequence[str], mapping: Dict[str, str], default: str) -> None:
-        index = {t: i for i, t in enumerate(type_ids)}
-        pairs = [(index[t], label) for t, label in mapping.items() if t in index]
-        self.columns = np.array([c for c, _ in pairs], dtype="int64")
-        self.labels = np.array([label for _, label in pairs] + [default], dtype=object)
-
-    def from_types(self, type_matrix: np.ndarray) -> List[str]:
-        """Labels of entities from their (n, n_types) multi-hot types."""
-        return self._choose(type_matrix[:, self.columns] > 0)
-
-    def from_probabilities(self, probabilities: np.ndarray) -> List[str]:
-        """Labels of NIL mentions from predicted (n, n_types) type probabilities."""
-        return self._choose(probabilities[:, self.columns] >= 0.5)
-
-    def _choose(self, hits: np.ndarray) -> List[str]:
-        if not len(self.columns):
-            return [self.labels[-1]] * len(hits)
-        choice = np.where(hits.any(axis=1), hits.argmax(axis=1), len(self.columns))
-        return self.labels[choice].tolist()
 
 
 @dataclass
@@ -476,17 +442,17 @@ class RefinedLinker(TrainablePipe):
         gradients = Logits()
         parts: Dict[str, float] = {}
         if output.tag_logits is not None and weights["md"]:
-            parts["md"], gradients.tag_logits = _softmax_loss(ops, output.tag_logits, gold.tags, weights["md"])
+            parts["md"], gradients.tag_logits = softmax_loss(ops, output.tag_logits, gold.tags, weights["md"])
         gold_index, position, link_target = self._link_targets(gold.kb_ids, output.candidates.entities)
         if weights["ed"]:
-            parts["ed"], gradients.link_logits = _softmax_loss(ops, output.link_logits, link_target, weights["ed"])
+            parts["ed"], gradients.link_logits = softmax_loss(ops, output.link_logits, link_target, weights["ed"])
         if weights["description"]:
-            parts["description"], gradients.description_logits = _softmax_loss(ops, output.description_logits, position, weights["description"])
+            parts["description"], gradients.description_logits = softmax_loss(ops, output.description_logits, position, weights["description"])
         if weights["typing"]:
             known = gold_index >= 0
             targets = np.zeros(output.type_logits.shape, dtype="float32")
             targets[known] = kb.type_matrix(gold_index[known])
-            parts["typing"], gradients.type_logits = _sigmoid_loss(ops, output.type_logits, targets, known, weights["typing"])
+            parts["typing"], gradients.type_logits = sigmoid_loss(ops, output.type_logits, targets, known, weights["typing"])
         return sum(parts.values()), parts, gradients
 
     def _link_targets(self, kb_ids: List[str], entities: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -842,32 +808,3 @@ def _top_columns(scores: np.ndarray, n: int) -> np.ndarray:
     top-k: ten times faster than numpy's argpartition over a KB's types)."""
     n = min(n, scores.shape[1])
     return torch.topk(torch.from_numpy(np.ascontiguousarray(scores)), n, dim=1).indices.numpy()
-
-
-def _softmax_loss(ops, logits, targets: np.ndarray, weight: float) -> Tuple[float, Any]:
-    """Mean cross-entropy over the rows with a target (-1: none), and its gradient."""
-    valid = targets >= 0
-    n = int(valid.sum())
-    if not n:
-        return 0.0, ops.alloc2f(*logits.shape)
-    probs = ops.softmax(logits, axis=1)
-    rows = np.flatnonzero(valid)
-    d_logits = probs * ops.asarray2f(valid[:, None].astype("float32"))
-    d_logits[ops.asarray1i(rows), ops.asarray1i(targets[rows])] -= 1.0
-    picked = ops.to_numpy(probs[ops.asarray1i(rows), ops.asarray1i(targets[rows])])
-    loss = float(-np.log(np.maximum(picked, 1e-12)).sum() / n)
-    return weight * loss, d_logits * (weight / n)
-
-
-def _sigmoid_loss(ops, logits, targets: np.ndarray, rows: np.ndarray, weight: float) -> Tuple[float, Any]:
-    """Binary cross-entropy averaged over the columns and over `rows`, and its gradient."""
-    n = int(rows.sum()) * logits.shape[1]
-    if not n:
-        return 0.0, ops.alloc2f(*logits.shape)
-    xp = ops.xp
-    y = ops.asarray2f(targets)
-    mask = ops.asarray2f(rows[:, None].astype("float32"))
-    losses = xp.maximum(logits, 0) - logits * y + xp.log1p(xp.exp(-xp.abs(logits)))
-    loss = float((losses * mask).sum()) / n
-    d_logits = (1.0 / (1.0 + xp.exp(-logits)) - y) * mask
-    return weight * loss, d_logits * (weight / n)

@@ -20,7 +20,9 @@ from spacy.vocab import Vocab
 
 from ..kb.builder import read_jsonl
 from ..kb.store import RefinedKB
-from ..pipeline.linker import DEFAULT_TYPE_LABELS, ENTITY_LABEL, NIL, CoarseLabels, RefinedLinker
+from ..ids import ENTITY_LABEL, NIL
+from ..labels import DEFAULT_TYPE_LABELS, CoarseLabels
+from ..pipeline.linker import RefinedLinker
 
 NIL_IDS = ("<NIL>", NIL)
 

@@ -30,8 +30,8 @@ from ..kb.wikipedia import (
     UNPARSED_RE,
     _prefix_key,
     _skipped_prefixes,
-    normalise_title,
 )
+from ..kb.normalize import normalize_title
 
 NIL_ID = "<NIL>"
 # Elements whose content is not running text.
@@ -96,10 +96,10 @@ def read_articles(path: Union[str, Path]) -> Iterator[WikiArticle]:
                 elif event == "end" and elem.tag == f"{prefix}page":
                     if elem.findtext(f"{prefix}ns", "0") == "0":
                         redirect = elem.find(f"{prefix}redirect")
-                        target = normalise_title(redirect.get("title", "")) if redirect is not None else ""
+                        target = normalize_title(redirect.get("title", "")) if redirect is not None else ""
                         texts = elem.findall(f"{prefix}revision/{prefix}text")
                         yield WikiArticle(
-                            title=normalise_title(elem.findtext(f"{prefix}title", "")),
+                            title=normalize_title(elem.findtext(f"{prefix}title", "")),
                             redirect=target or None,
                             wikitext=(texts[-1].text or "") if texts else "",
                             skipped=skipped,
@@ -205,7 +205,7 @@ class _TextBuilder:
             prefix = target.split(":", 1)[0].strip()
             if LANGUAGE_PREFIX_RE.fullmatch(prefix) or _prefix_key(prefix) in skipped:
                 return  # files, categories, interlanguage links: not text
-        title = normalise_title(target)
+        title = normalize_title(target)
         surface = _clean(TAG_RE.sub("", LINK_BRACKETS_RE.sub("", (anchor or target) + trail))).strip()
         if not title or not surface:
             return

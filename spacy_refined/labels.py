@@ -1,0 +1,44 @@
+"""Coarse labels (PERSON, GPE, LOC, ORG, MISC) of linked mentions, from the
+fine-grained KB types of their entities or from the typing head's
+predictions. The linker writes them to `doc.ents`; training data and
+evaluation label gold mentions the same way."""
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+DEFAULT_LABEL = "MISC"
+# The first listed type an entity has wins. Places come before organizations:
+# over Wikidata's subclass-of closure, countries and cities are organizations too.
+DEFAULT_TYPE_LABELS = {
+    "Q5": "PERSON",  # human
+    "Q6256": "GPE",  # country
+    "Q515": "GPE",  # city
+    "Q56061": "GPE",  # administrative territorial entity
+    "Q2221906": "LOC",  # geographic location
+    "Q43229": "ORG",  # organization
+}
+
+
+class CoarseLabels:
+    """Coarse labels (PERSON, ORG, ...) from fine types: the first type of the
+    mapping that an entity has (or that the typing head predicts, p >= 0.5)."""
+
+    def __init__(self, type_ids: Sequence[str], mapping: Dict[str, str], default: str) -> None:
+        index = {t: i for i, t in enumerate(type_ids)}
+        pairs = [(index[t], label) for t, label in mapping.items() if t in index]
+        self.columns = np.array([c for c, _ in pairs], dtype="int64")
+        self.labels = np.array([label for _, label in pairs] + [default], dtype=object)
+
+    def from_types(self, type_matrix: np.ndarray) -> List[str]:
+        """Labels of entities from their (n, n_types) multi-hot types."""
+        return self._choose(type_matrix[:, self.columns] > 0)
+
+    def from_probabilities(self, probabilities: np.ndarray) -> List[str]:
+        """Labels of NIL mentions from predicted (n, n_types) type probabilities."""
+        return self._choose(probabilities[:, self.columns] >= 0.5)
+
+    def _choose(self, hits: np.ndarray) -> List[str]:
+        if not len(self.columns):
+            return [self.labels[-1]] * len(hits)
+        choice = np.where(hits.any(axis=1), hits.argmax(axis=1), len(self.columns))
+        return self.labels[choice].tolist()

@@ -8,17 +8,20 @@ from pathlib import Path
 
 import spacy
 
-import spacy_refined  # noqa: F401  (registers the refined_linker factory)
+# No `import spacy_refined`: spaCy finds the refined_linker factory (and the KB
+# functions of the baseline's config) through the package's entry points.
 
 
 def assemble(ner_path: Path, linker_path: Path, output: Path) -> None:
-    """Save NER_PIPELINE's tok2vec and ner followed by REFINED_PIPELINE's refined_linker in mode "ents"."""
+    """Save NER_PIPELINE's tok2vec and ner followed by REFINED_PIPELINE's components, refined_linker in mode "ents"."""
     ner_nlp = spacy.load(ner_path)
     linker_nlp = spacy.load(linker_path)
     nlp = spacy.blank(ner_nlp.lang, vocab=ner_nlp.vocab)
     for name in ("tok2vec", "ner"):
         nlp.add_pipe(name, source=ner_nlp)
-    nlp.add_pipe("refined_linker", source=linker_nlp)
+    for name in linker_nlp.pipe_names:  # refined_linker, and the component holding its KB where it has one
+        if name not in nlp.pipe_names:
+            nlp.add_pipe(name, source=linker_nlp)
     nlp.to_disk(output)
     config = spacy.util.load_config(output / "config.cfg")
     config["components"]["refined_linker"]["mode"] = "ents"

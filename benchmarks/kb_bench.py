@@ -3,10 +3,10 @@ and a projection for the full Wikidata dump. Prints a Markdown report.
 
     python benchmarks/kb_bench.py [--data ../shared/data] [--processes 1 2]
 
-Each build runs in a fresh subprocess so that its peak memory (max RSS) is its own.
+Each build runs in a freshly spawned process so that its peak memory (max RSS) is its own.
 """
 import argparse
-import json
+import multiprocessing
 import os
 import platform
 import subprocess
@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -30,25 +31,41 @@ CORES = 16
 WIKIPEDIA_SAMPLE_XML_BYTES = 6_089_746
 
 
-def build_once(wikidata: Path, wikipedia: Path, popularity: Path, processes: int, output: Path) -> dict:
-    """Build in a subprocess; returns its timings and peak RSS."""
-    code = f"""
-import json, resource, time
-from spacy_refined.kb import KBBuilder
-t0 = time.perf_counter()
-with KBBuilder({str(output)!r}, progress=False) as b:
-    b.add_wikidata({str(wikidata)!r}, processes={processes})
-    t1 = time.perf_counter()
-    if {str(wikipedia)!r} != "None":
-        b.add_wikipedia({str(wikipedia)!r})
-    t2 = time.perf_counter()
-    b.add_popularity({str(popularity)!r})
-t3 = time.perf_counter()
-print(json.dumps({{"wikidata_s": t1 - t0, "wikipedia_s": t2 - t1, "finish_s": t3 - t2, "total_s": t3 - t0,
-                  "entities": b.stats["entities"], "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
-"""
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+def _build(send, wikidata: str, wikipedia: Optional[str], popularity: str, processes: int, output: str) -> None:
+    """The body of `build_once`, in its own process: sends the timings and the process's peak RSS."""
+    import resource
+
+    from spacy_refined.kb.builder import KBBuilder
+
+    t0 = time.perf_counter()
+    with KBBuilder(output, progress=False) as builder:
+        builder.add_wikidata(wikidata, processes=processes)
+        t1 = time.perf_counter()
+        if wikipedia is not None:
+            builder.add_wikipedia(wikipedia)
+        t2 = time.perf_counter()
+        builder.add_popularity(popularity)
+    t3 = time.perf_counter()
+    send.send({"wikidata_s": t1 - t0, "wikipedia_s": t2 - t1, "finish_s": t3 - t2, "total_s": t3 - t0,
+               "entities": builder.stats["entities"], "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+
+
+def build_once(wikidata: Path, wikipedia: Optional[Path], popularity: Path, processes: int, output: Path) -> dict:
+    """Build in a fresh process (spawned, not forked: its peak RSS is its own); returns its timings and peak RSS."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    args = (send, str(wikidata), None if wikipedia is None else str(wikipedia), str(popularity), processes, str(output))
+    process = context.Process(target=_build, args=args)  # not a Pool: its daemonic workers could not start the build's own
+    process.start()
+    send.close()
+    try:
+        result = receive.recv()
+    except EOFError:
+        result = None
+    process.join()
+    if result is None or process.exitcode != 0:
+        raise RuntimeError(f"the build with {processes} process(es) failed (exit code {process.exitcode})")
+    return result
 
 
 def parse_rate_full_records(wikidata: Path, limit: int = 674) -> dict:
@@ -198,7 +215,7 @@ def main_process_rate(wikidata: Path) -> float:
                 id=r.id, label=r.label or "", description=r.description or "", aliases=r.aliases, types=r.instance_of,
                 subclass_of=r.subclass_of, facts=r.facts, sitelinks=r.sitelink_count, title=r.sitelink_title,
             ))
-        writer.close_columns()
+        writer.close()
         return len(records) / (time.perf_counter() - start)
 
 

@@ -1,13 +1,14 @@
 """Linker speed: docs/s and mentions/s of a trained pipeline on EL documents,
 with the bare encoder's forward time on the same documents beside it.
 
-    python benchmarks/linker_bench.py PIPELINE DOCS.jsonl [--gpu-id 0] [--repeats 3] [--gemm blis]
+    python benchmarks/linker_bench.py PIPELINE DOCS.jsonl [--gpu-id 0] [--repeats 3] [--gemm blis] [--output REPORT.md]
 
 The encoder is the pipeline's `transformer` component when there is one, else
 the linker's own tok2vec layer. "Overhead" is everything but the encoder:
 mention detection, candidate lookup, typing, scoring and writing the Doc.
 """
 import argparse
+import contextlib
 import os
 import platform
 import time
@@ -40,7 +41,17 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="use the first N documents only")
     parser.add_argument("--gemm", choices=GEMM, default="numpy", help="CPU matrix products, as in `evaluate --gemm`")
     parser.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument("--output", type=Path, help="write the report here (default: print it)")
     args = parser.parse_args()
+    if args.output:
+        with args.output.open("w", encoding="utf8") as file, contextlib.redirect_stdout(file):
+            report(args)
+    else:
+        report(args)
+
+
+def report(args: argparse.Namespace) -> None:
+    """Time the encoder and the whole pipeline; print the Markdown report."""
     if args.torch_threads:
         import torch
 

@@ -10,8 +10,9 @@ Writes to OUT:
   of a surface gets its in-links + 1 as evidence, so its prior is its share
   of the in-links of all the surface's candidates (a popularity prior). The
   AIDA-train gold links are left out of the prior on purpose: with them the
-  prior is right for 92.7% of the training mentions but 78.4% of testb's,
-  and the model learns to trust it more than it deserves;
+  prior is right far more often on the training mentions than on testb's,
+  and the model learns to trust it more than it deserves (figures in
+  docs/experiments.md);
 * {train,testa,testb}.jsonl: the AIDA documents with the PPRforNED gold
   title as entity ID ("<NIL>" for NIL) and the gold candidate's type.
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import typer
 
 from spacy_refined.kb.store import RefinedKB
-from spacy_refined.kb.wikidata import open_dump
-from spacy_refined.training.wikipedia_corpus import read_articles, wikitext_paragraphs
+from spacy_refined.util import open_binary
+from spacy_refined.kb.mediawiki import iter_pages as read_articles
+from spacy_refined.training.wikipedia_corpus import wikitext_paragraphs
 
 PAGE_RE = re.compile(rb"[ \t]*<page>.*?</page>\n", re.DOTALL)
 TITLE_RE = re.compile(rb"<title>(.*?)</title>")
@@ -36,7 +37,7 @@ def main(
             continue
         titles = [redirects.get(t, t) for p in wikitext_paragraphs(article.wikitext, article.skipped) for _, _, t in p.links]
         hits[article.title] = int((kb.find_titles(titles) >= 0).sum()) if titles else 0
-    with open_dump(dump) as file_:
+    with open_binary(dump) as file_:
         data = file_.read()
     pages = list(PAGE_RE.finditer(data))
     sizes = {}

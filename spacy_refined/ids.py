@@ -15,7 +15,9 @@ from typing import Optional
 
 NIL = "NIL"
 UNKNOWN = ""
-NIL_IDS = frozenset({"<NIL>", NIL})
+# NIL as EL records (JSONL) write it: what the document readers produce.
+RECORD_NIL = "<NIL>"
+NIL_IDS = frozenset({RECORD_NIL, NIL})
 UNKNOWN_IDS = frozenset({UNKNOWN, "<NO_MAPPING>"})
 # The label of entity mentions in the mention-detection head's tags.
 ENTITY_LABEL = "ENT"

@@ -2,9 +2,12 @@
 fine-grained KB types of their entities or from the typing head's
 predictions. The linker writes them to `doc.ents`; training data and
 evaluation label gold mentions the same way."""
-from typing import Dict, List, Sequence
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .kb.store import RefinedKB
 
 DEFAULT_LABEL = "MISC"
 # The first listed type an entity has wins. Places come before organizations:
@@ -32,6 +35,24 @@ class CoarseLabels:
     def from_types(self, type_matrix: np.ndarray) -> List[str]:
         """Labels of entities from their (n, n_types) multi-hot types."""
         return self._choose(type_matrix[:, self.columns] > 0)
+
+    def for_ids(self, kb: "RefinedKB", ids: Sequence[str], unknown: Optional[str] = None) -> List[str]:
+        """Labels of entities by ID, from their types in `kb` (the KB whose
+        `type_ids` this mapping was built on).
+
+        kb (RefinedKB): The KB that types the entities.
+        ids (Sequence[str]): Entity IDs; NIL, unknown and IDs not in the KB are allowed.
+        unknown (Optional[str]): The label of IDs not in the KB (None: the default label).
+        RETURNS (List[str]): One label per ID.
+        """
+        if not len(ids):
+            return []
+        indices = kb.find(list(ids))
+        known = indices >= 0
+        labels = np.full(len(ids), self.labels[-1] if unknown is None else unknown, dtype=object)
+        if known.any():
+            labels[known] = self.from_types(kb.type_matrix(indices[known]))
+        return labels.tolist()
 
     def from_probabilities(self, probabilities: np.ndarray) -> List[str]:
         """Labels of NIL mentions from predicted (n, n_types) type probabilities."""

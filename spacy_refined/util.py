@@ -1,7 +1,16 @@
-"""Generic helpers shared by every room of the package: path types and
-vectorised operations on sorted and CSR-shaped numpy arrays."""
+"""Generic helpers shared by every room of the package: path types,
+vectorised operations on sorted and CSR-shaped numpy arrays, and reading
+(possibly compressed) input files."""
+import bz2
+import gzip
+import io
+import json
+import shutil
+import subprocess
+import zlib
+from functools import partial
 from pathlib import Path
-from typing import Tuple, Union
+from typing import Any, BinaryIO, Iterator, List, Optional, TextIO, Tuple, Union
 
 import numpy as np
 
@@ -40,3 +49,134 @@ def csr_gather(offsets: np.ndarray, values: np.ndarray, rows: np.ndarray, limit:
     if total == 0:
         return lengths, values[:0]
     return lengths, values[concatenated_ranges(starts, lengths)]
+
+
+# ------------------------------------------------------------------ input files
+
+# Errors raised by bz2/gzip on truncated or corrupt compressed data.
+STREAM_ERRORS = (EOFError, OSError, zlib.error)
+# Parallel decompressors used when installed: bzip2 blocks decompress
+# independently, so lbzip2 scales with cores; Python's bz2 uses one.
+PARALLEL_DECOMPRESSORS = {b"BZh": ("lbzip2", "pbzip2"), b"\x1f\x8b": ("pigz",)}
+
+
+class DumpError(ValueError):
+    """An input file (a dump, entities, counts, documents) is missing,
+    malformed, truncated or unreadable. The message names the file and, where
+    known, the line, column and byte offset (counted in the uncompressed data).
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        reason: str,
+        *,
+        line: Optional[int] = None,
+        column: Optional[int] = None,
+        offset: Optional[int] = None,
+    ) -> None:
+        self.path = str(path)
+        self.reason = reason
+        self.line = line
+        self.column = column
+        self.offset = offset
+        where = []
+        if line is not None:
+            where.append(f"line {line}")
+        if column is not None:
+            where.append(f"column {column}")
+        if offset is not None:
+            where.append(f"byte offset {offset}")
+        position = f" ({', '.join(where)})" if where else ""
+        super().__init__(f"{self.path}{position}: {reason}")
+
+    def __reduce__(self):
+        # Keep the exception (and its subclasses) picklable, e.g. when raised in a worker process.
+        rebuild = partial(type(self), line=self.line, column=self.column, offset=self.offset)
+        return (rebuild, (self.path, self.reason))
+
+
+class _DecompressorPipe(io.RawIOBase):
+    """The output of a decompressor process, read as a file; a failure of
+    the process (truncated or corrupt input) raises OSError at its end."""
+
+    def __init__(self, command: List[str]) -> None:
+        self.command = command
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def readinto(self, buffer) -> int:
+        n = self.process.stdout.readinto(buffer)
+        self.position += n
+        if not n and self.process.wait() != 0:
+            message = self.process.stderr.read().decode("utf8", "replace").strip()
+            raise OSError(f"{self.command[0]} failed: {message}")
+        return n
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.stdout.close()
+        self.process.stderr.close()
+        self.process.wait()
+        super().close()
+
+
+def open_binary(path: PathLike, parallel: bool = True) -> BinaryIO:
+    """Open a plain, bzip2 or gzip file for binary reading. The compression is
+    detected from the magic bytes, so a misnamed file still opens.
+
+    path (str / Path): The file.
+    parallel (bool): Let an installed parallel decompressor (lbzip2, pbzip2,
+        pigz) do the work in another process.
+    RETURNS (BinaryIO): The uncompressed bytes.
+    RAISES (DumpError): If the file does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DumpError(path, "no such file")
+    with path.open("rb") as file_:
+        magic = file_.read(3)
+    kind = b"BZh" if magic == b"BZh" else magic[:2]
+    tool = next((t for t in PARALLEL_DECOMPRESSORS.get(kind, ()) if shutil.which(t)), None) if parallel else None
+    if tool is not None:
+        return io.BufferedReader(_DecompressorPipe([tool, "-dc", str(path)]), buffer_size=1 << 20)
+    if kind == b"BZh":
+        return bz2.open(path, "rb")
+    if kind == b"\x1f\x8b":
+        return gzip.open(path, "rb")
+    return path.open("rb")
+
+
+def open_text(path: PathLike) -> TextIO:
+    """Open a plain, bzip2 or gzip UTF-8 text file (see `open_binary`).
+
+    path (str / Path): The file.
+    RETURNS (TextIO): The uncompressed text.
+    RAISES (DumpError): If the file does not exist.
+    """
+    return io.TextIOWrapper(open_binary(path), encoding="utf8")
+
+
+def read_jsonl(path: PathLike) -> Iterator[Tuple[int, Any]]:
+    """Read a JSONL file, plain or compressed.
+
+    path (str / Path): The file.
+    YIELDS (Tuple[int, Any]): The 1-based line number and the object of each
+        non-blank line.
+    RAISES (DumpError): If the file does not exist or a line is not valid JSON.
+    """
+    with open_text(path) as f:
+        for line_number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield line_number, json.loads(line)
+            except ValueError as error:
+                raise DumpError(path, f"not valid JSON ({error})", line=line_number) from None

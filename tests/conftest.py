@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Tuple
 
 import pytest
 
-from spacy_refined.kb import KBBuilder
+from spacy_refined.kb.builder import KBBuilder
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -62,6 +62,17 @@ RECORDS = [
     _record("d5", "It was a quiet day .", []),
     _record("d6", "Michael Jordan visited Chicago with the Bulls .", [("Michael Jordan", "Q41421"), ("Chicago", "Q1297"), ("Bulls", "Q128109")]),
 ]
+
+
+def add_linker(nlp, kb_path=None, config=None, kb_config=None, name="refined_linker"):
+    """Add a `refined_kb` component (initialized from `kb_path`) and a `refined_linker` listening to it."""
+    if "refined_kb" not in nlp.pipe_names:
+        nlp.add_pipe("refined_kb", config=kb_config or {})
+        if kb_path is not None:
+            nlp.config["initialize"]["components"]["refined_kb"] = {
+                "kb_loader": {"@misc": "spacy_refined.KBFromPath.v1", "path": str(kb_path)}
+            }
+    return nlp.add_pipe("refined_linker", name=name, config=config or {})
 
 
 def build_kb(path: Path, entities: List[Dict[str, Any]]) -> Path:

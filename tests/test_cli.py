@@ -66,3 +66,34 @@ def test_every_command_has_help(run_cli):
                  ["kb", "lookup", "--help"], ["kb", "add", "--help"]):
         code, out, _ = run_cli(*args)
         assert code == 0 and "Usage" in out
+
+
+def test_traceback_only_with_debug(tmp_path, run_cli, monkeypatch):
+    code, _, err = run_cli("kb", "info", tmp_path)
+    assert code == 1 and "Traceback" not in err
+    monkeypatch.setenv("SPACY_REFINED_DEBUG", "1")
+    code, _, err = run_cli("kb", "info", tmp_path)
+    assert code == 1 and "Traceback" in err and err.strip().splitlines()[-1].startswith("error: no KB at")
+
+
+def test_unknown_entity_is_a_user_error(kb_path, run_cli, monkeypatch):
+    from spacy_refined.cli import kb as kb_commands
+
+    def lookup_unknown(path):
+        kb = kb_commands.RefinedKB.load(path)
+        kb.index("Q404")
+
+    monkeypatch.setattr(kb_commands.RefinedKB, "candidates", lambda self, mentions, k: lookup_unknown(kb_path))
+    code, _, err = run_cli("kb", "lookup", kb_path, "Paris")
+    assert code == 1 and err.strip() == f"error: entity 'Q404' is not in the KB at {kb_path}"
+
+
+def test_other_errors_are_not_hidden(kb_path, run_cli, monkeypatch):
+    from spacy_refined.cli import kb as kb_commands
+
+    def broken(self, mentions, k):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(kb_commands.RefinedKB, "candidates", broken)
+    with pytest.raises(KeyError, match="a bug"):
+        run_cli("kb", "lookup", kb_path, "Paris")

@@ -6,6 +6,7 @@ import pytest
 import spacy
 
 from spacy_refined.kb import RefinedKB
+from spacy_refined.kb.candidates import person_name_candidates
 from spacy_refined.model.architecture import Mentions
 from spacy_refined.pipeline.coherence import document_coherence
 
@@ -28,7 +29,7 @@ def kb(tmp_path_factory) -> RefinedKB:
 
 def features(kb: RefinedKB, texts: List[str]):
     """{(mention, entity ID): (prior-weighted, any)} for a document's mentions."""
-    batch = kb.document_candidates(texts)
+    batch = person_name_candidates(kb, texts)
     values = document_coherence(kb, texts, batch.lengths, batch.entities, batch.priors)
     ids = kb.entity_ids(batch.entities)
     mention_of = np.repeat(np.arange(len(texts)), batch.lengths)
@@ -71,16 +72,16 @@ def test_repeated_mentions_do_not_support_themselves(kb):
 
 def test_no_facts_or_single_mention_gives_zeros(kb_path):
     plain = RefinedKB.load(kb_path)
-    batch = plain.document_candidates(["Jordan", "Bulls"])
+    batch = person_name_candidates(plain, ["Jordan", "Bulls"])
     assert not document_coherence(plain, ["Jordan", "Bulls"], batch.lengths, batch.entities, batch.priors).any()
-    batch = plain.document_candidates(["Jordan"])
+    batch = person_name_candidates(plain, ["Jordan"])
     assert document_coherence(plain, ["Jordan"], batch.lengths, batch.entities, batch.priors).shape == (len(batch.entities), 2)
 
 
 def test_linker_passes_coherence_with_each_candidate(kb):
     nlp = spacy.blank("en")
+    nlp.add_pipe("refined_kb").set_kb(kb)
     linker = nlp.add_pipe("refined_linker")
-    linker.set_kb(kb)
     doc = nlp.make_doc("Jordan scored as the Bulls won .")
     candidates = linker._lookup([doc], Mentions.from_rows([(0, 0, 1, 0), (0, 4, 5, 0)]), True)
     assert candidates.coherence.shape == (*candidates.entities.shape, 2)

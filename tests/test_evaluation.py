@@ -10,8 +10,11 @@ import srsly
 from spacy.training import Example
 from thinc.api import get_current_ops
 
-from spacy_refined.evaluation import DocumentResult, FormatError, Mention, entity_status, read_documents, read_nif, score
-from spacy_refined.evaluation.metrics import NIL, UNKNOWN
+from conftest import add_linker
+from spacy_refined.evaluation import DocumentResult, FormatError, Mention, read_documents, read_nif, score
+from spacy_refined.ids import NIL, UNKNOWN, entity_status
+from spacy_refined.kb import RefinedKB
+from spacy_refined.labels import DEFAULT_LABEL, DEFAULT_TYPE_LABELS, CoarseLabels
 from spacy_refined.training import docs_from_jsonl
 
 DATA = Path(__file__).parent / "data"
@@ -43,6 +46,15 @@ def test_entity_status():
     assert entity_status("<NIL>") == entity_status("NIL") == NIL
     assert entity_status(None) == entity_status("") == entity_status("<NO_MAPPING>") == UNKNOWN
     assert entity_status("Q42") == "Q42"
+
+
+def test_coarse_labels_for_ids(kb_path):
+    kb = RefinedKB.load(kb_path)
+    coarse = CoarseLabels(kb.type_ids, DEFAULT_TYPE_LABELS, DEFAULT_LABEL)
+    ids = ["Q90", "Q41421", "Q128109", "Q404", NIL, UNKNOWN]
+    assert coarse.for_ids(kb, ids) == ["GPE", "PERSON", "ORG", DEFAULT_LABEL, DEFAULT_LABEL, DEFAULT_LABEL]
+    assert coarse.for_ids(kb, ids, unknown="?")[2:] == ["ORG", "?", "?", "?"]
+    assert coarse.for_ids(kb, []) == []
 
 
 def test_el_micro_macro_both_nil_variants(documents):
@@ -151,9 +163,9 @@ def pipeline_path(tmp_path_factory, kb_path, records):
     """An initialized (untrained) refined_linker pipeline over the tiny KB, saved."""
     spacy.util.fix_random_seed(0)
     nlp = spacy.blank("en")
-    nlp.add_pipe("refined_linker")
+    add_linker(nlp, kb_path)
     golds = list(docs_from_jsonl(nlp, records))
-    nlp.get_pipe("refined_linker").initialize(lambda: [Example(nlp.make_doc(d.text), d) for d in golds], nlp=nlp, kb_path=kb_path)
+    nlp.initialize(lambda: [Example(nlp.make_doc(d.text), d) for d in golds])
     path = tmp_path_factory.mktemp("pipeline") / "nlp"
     nlp.to_disk(path)
     return path

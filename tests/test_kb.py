@@ -1,5 +1,7 @@
 """The KB store and builder on a small custom KB (no Wikidata needed)."""
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +9,10 @@ import pytest
 import spacy
 from spacy.kb import KnowledgeBase
 
-from spacy_refined.kb import DumpError, KBBuilder, KBError, RefinedKB
+from spacy_refined.kb import DumpError, KBError, RefinedKB, UnknownEntityError
+from spacy_refined.kb.builder import Evidence, KBBuilder, append_segment
+from spacy_refined.kb.candidates import make_prior_candidates, person_name_candidates, prior_candidates
+from spacy_refined.kb.format import SEGMENT_ARRAYS, SEGMENT_STRINGS
 
 ENTITIES = [
     {"id": "Q90", "label": "Paris", "aliases": ["City of Light", "Paris, France"], "description": "capital city of France",
@@ -72,6 +77,13 @@ def test_custom_kb_entities(kb):
         kb.index("Q999999")
 
 
+def test_unknown_entity_error_is_a_key_error_and_a_kb_error(kb):
+    with pytest.raises(UnknownEntityError) as excinfo:
+        kb.index("Q999999")
+    assert isinstance(excinfo.value, KeyError) and isinstance(excinfo.value, KBError)
+    assert str(excinfo.value) == f"entity 'Q999999' is not in the KB at {kb.path}"  # not quoted as KeyError's
+
+
 def test_candidates_ranked_by_prior(kb):
     # Labels weigh more than aliases; popularity orders entities sharing a name.
     assert top_ids(kb, "Paris") == ["Q90", "Q167646", "Q47899"]
@@ -127,24 +139,40 @@ def test_type_matrix(kb):
 
 
 def test_person_name_rule(kb):
-    alone = kb.document_candidates(["Obama"])
+    alone = person_name_candidates(kb, ["Obama"])
     assert [kb.entity_id(e) for e in alone[0][0]][0] == "Q41773"
-    doc = kb.document_candidates(["Barack Obama", "Paris", "Obama"])
+    doc = person_name_candidates(kb, ["Barack Obama", "Paris", "Obama"])
     # After the full name, the surname is that person, with the full name's prior.
     assert [kb.entity_id(e) for e in doc[2][0]] == ["Q76"]
     assert doc[2][1][0] == pytest.approx(doc[0][1][0])
     assert [kb.entity_id(e) for e in doc[1][0]] == top_ids(kb, "Paris")
     # A surname before the full name (a headline) too, but not a first name.
-    before = kb.document_candidates(["Obama", "Paris", "Barack Obama", "Paris Hilton"])
+    before = person_name_candidates(kb, ["Obama", "Paris", "Barack Obama", "Paris Hilton"])
     assert [kb.entity_id(e) for e in before[0][0]] == ["Q76"]
     assert [kb.entity_id(e) for e in before[1][0]] == top_ids(kb, "Paris")
 
 
-def test_add_entities_without_rebuild(tmp_path):
+def test_registered_candidate_generators(kb):
+    mentions = ["Barack Obama", "Paris", "Obama"]
+    registered = spacy.registry.misc.get("spacy_refined.PriorCandidates.v1")
+    assert registered is make_prior_candidates
+    with_names = registered()(kb, mentions, 5)
+    plain = registered(person_names=False)(kb, mentions, 5)
+    assert make_prior_candidates(person_names=False) is prior_candidates
+    expected = kb.candidates(mentions, 5)
+    assert plain.offsets.tolist() == expected.offsets.tolist() and plain.entities.tolist() == expected.entities.tolist()
+    assert [kb.entity_id(e) for e in with_names[2][0]] == ["Q76"]
+    assert [kb.entity_id(e) for e in plain[2][0]] == top_ids(kb, "Obama", 5) != ["Q76"]
+    resolved = spacy.util.registry.resolve({"g": {"@misc": "spacy_refined.PriorCandidates.v1", "person_names": False}})
+    assert resolved["g"] is prior_candidates
+
+
+def test_append_segment_without_rebuild(tmp_path):
     path = build_kb(tmp_path)
     kb = RefinedKB.load(path)
     base_files = {p.name: p.stat().st_mtime_ns for p in (path / "base").iterdir()}
-    added = kb.add_entities(
+    added = append_segment(
+        path,
         [
             {"id": "X1", "label": "Paris Saint-Germain", "aliases": ["PSG", "Paris"], "description": "football club",
              "title": "Paris_Saint-Germain_F.C.",
@@ -153,7 +181,10 @@ def test_add_entities_without_rebuild(tmp_path):
         ],
         mention_counts=[("Paris", "X1", 1000.0)],
     )
-    assert added == 2 and len(kb) == len(ENTITIES) + 2
+    assert added == 2 and len(kb) == len(ENTITIES)  # an open KB sees the segment after reload()
+    assert "X1" not in kb
+    kb.reload()
+    assert len(kb) == len(ENTITIES) + 2 and [s.path.name for s in kb.segments] == ["base", "added-0001"]
     assert top_ids(kb, "PSG") == ["X1"]
     ranked = top_ids(kb, "Paris")
     assert ranked[0] == "X1" and set(ranked) == {"X1", "Q90", "Q47899", "Q167646"}
@@ -172,14 +203,17 @@ def test_add_entities_without_rebuild(tmp_path):
     assert top_ids(reopened, "PSG") == ["X1"] and len(reopened) == len(kb)
 
 
-def test_add_entities_errors(kb):
+def test_append_segment_errors(kb):
     with pytest.raises(KBError, match="already in the KB"):
-        kb.add_entities([{"id": "Q90", "label": "Paris"}])
+        append_segment(kb.path, [{"id": "Q90", "label": "Paris"}])
     with pytest.raises(KBError, match="not in the KB's type inventory"):
-        kb.add_entities([{"id": "X9", "label": "Thing", "types": ["Q999"]}])
+        append_segment(kb.path, [{"id": "X9", "label": "Thing", "types": ["Q999"]}])
     with pytest.raises(KBError, match="non-empty string 'id'"):
-        kb.add_entities([{"label": "no id"}])
-    assert len(kb) == len(ENTITIES)
+        append_segment(kb.path, [{"label": "no id"}])
+    with pytest.raises(KBError, match="no entities to add"):
+        append_segment(kb.path, [])
+    kb.reload()
+    assert len(kb) == len(ENTITIES) and len(kb.segments) == 1
     assert [s.name for s in kb.path.iterdir() if s.name.startswith(".")] == []
 
 
@@ -210,6 +244,7 @@ def test_duplicate_ids_are_refused(tmp_path):
     with pytest.raises(KBError, match="'Q90' occurs more than once"):
         build_kb(tmp_path, entities=ENTITIES + [ENTITIES[0]])
     assert not (tmp_path / "kb").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no staging left behind
 
 
 def test_bad_kb_directories(tmp_path):
@@ -311,9 +346,65 @@ def test_zero_and_negative_mention_counts(tmp_path):
     with pytest.raises(DumpError, match="negative"):
         build_kb(tmp_path, name="kb2", mention_counts=counts)
     with pytest.raises(KBError, match="negative"):
-        kb.add_entities([{"id": "X1", "label": "X"}], mention_counts=[("x", "X1", -1)])
+        append_segment(kb.path, [{"id": "X1", "label": "X"}], mention_counts=[("x", "X1", -1)])
 
 
 def test_get_vector_of_unknown_ids_is_zero(kb):
     kb.set_embeddings(0, np.ones((len(kb), 4), dtype=np.float32), {"model": "ones"})
     assert kb.get_vectors(["Q90", "NIL", "Q999999"]) == [[1.0] * 4, [0.0] * 4, [0.0] * 4]
+
+
+def test_store_does_not_import_the_builder():
+    """Loading a pipeline's KB loads neither the builder nor the dump readers."""
+    code = (
+        "import sys\n"
+        "import spacy_refined.kb.store\n"
+        "print(sorted(m for m in sys.modules if m.startswith('spacy_refined.kb.')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    for module in ("builder", "wikidata", "wikipedia", "mediawiki"):
+        assert f"'spacy_refined.kb.{module}'" not in out
+
+
+def test_manifest_names_the_evidence_weights(kb):
+    assert [kind.value for kind in Evidence] == list(range(5))
+    assert kb.manifest["build"]["weights"] == {"label": 1.0, "alias": 0.5, "anchor": 1.0, "redirect": 1.0, "count": 1.0}
+
+
+def test_segment_files_follow_the_schema(tmp_path):
+    path = build_kb(tmp_path)
+    append_segment(path, [{"id": "X1", "label": "Lutetia", "types": ["Q515"], "facts": [["P17", "Q142"]]}])
+    expected = {array.file for array in SEGMENT_ARRAYS.values()}
+    expected |= {f"{name}.{part}.npy" for name in SEGMENT_STRINGS for part in ("data", "offsets")}
+    for segment in ("base", "added-0001"):
+        assert {p.name for p in (path / segment).iterdir()} == expected
+        for array in SEGMENT_ARRAYS.values():
+            assert np.load(path / segment / array.file, mmap_mode="r").dtype == np.dtype(array.dtype), array.name
+
+
+def test_nbytes_is_the_size_on_disk(tmp_path):
+    path = build_kb(tmp_path)
+    kb = RefinedKB.load(path)
+    assert kb.nbytes == sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    assert kb.nbytes > sum(segment.nbytes for segment in kb.segments) > 0  # plus the manifest and inventories
+    before = kb.nbytes
+    append_segment(path, [{"id": "X1", "label": "Lutetia"}])
+    kb.reload()
+    assert kb.nbytes > before
+    assert RefinedKB(spacy.blank("en").vocab).nbytes == 0
+
+
+def test_compressed_input_is_recognised_by_its_content(tmp_path):
+    """A gzip- or bzip2-compressed entities file opens whatever its name."""
+    import bz2
+    import gzip
+
+    text = "".join(json.dumps(e) + "\n" for e in ENTITIES).encode("utf8")
+    for name, compress in (("gz.jsonl", gzip.compress), ("bz2.jsonl", bz2.compress), ("plain.jsonl.bz2", lambda b: b)):
+        source = tmp_path / name
+        source.write_bytes(compress(text))
+        with KBBuilder(tmp_path / f"kb-{name}", n_types=20, min_type_count=1, max_type_share=1.0, progress=False) as builder:
+            assert builder.add_entities_jsonl(source) == len(ENTITIES)
+    with pytest.raises(DumpError, match="no such file"):
+        with KBBuilder(tmp_path / "missing", progress=False) as builder:
+            builder.add_entities_jsonl(tmp_path / "missing.jsonl")

@@ -4,7 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spacy_refined.kb import KBBuilder, RefinedKB
+from spacy_refined.kb import RefinedKB
+from spacy_refined.kb.builder import KBBuilder
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 WIKIDATA = DATA / "wikidata" / "mini-latest-all.json.bz2"

@@ -19,10 +19,15 @@ from spacy.training import Example
 from thinc.api import NumpyOps
 
 from spacy_refined.kb import KBError, RefinedKB
-from spacy_refined.pipeline import embed_kb, find_linker
+from spacy_refined.kb.builder import append_segment
+from spacy_refined.pipeline import find_linker
+from spacy_refined.training import embed_kb
+from spacy_refined.model._torch import wrapped_module
 from spacy_refined.model.losses import sigmoid_loss
 from spacy_refined.pipeline.linker import DEFAULT_MODEL_CONFIG
 from spacy_refined.training import docs_from_jsonl
+
+from conftest import add_linker
 
 LONG_DOC_TOKENS = 20_000
 
@@ -39,7 +44,7 @@ def train(nlp: Language, kb_path: Path, records: List[dict], max_steps: int = 30
     """Update on `records` until the predictions equal the gold (checked every 10 steps)."""
     golds = list(docs_from_jsonl(nlp, records))
     examples = [Example(nlp.make_doc(doc.text), doc) for doc in golds]
-    nlp.config["initialize"]["components"]["refined_linker"] = {"kb_path": str(kb_path)}
+    nlp.config["initialize"]["components"]["refined_kb"] = {"kb_loader": {"@misc": "spacy_refined.KBFromPath.v1", "path": str(kb_path)}}
     optimizer = nlp.initialize(lambda: examples)
     history = []
     for step in range(max_steps):
@@ -63,7 +68,7 @@ def long_text(records: List[dict], n_tokens: int) -> str:
 def trained(kb_path, records):
     spacy.util.fix_random_seed(0)
     nlp = spacy.blank("en")
-    nlp.add_pipe("refined_linker", config={"extra_labels": ["DATE"]})
+    add_linker(nlp, config={"extra_labels": ["DATE"]})
     history, golds = train(nlp, kb_path, records)
     return nlp, history, golds
 
@@ -78,7 +83,7 @@ def trained_trf(kb_path, bert_path, records):
         "tokenizer_config": {"use_fast": True},
         "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 32, "stride": 24},
     }})
-    nlp.add_pipe("refined_linker", config={"extra_labels": ["DATE"], "model": {
+    add_linker(nlp, config={"extra_labels": ["DATE"], "model": {
         "@architectures": "spacy_refined.RefinedModel.v1",
         "tok2vec": {"@architectures": "spacy-transformers.TransformerListener.v1", "pooling": {"@layers": "reduce_mean.v1"}},
         "description_encoder": {"@architectures": "spacy_refined.TransformerDescriptionEncoder.v1", "name": str(bert_path), "width": 32, "max_length": 16},
@@ -157,22 +162,42 @@ def run_python(code: str, *args: str, timeout: float) -> str:
 def test_forked_worker_runs_torch_on_one_thread():
     """torch's OpenMP threads do not survive a fork: in a worker forked after
     torch ran multi-threaded, a multi-threaded operation would wait forever.
-    A forked worker keeps torch on one thread, whatever `cpu_threads` asks."""
+    In a worker forked from the process that created the component, the
+    component's block runs torch on one thread, whatever `cpu_threads` asks."""
     code = (
         "import os, torch\n"
-        "from spacy_refined.pipeline.linker import _torch_threads\n"
+        "from spacy_refined.model.threads import torch_threads\n"
+        "owner = os.getpid()\n"
         "torch.set_num_threads(2)\n"
         "scores = torch.randn(4000, 1400)\n"
         "torch.topk(scores, 5, dim=1)\n"
         "pid = os.fork()\n"
         "if pid == 0:\n"
-        "    with _torch_threads(2):\n"
+        "    with torch_threads(2, owner):\n"
         "        torch.topk(scores, 5, dim=1)\n"
         "    torch.topk(scores, 5, dim=1)\n"
         "    os._exit(torch.get_num_threads())\n"
         "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
     )
     assert run_python(code, timeout=60).strip() == "1"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_loading_the_linker_leaves_the_process_and_its_children_alone():
+    """No process-wide side effect at import or load: the thread settings of
+    the process, and of processes it forks for other work, stay theirs."""
+    code = (
+        "import os, torch, spacy\n"
+        "import spacy_refined.pipeline.linker\n"
+        "nlp = spacy.blank('en')\n"
+        "nlp.add_pipe('refined_kb'); nlp.add_pipe('refined_linker')\n"
+        "torch.set_num_threads(2)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os._exit(torch.get_num_threads())\n"
+        "print(torch.get_num_threads(), os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
+    )
+    assert run_python(code, timeout=60).split() == ["2", "2"]
 
 
 def test_pipe_with_worker_processes(saved, records):
@@ -193,13 +218,13 @@ def test_pipe_with_worker_processes(saved, records):
 def test_save_load_round_trip(trained, saved):
     nlp, _, golds = trained
     loaded = spacy.load(saved)
-    assert (saved / "refined_linker" / "kb" / "manifest.json").exists()  # small KB: copied
+    assert (saved / "refined_kb" / "kb" / "manifest.json").exists()  # small KB: copied
     texts = [gold.text for gold in golds]
     expected, got = list(nlp.pipe(texts)), list(loaded.pipe(texts))
     assert [links(doc) for doc in got] == [links(doc) for doc in expected]
     assert [scores(doc) for doc in got] == [scores(doc) for doc in expected]
     restored = spacy.blank("en")
-    restored.add_pipe("refined_linker", config={"extra_labels": ["DATE"]})
+    add_linker(restored, config={"extra_labels": ["DATE"]})
     restored.from_bytes(nlp.to_bytes())
     assert [links(doc) for doc in restored.pipe(texts)] == [links(doc) for doc in expected]
 
@@ -216,22 +241,28 @@ def test_transformer_round_trip(trained_trf, tmp_path):
 
 def test_uninitialized_pipeline_round_trip(tmp_path):
     nlp = spacy.blank("en")
-    nlp.add_pipe("refined_linker")
+    add_linker(nlp)
     nlp.to_disk(tmp_path / "pipeline")
     loaded = spacy.load(tmp_path / "pipeline")
-    with pytest.raises(ValueError, match="no KB"):
+    with pytest.raises(KBError, match="has no KB"):
         loaded("Paris")
+
+
+def test_linker_without_kb_component_says_how_to_add_one(records):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("refined_linker")
+    examples = [Example(nlp.make_doc(d.text), d) for d in docs_from_jsonl(nlp, records)]
+    with pytest.raises(KBError, match=r'add_pipe\("refined_kb"'):
+        nlp.initialize(lambda: examples)
 
 
 def test_kb_referenced_by_path(trained, kb_path, records, tmp_path):
     nlp = trained[0]
-    linker = find_linker(nlp)
-    linker.kb_copy = False
-    try:
-        nlp.to_disk(tmp_path / "pipeline")
-    finally:
-        linker.kb_copy = "auto"
-    assert not (tmp_path / "pipeline" / "refined_linker" / "kb").exists()
+    copy = spacy.blank("en")
+    add_linker(copy, config={"extra_labels": ["DATE"]}, kb_config={"kb_copy": False})
+    copy.from_bytes(nlp.to_bytes())
+    copy.to_disk(tmp_path / "pipeline")
+    assert not (tmp_path / "pipeline" / "refined_kb" / "kb").exists()
     loaded = spacy.load(tmp_path / "pipeline")
     assert find_linker(loaded).kb.path.resolve() == Path(kb_path).resolve()
     text = records[1]["text"]
@@ -311,11 +342,11 @@ def test_mention_across_sentence_boundary(trained, records):
     assert len(list(doc.sents)) == 2
 
 
-def test_missing_kb_path_at_initialize(records):
+def test_missing_kb_loader_at_initialize(records):
     nlp = spacy.blank("en")
-    nlp.add_pipe("refined_linker")
+    add_linker(nlp)
     examples = [Example(nlp.make_doc(d.text), d) for d in docs_from_jsonl(nlp, records)]
-    with pytest.raises(ValueError, match=r"kb_path.*initialize\.components\.refined_linker"):
+    with pytest.raises(KBError, match=r"initialize\.components\.refined_kb\.kb_loader"):
         nlp.initialize(lambda: examples)
 
 
@@ -323,10 +354,11 @@ def test_mismatched_type_hash(trained, saved, other_kb_path):
     linker = find_linker(trained[0])
     other = RefinedKB.load(other_kb_path)
     with pytest.raises(KBError) as error:
-        linker.set_kb(other)
+        linker._check_kb(other)
     assert other.type_hash in str(error.value) and linker.kb.type_hash in str(error.value)
+    loaded = spacy.load(saved, config={"components": {"refined_kb": {"external_kb_path": str(other_kb_path)}}})
     with pytest.raises(KBError, match=other.type_hash):
-        spacy.load(saved, config={"components": {"refined_linker": {"kb_path": str(other_kb_path)}}})
+        loaded("Paris")
 
 
 def test_bad_settings():
@@ -357,10 +389,9 @@ def test_spans_mode_links_given_spans(saved, records):
 
 def test_unknown_entities_are_left_out_of_disambiguation(kb_path):
     nlp = spacy.blank("en")
-    nlp.add_pipe("refined_linker")
+    add_linker(nlp, kb_path)
     record = {"text": "Jordan beat the Knicks .", "labels": [{"span": [0, 6], "entity_id": "Q999999"}, {"span": [16, 22], "entity_id": None}]}
     examples = [Example(nlp.make_doc(d.text), d) for d in docs_from_jsonl(nlp, [record])]
-    nlp.config["initialize"]["components"]["refined_linker"] = {"kb_path": str(kb_path)}
     nlp.initialize(lambda: examples)
     losses = nlp.update(examples)
     assert losses["refined_linker_md"] > 0
@@ -385,12 +416,13 @@ def test_typing_loss_does_not_grow_with_the_type_inventory():
 
 def test_zero_shot_entity_added_after_training(saved, kb_path, tmp_path):
     copy = shutil.copytree(kb_path, tmp_path / "kb")
-    nlp = spacy.load(saved, config={"components": {"refined_linker": {"kb_path": str(copy)}}})
+    nlp = spacy.load(saved, config={"components": {"refined_kb": {"external_kb_path": str(copy)}}})
     linker = find_linker(nlp)
-    linker.kb.add_entities([{
+    append_segment(linker.kb.path, [{
         "id": "Q999001", "label": "Zorblaxia", "aliases": ["Kingdom of Zorblaxia"],
         "description": "country in Western Asia", "types": ["Q6256"], "popularity": 0.5,
     }])
+    linker.kb.reload()
     assert embed_kb(nlp, copy, progress=False) == len(linker.kb)
     assert linker.kb.has_embeddings
     doc = nlp("King Abdullah returned to Zorblaxia on Friday .")
@@ -401,7 +433,7 @@ def test_zero_shot_entity_added_after_training(saved, kb_path, tmp_path):
 
 def test_stored_embeddings_give_the_same_links(saved, kb_path, records, tmp_path):
     copy = shutil.copytree(kb_path, tmp_path / "kb")
-    nlp = spacy.load(saved, config={"components": {"refined_linker": {"kb_path": str(copy)}}})
+    nlp = spacy.load(saved, config={"components": {"refined_kb": {"external_kb_path": str(copy)}}})
     texts = [record["text"] for record in records]
     on_the_fly = list(nlp.pipe(texts))
     embed_kb(nlp, copy, batch_size=4, progress=False)
@@ -497,13 +529,12 @@ def test_weights_of_another_model_version_are_refused_clearly():
 def test_frozen_description_encoder_is_not_trained_and_embeddings_are_reused(kb_path, bert_path, records):
     spacy.util.fix_random_seed(0)
     nlp = spacy.blank("en")
-    linker = nlp.add_pipe("refined_linker", config={"train_descriptions": False, "model": {
+    linker = add_linker(nlp, kb_path, config={"train_descriptions": False, "model": {
         "@architectures": "spacy_refined.RefinedModel.v1",
         "tok2vec": DEFAULT_MODEL_CONFIG["tok2vec"],
         "description_encoder": {"@architectures": "spacy_refined.TransformerDescriptionEncoder.v1", "name": str(bert_path), "width": 32, "max_length": 16},
     }})
     examples = [Example(nlp.make_doc(doc.text), doc) for doc in docs_from_jsonl(nlp, records)]
-    nlp.config["initialize"]["components"]["refined_linker"] = {"kb_path": str(kb_path)}
     optimizer = nlp.initialize(lambda: examples)
     encoder, heads = linker.model.get_ref("description_encoder"), linker.model.get_ref("heads")
     encoder_before, heads_before = encoder.to_bytes(), heads.to_bytes()
@@ -518,7 +549,7 @@ def test_frozen_description_encoder_is_not_trained_and_embeddings_are_reused(kb_
 
 
 def _heads(nlp: Language):
-    return find_linker(nlp).model.get_ref("heads").shims[0]._model
+    return wrapped_module(find_linker(nlp).model.get_ref("heads"))
 
 
 def test_calibration_refits_a_nil_happy_scorer_and_nothing_else(saved, records, tmp_path, run_cli):
@@ -584,10 +615,36 @@ def test_whitespace_is_never_a_mention(saved):
     """Line breaks (spaCy makes them tokens) are neither mentions nor parts of one,
     even where the tagger would tag every token as a mention."""
     nlp = spacy.load(saved)
-    tagger = nlp.get_pipe("refined_linker").model.get_ref("heads").shims[0]._model.tagger[-1]
+    tagger = wrapped_module(nlp.get_pipe("refined_linker").model.get_ref("heads")).tagger[-1]
     with torch.no_grad():
         tagger.bias.fill_(-100.0)
         tagger.bias[1] = 100.0  # B-ENTITY for every token
     doc = nlp("Paris\n\nHilton  visited \nZürich .")
     assert [t.text for t in doc if t.is_space] == ["\n\n", " ", "\n"]
     assert [e.text for e in doc.ents] == ["Paris", "Hilton", "visited", "Zürich", "."]
+
+
+def test_two_linkers_share_one_kb(saved, kb_path, tmp_path):
+    """Two components of one pipeline use the pipeline's one KB: it is opened
+    once, saved once, and an entity added to it is linked by both."""
+    copy = shutil.copytree(kb_path, tmp_path / "kb")
+    nlp = spacy.load(saved, config={"components": {"refined_kb": {"external_kb_path": str(copy)}}})
+    source = spacy.load(saved, config={"components": {"refined_linker": {"mode": "spans"}}})
+    nlp.add_pipe("refined_linker", name="span_linker", source=source)
+    detector, spans = nlp.get_pipe("refined_linker"), nlp.get_pipe("span_linker")
+    assert detector.kb is spans.kb is nlp.get_pipe("refined_kb").kb
+    nlp.to_disk(tmp_path / "pipeline")
+    assert sorted(p.parent.parent.name for p in (tmp_path / "pipeline").glob("*/kb/manifest.json")) == ["refined_kb"]
+    loaded = spacy.load(tmp_path / "pipeline")
+    assert loaded.get_pipe("refined_linker").kb is loaded.get_pipe("span_linker").kb
+    kb = loaded.get_pipe("refined_kb").kb
+    append_segment(kb.path, [{
+        "id": "Q999001", "label": "Zorblaxia", "aliases": ["Kingdom of Zorblaxia"],
+        "description": "country in Western Asia", "types": ["Q6256"], "popularity": 0.5,
+    }])
+    kb.reload()
+    doc = loaded.make_doc("King Abdullah returned to Zorblaxia on Friday .")
+    doc.spans["mentions"] = [Span(doc, 4, 5)]
+    doc = loaded(doc)
+    assert ("Zorblaxia", "Q999001") in [(e.text, e.kb_id_) for e in doc.ents]
+    assert [(s.text, s.kb_id_) for s in doc.spans["refined"]] == [("Zorblaxia", "Q999001")]

@@ -14,6 +14,7 @@ import spacy
 from spacy.cli.package import get_third_party_dependencies
 
 import spacy_refined
+from conftest import add_linker
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,8 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def pipeline(kb_path):
     nlp = spacy.blank("en")
-    nlp.add_pipe("refined_linker", config={"kb_copy": False})
-    nlp.config["initialize"]["components"]["refined_linker"] = {"kb_path": str(kb_path)}
+    add_linker(nlp, kb_path, kb_config={"kb_copy": False})
     nlp.initialize()
     return nlp
 
@@ -47,9 +47,9 @@ def test_spacy_package_writes_the_requirement(pipeline, tmp_path):
 
 def test_large_kb_lives_outside_the_pipeline(pipeline, kb_path, tmp_path):
     pipeline.to_disk(tmp_path / "pipeline")
-    assert not (tmp_path / "pipeline" / "refined_linker" / "kb").exists()
+    assert not (tmp_path / "pipeline" / "refined_kb" / "kb").exists()
     moved = shutil.copytree(kb_path, tmp_path / "elsewhere" / "kb")
-    nlp = spacy.load(tmp_path / "pipeline", config={"components": {"refined_linker": {"kb_path": str(moved)}}})
+    nlp = spacy.load(tmp_path / "pipeline", config={"components": {"refined_kb": {"external_kb_path": str(moved)}}})
     assert nlp.get_pipe("refined_linker").kb.path.resolve() == moved.resolve()
 
 

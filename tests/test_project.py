@@ -1,85 +1,19 @@
-"""The spaCy project: Wikipedia training data, project commands, project.yml, bad input."""
-import bz2
+"""The spaCy project: project.yml, its steps and commands, and bad input. The
+`wikipedia-corpus` step is tested in test_wikipedia_corpus.py."""
 import hashlib
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import List
 
 import pytest
 import spacy
 import srsly
 
-from spacy_refined.kb import KBBuilder
-from spacy_refined.kb.store import RefinedKB
-from spacy_refined.training.wikipedia_corpus import (
-    NIL_ID,
-    read_articles,
-    read_redirects,
-    wikitext_paragraphs,
-    write_wikipedia_corpus,
-)
+from spacy_refined.kb.mediawiki import iter_pages
 
 ROOT = Path(__file__).resolve().parents[1]
-
-ENTITIES = [
-    {"id": "Q916", "label": "Angola", "title": "Angola", "description": "country in southern Africa", "types": ["Q6256"]},
-    {"id": "Q3897", "label": "Luanda", "title": "Luanda", "description": "capital of Angola", "types": ["Q515"]},
-    {"id": "Q97", "label": "Atlantic Ocean", "aliases": ["Atlantic"], "title": "Atlantic Ocean", "description": "ocean", "types": ["Q9430"]},
-    {"id": "Q1065", "label": "United Nations", "aliases": ["UN"], "title": "United Nations", "description": "intergovernmental organization", "types": ["Q43229"]},
-]
-ARTICLE = """{{Infobox country|name=Angola|capital=[[Luanda]]}}
-'''Angola''' ({{IPA|ænˈɡoʊlə}}), officially the Republic of Angola, is a country on the [[Atlantic Ocean|Atlantic]].<ref>{{cite web|url=http://x.org|title=[[Nope]]}}</ref> Its capital is [[Luanda]], and it is a member of the [[UN|United Nations]].
-[[File:Flag of Angola.svg|thumb|The flag, with [[Luanda|the capital]]]]
-
-== History ==
-{| class="wikitable"
-|-
-| [[Luanda]] || 1576
-|}
-The [[Portuguese Empire|Portuguese]] founded [[Luanda]]s first fort &amp; a port on the [http://example.org Atlantic coast] in 1576 <!-- [[Hidden]] -->.
-* A list item about [[Angola]] and the [[Atlantic Ocean]].
-
-== See also ==
-* [[Luanda]] and the [[Atlantic Ocean]] in a see-also list, long enough to count.
-
-[[Category:Countries in Africa]]
-[[fr:Angola]]
-"""
-
-
-def page(title: str, text: str = "", redirect: str = "") -> str:
-    redirect_tag = f'<redirect title="{redirect}" />' if redirect else ""
-    text = text or f"#REDIRECT [[{redirect}]]"
-    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return f"<page><title>{title}</title><ns>0</ns>{redirect_tag}<revision><text>{escaped}</text></revision></page>"
-
-
-def write_dump(path: Path, pages: List[str], siteinfo: str = "") -> Path:
-    xml = '<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/">' + siteinfo + "".join(pages) + "</mediawiki>"
-    path.write_bytes(bz2.compress(xml.encode("utf8")))
-    return path
-
-
-@pytest.fixture(scope="module")
-def titled_kb(tmp_path_factory) -> Path:
-    """A KB whose entities have Wikipedia titles."""
-    directory = tmp_path_factory.mktemp("titled")
-    source = directory / "entities.jsonl"
-    srsly.write_jsonl(source, ENTITIES)
-    with KBBuilder(directory / "kb", n_types=10, min_type_count=1, max_type_share=1.0, progress=False) as builder:
-        builder.add_entities_jsonl(source)
-    return directory / "kb"
-
-
-@pytest.fixture(scope="module")
-def dump(tmp_path_factory) -> Path:
-    """Two articles (one links to a redirect) and a redirect."""
-    other = "The [[UN]] sent observers to [[Luanda]] and to the [[Atlantic Ocean|Atlantic]] coast, with [[Unknown page|someone]] else."
-    pages = [page("Angola", ARTICLE), page("UN", redirect="United Nations"), page("Observers", other)]
-    return write_dump(tmp_path_factory.mktemp("dump") / "wiki.xml.bz2", pages)
 
 
 def run_cli(*args: str, module: str = "spacy_refined", cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -95,72 +29,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
         assert fragment in lines[0], lines[0]
 
 
-def test_wikitext_to_text_with_link_spans():
-    paragraphs = wikitext_paragraphs(ARTICLE)
-    texts = [p.text for p in paragraphs]
-    assert texts[0] == (
-        "Angola, officially the Republic of Angola, is a country on the Atlantic. "
-        "Its capital is Luanda, and it is a member of the United Nations."
-    )
-    links = [[(p.text[s:e], target) for s, e, target in p.links] for p in paragraphs]
-    assert links[0] == [("Atlantic", "Atlantic Ocean"), ("Luanda", "Luanda"), ("United Nations", "UN")]
-    # link trails, entities, external links, comments; tables, files, categories and interlanguage links dropped
-    assert texts[1] == "The Portuguese founded Luandas first fort & a port on the Atlantic coast in 1576."
-    assert links[1] == [("Portuguese", "Portuguese Empire"), ("Luandas", "Luanda")]
-    # list items are paragraphs; the see-also section is left out
-    assert texts[2] == "A list item about Angola and the Atlantic Ocean."
-    assert len(paragraphs) == 3
-
-
-def test_corpus_maps_links_through_redirects(dump, titled_kb, tmp_path):
-    kb = RefinedKB.load(titled_kb)
-    assert read_redirects(dump, kb) == {"UN": kb.index("Q1065")}
-    counts = write_wikipedia_corpus(dump, kb, tmp_path, dev_share=0.5, min_chars=10)
-    records = {r["id"]: r for split in ("train", "dev") for r in srsly.read_jsonl(tmp_path / f"{split}.jsonl")}
-    assert sum(c["documents"] for c in counts.values()) == len(records) == 3
-    assert "Angola#2" not in records  # its only KB link, "Luandas", has no KB candidates
-    observers = records["Observers#1"]
-    found = [(observers["text"][s:e], label["entity_id"]) for label in observers["labels"] for s, e in [label["span"]]]
-    assert found == [("UN", "Q1065"), ("Luanda", "Q3897"), ("Atlantic", "Q97"), ("someone", NIL_ID)]
-
-
-def test_namespaces_come_from_the_siteinfo(tmp_path):
-    siteinfo = '<siteinfo><namespaces><namespace key="0" /><namespace key="6">Datei</namespace></namespaces></siteinfo>'
-    text = "[[Datei:Karte.png|miniatur|Die Karte von [[Luanda]]]] [[Angola]] liegt am [[Atlantic Ocean|Atlantik]]."
-    dump = write_dump(tmp_path / "dewiki.xml.bz2", [page("Angola", text)], siteinfo)
-    [article] = read_articles(dump)
-    [paragraph] = wikitext_paragraphs(article.wikitext, article.skipped)
-    assert paragraph.text == "Angola liegt am Atlantik."
-    assert [target for _, _, target in paragraph.links] == ["Angola", "Atlantic Ocean"]
-
-
-def test_split_is_deterministic(dump, titled_kb, tmp_path):
-    kb = RefinedKB.load(titled_kb)
-    for name in ("a", "b"):
-        write_wikipedia_corpus(dump, kb, tmp_path / name, dev_share=0.5, min_chars=10)
-    for split in ("train", "dev"):
-        assert (tmp_path / "a" / f"{split}.jsonl").read_bytes() == (tmp_path / "b" / f"{split}.jsonl").read_bytes()
-
-
-def test_corpus_command_and_convert(dump, titled_kb, tmp_path):
-    result = run_cli("wikipedia-corpus", dump, titled_kb, tmp_path, "--dev-share", "0.5", "--min-chars", "10")
-    assert result.returncode == 0, result.stderr
-    assert "train:" in result.stdout and "dev:" in result.stdout
-    result = run_cli("convert", tmp_path / "train.jsonl", tmp_path / "train.spacy", "--kb", titled_kb)
-    assert result.returncode == 0, result.stderr
-
-
-def test_empty_corpus_is_one_line_error(titled_kb, tmp_path):
-    unlinked = write_dump(tmp_path / "unlinked.xml.bz2", [page("Nothing", "A paragraph that links to [[Nowhere]], long enough.")])
-    assert_one_line_error(run_cli("wikipedia-corpus", unlinked, titled_kb, tmp_path / "out"), "corpus is empty")
-    assert not (tmp_path / "out" / "train.jsonl").exists()
-    empty = tmp_path / "empty.jsonl"
-    empty.write_text("")
-    assert_one_line_error(run_cli("convert", empty, tmp_path / "x.spacy"), "corpus is empty")
-
-
-def test_missing_inputs_are_one_line_errors(titled_kb, tmp_path):
-    assert_one_line_error(run_cli("wikipedia-corpus", tmp_path / "missing.xml.bz2", titled_kb, tmp_path), "missing.xml.bz2", "does not exist")
+def test_missing_inputs_are_one_line_errors(tmp_path):
     assert_one_line_error(run_cli("kb", "build", "--wikidata", tmp_path / "missing.json.bz2", "--output", tmp_path / "kb"), "does not exist")
     assert_one_line_error(run_cli("demo", tmp_path / "no-pipeline"), "no-pipeline")
 
@@ -237,7 +106,7 @@ def test_embedded_assets_match_their_checksums(project):
 
 def test_embedded_wikipedia_sample_links_kb_entities():
     sample = ROOT / "assets" / "enwiki-sample.xml.bz2"
-    articles = list(read_articles(sample))
+    articles = list(iter_pages(sample))
     assert 10 <= sum(1 for a in articles if not a.redirect) <= 50
     assert any(a.redirect for a in articles)
     assert "CC BY-SA" in (ROOT / "assets" / "README.md").read_text()

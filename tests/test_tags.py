@@ -5,7 +5,7 @@ import numpy as np
 
 from spacy_refined.model import best_tags, decode_tags
 
-O, B, I = 0, 1, 2  # one label: B = 1, I = 2; a second label: B = 3, I = 4
+O, B, I = 0, 1, 2  # noqa: E741 (tag IDs) one label: B = 1, I = 2; a second label: B = 3, I = 4
 
 
 def log_probs(*rows):

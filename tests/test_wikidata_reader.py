@@ -324,17 +324,24 @@ def test_mini_dump_processes_give_same_records(tmp_path):
 def test_parallel_decompressor_and_fallback_agree(tmp_path, monkeypatch, parallel, suffix, opener):
     import shutil
 
-    from spacy_refined.kb import wikidata
+    from spacy_refined import util
 
-    tool = wikidata.PARALLEL_DECOMPRESSORS[b"BZh" if suffix == ".bz2" else b"\x1f\x8b"][0]
+    tool = util.PARALLEL_DECOMPRESSORS[b"BZh" if suffix == ".bz2" else b"\x1f\x8b"][0]
     if parallel and not shutil.which(tool):
         pytest.skip(f"{tool} not installed")
     if not parallel:
-        monkeypatch.setattr(wikidata.shutil, "which", lambda name: None)
+        monkeypatch.setattr(util.shutil, "which", lambda name: None)
     text = dump_text([{**ENTITIES[1], "id": f"Q{i}"} for i in range(1, 300)])
     path = write(tmp_path / f"dump.json{suffix}", text, opener)
-    with wikidata.open_dump(path) as file_:
+    with util.open_binary(path) as file_:
         assert file_.read() == text.encode("utf8")
+    # The content, not the name, tells the compression.
+    misnamed = tmp_path / "dump.json"
+    misnamed.write_bytes(path.read_bytes())
+    with util.open_binary(misnamed) as file_:
+        assert file_.read() == text.encode("utf8")
+    with util.open_text(misnamed) as file_:
+        assert file_.read() == text
     truncated = tmp_path / f"truncated.json{suffix}"
     truncated.write_bytes(path.read_bytes()[:-40])
     with pytest.raises(DumpError, match="truncated") as excinfo:

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from spacy_refined.kb.errors import DumpError
+from spacy_refined.kb.mediawiki import Link, iter_links, iter_pages
 from spacy_refined.kb.normalize import normalize_title
 from spacy_refined.kb.wikipedia import parse_links, read_wikipedia
 
@@ -83,6 +84,15 @@ def write(path, text, opener=open):
         ("[[Paris|the\n   capital ]]", [("the capital", "Paris")]),
         ("[[Paris|a [b] c]]", [("a [b] c", "Paris")]),
         ("[[A]] [[B|b]] [[C]]", [("A", "A"), ("b", "B"), ("C", "C")]),
+        # what the reader sees: no tags, templates or link brackets
+        ("[[Carbon dioxide|CO<sub>2</sub>]]", [("CO2", "Carbon dioxide")]),
+        ("[[Paris|the {{small|old}} capital]]", [("the capital", "Paris")]),
+        ("[[Paris|{{nowrap|the capital}}]]", []),
+        # a link can't hold a link: the inner one is the link
+        ("[[Paris|a [[b]] c]]", [("b", "B")]),
+        # unclosed brackets are text, and the links after them are links
+        ("[[Paris [[Lyon]] and [[Nice|the city]]", [("Lyon", "Lyon"), ("the city", "Nice")]),
+        ("[[Paris<b>]] [[Par]is]]", []),
     ],
 )
 def test_parse_links(wikitext, expected):
@@ -132,6 +142,19 @@ def test_parse_links_keeps_links_in_file_captions():
 )
 def test_parse_links_skips(wikitext):
     assert parse_links(wikitext) == []
+
+
+def test_iter_links_offsets_and_nesting():
+    wikitext = "A [[dog]]s, [[File:x.jpg|thumb|a [[cat]]]] and [[Category:Pets]]. [[Paris"
+    links = list(iter_links(wikitext))
+    assert links == [
+        Link(2, 10, "Dog", "dogs", nested=False),
+        Link(12, 42, "", "", nested=False),
+        Link(33, 40, "Cat", "cat", nested=True),
+        Link(47, 64, "", "", nested=False),
+        Link(66, 73, "", "", nested=False),
+    ]
+    assert wikitext[2:10] == "[[dog]]s" and wikitext[33:40] == "[[cat]]"
 
 
 def test_parse_links_namespace_names():
@@ -194,6 +217,35 @@ def test_read_wikipedia_namespaces(tmp_path):
     ]
 
 
+def test_iter_pages(tmp_path):
+    path = write(tmp_path / "export.xml", EXPORT_XML)
+    pages = list(iter_pages(path, namespaces=(0, 1)))
+    assert [(page.title, page.ns, page.redirect) for page in pages] == [
+        ("Paris", 0, None),
+        ("City of Light", 0, "Paris"),
+        ("Talk:Paris", 1, None),
+    ]
+    assert pages[0].wikitext.startswith("'''Paris''' is the capital")
+    # link prefixes from the <siteinfo>: "Kategorie" is a namespace, "Category" is not
+    assert "kategorie" in pages[0].skipped and "category" not in pages[0].skipped
+
+
+def test_iter_pages_infers_a_missing_ns_from_the_title(tmp_path):
+    pages = "".join(
+        f"<page><title>{title}</title><revision><text>x</text></revision></page>"
+        for title in ("Paris", "Talk:Paris", "Kategorie:Cities", "Category:Cities")
+    )
+    path = write(tmp_path / "export.xml", EXPORT_XML.replace("</mediawiki>", pages + "</mediawiki>"))
+    inferred = [(page.title, page.ns) for page in iter_pages(path, namespaces=(0, 1, 14)) if page.wikitext == "x"]
+    assert inferred == [("Paris", 0), ("Talk:Paris", 1), ("Kategorie:Cities", 14), ("Category:Cities", 0)]
+
+
+def test_not_a_mediawiki_export_namespace(tmp_path):
+    path = write(tmp_path / "other.xml", '<mediawiki xmlns="http://example.org/other/"><page/></mediawiki>')
+    with pytest.raises(DumpError, match="not a MediaWiki XML export"):
+        list(iter_pages(path))
+
+
 def test_truncated_bz2_raises(tmp_path):
     pages = "".join(
         f"<page><title>P{i}</title><ns>0</ns><revision>"
@@ -238,8 +290,8 @@ def test_sample_counts(sample_pages):
     assert sum(page.namespace == 4 for page in sample_pages) == 1
     assert sum(page.redirect is not None for page in sample_pages) == 100
     n_links = sum(len(page.links) for page in sample_pages)
-    # 30,482 [[...]] article links in the texts; a few are section-only,
-    # inside comments or have empty anchors.
+    # Fewer than the [[...]] article links in the texts: a few are
+    # section-only, inside comments or have empty anchors.
     assert 29500 <= n_links <= 30482
 
 

@@ -1,5 +1,12 @@
-"""Command line: `python -m spacy_refined <command>` or `spacy-refined <command>`."""
+"""Command line: `python -m spacy_refined <command>` or `spacy-refined <command>`.
+
+Bad input (a missing file, a malformed dump, a KB that does not fit) ends
+with exit code 1 and a one-line reason; set `SPACY_REFINED_DEBUG=1` to see
+its traceback too. Any other exception is a bug and surfaces as a traceback.
+"""
+import os
 import sys
+import traceback
 
 import typer
 
@@ -7,7 +14,9 @@ from ..kb.errors import DumpError, KBError
 from ._app import app
 from . import calibrate, corpus, evaluate, kb, project_commands  # noqa: F401  (registers the commands)
 
-USER_ERRORS = (DumpError, KBError, FileNotFoundError, NotADirectoryError, KeyError)
+# DumpError covers evaluation.formats.FormatError; KBError covers UnknownEntityError.
+USER_ERRORS = (DumpError, KBError, FileNotFoundError, NotADirectoryError)
+DEBUG_ENV = "SPACY_REFINED_DEBUG"
 
 
 def main() -> None:
@@ -15,8 +24,9 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)  # a command's `typer.Exit(n)` comes back as n
     except USER_ERRORS as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        typer.echo(f"error: {message}", err=True)
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            traceback.print_exc()
+        typer.echo(f"error: {error}", err=True)
         sys.exit(1)
     except typer.Abort:
         sys.exit(1)

@@ -28,7 +28,7 @@ def calibrate(
     import spacy
 
     from ..evaluation.runner import load_pipeline
-    from ..kb.store import staging_directory
+    from ..kb.format import staging_directory
     from ..training.calibrate import calibrate_pipeline
 
     if gpu_id >= 0:

@@ -5,8 +5,9 @@ from typing import List, Optional
 
 import typer
 
-from ..kb.builder import KBBuilder, read_jsonl, read_mention_counts
+from ..kb.builder import KBBuilder, append_segment, read_mention_counts
 from ..kb.store import RefinedKB
+from ..util import read_jsonl
 from ._app import kb_app
 
 
@@ -58,9 +59,7 @@ def build(
 def info(path: Path = typer.Argument(..., help="KB directory"), as_json: bool = typer.Option(False, "--json", help="Print JSON")) -> None:
     """Counts, types, languages and sizes of a KB."""
     kb = RefinedKB.load(path)
-    sizes = {}
-    for segment in kb.segments:
-        sizes[segment.path.name] = sum(f.stat().st_size for f in segment.path.iterdir() if f.is_file())
+    sizes = {segment.path.name: segment.nbytes for segment in kb.segments}
     summary = {
         "path": str(path),
         "format_version": kb.manifest["format_version"],
@@ -72,6 +71,7 @@ def info(path: Path = typer.Argument(..., help="KB directory"), as_json: bool = 
         "relations": len(kb.relation_ids),
         "embeddings": kb.manifest.get("embeddings"),
         "bytes": sizes,
+        "total_bytes": kb.nbytes,
         "sources": kb.manifest.get("build", {}).get("sources", []),
         "top_types": [{"id": t, "label": l} for t, l in list(zip(kb.type_ids, kb.type_labels))[:20]],
     }
@@ -79,7 +79,7 @@ def info(path: Path = typer.Argument(..., help="KB directory"), as_json: bool = 
         typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
         return
     typer.echo(f"KB {path} (format {summary['format_version']}, language {summary['language']})")
-    typer.echo(f"  entities   {summary['entities']:,} in {len(kb.segments)} segment(s)")
+    typer.echo(f"  entities   {summary['entities']:,} in {len(kb.segments)} segment(s), {kb.nbytes / 1e6:.1f} MB")
     for seg in kb.manifest["segments"]:
         typer.echo(f"    {seg['name']}: {seg['n_entities']:,} entities, {seg['n_aliases']:,} aliases, {seg['n_facts']:,} facts, {sizes[seg['name']] / 1e6:.1f} MB")
     typer.echo(f"  types      {summary['types']:,} (hash {summary['type_hash']})")
@@ -123,7 +123,8 @@ def add(
         raise FileNotFoundError(f"input file {entities} does not exist")
     records = [data for _, data in read_jsonl(entities)]
     counts = list(read_mention_counts(mention_counts)) if mention_counts else []
-    added = kb.add_entities(records, counts)
+    added = append_segment(path, records, counts)
+    kb.reload()
     typer.echo(f"added {added} entities to {path} (now {len(kb):,})")
 
 
@@ -139,7 +140,7 @@ def embed(
     """Precompute the description embeddings of the KB's entities, so linking looks them up."""
     import spacy
 
-    from ..pipeline.embed import embed_kb
+    from ..training.embed import embed_kb
 
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)

@@ -1,4 +1,5 @@
-"""Commands of the spaCy project (project.yml): `wikipedia-corpus`, `train-config`, `demo`."""
+"""Commands of the spaCy project (project.yml): `train-config`, `demo`; its data
+commands are in `corpus`."""
 import os
 import re
 from pathlib import Path
@@ -6,8 +7,6 @@ from typing import Optional
 
 import typer
 
-from ..kb.store import RefinedKB
-from ..training.wikipedia_corpus import write_wikipedia_corpus
 from ._app import app
 
 TOK2VEC = "tok2vec"
@@ -17,33 +16,6 @@ DEMO_TEXT = (
     "Angola is a country on the Atlantic Ocean in Southern Africa. Its capital is Luanda, "
     "and it is a member of the United Nations, OPEC and the African Union."
 )
-
-
-@app.command("wikipedia-corpus")
-def wikipedia_corpus(
-    dump: Path = typer.Argument(..., help="Wikipedia pages-articles XML dump (.bz2, .gz or plain)"),
-    kb: Path = typer.Argument(..., help="KB directory: link targets become its entities by Wikipedia title"),
-    output_dir: Path = typer.Argument(..., help="Directory for train.jsonl and dev.jsonl (EL documents)"),
-    dev_share: float = typer.Option(0.2, help="Share of the documents in the dev set (by a hash of their ID)"),
-    max_articles: int = typer.Option(0, help="Stop after this many articles with linked paragraphs (0: all)"),
-    min_chars: int = typer.Option(50, help="Skip paragraphs shorter than this"),
-) -> None:
-    """Training and dev documents (EL JSONL) from Wikipedia hyperlinks.
-
-    One document per paragraph that links to a KB entity; the anchors are the
-    mentions, their targets (through redirects) the entities, NIL when the KB
-    has no entity for the target.
-    """
-    if not dump.exists():
-        raise FileNotFoundError(f"input file {dump} does not exist")
-    if not 0.0 < dev_share < 1.0:
-        raise typer.BadParameter(f"--dev-share must be between 0 and 1, not {dev_share}")
-    counts = write_wikipedia_corpus(dump, RefinedKB.load(kb), output_dir, dev_share=dev_share, max_articles=max_articles, min_chars=min_chars)
-    for split, count in counts.items():
-        typer.echo(
-            f"{split}: {count['documents']:,} documents from {count['articles']:,} articles, "
-            f"{count['mentions']:,} mentions ({count['linked']:,} of KB entities) -> {output_dir / split}.jsonl"
-        )
 
 
 def check_encoder(encoder: str) -> None:

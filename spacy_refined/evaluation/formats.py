@@ -17,11 +17,11 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 from urllib.parse import unquote
 
 
-from ..kb.builder import read_jsonl
+from ..ids import RECORD_NIL
+from ..util import read_jsonl
 from ..kb.errors import DumpError
 
 FORMATS = ("jsonl", "nif", "aida")
-NIL_ID = "<NIL>"
 NIF = "http://persistence.uni-leipzig.org/nlp2rdf/ontologies/nif-core#"
 ITSRDF = "http://www.w3.org/2005/11/its/rdf#"
 RDF_TYPE = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
@@ -89,7 +89,7 @@ def read_id_map(path: Union[str, Path]) -> Dict[str, str]:
 def entity_from_iri(iri: Optional[str], id_map: Optional[Dict[str, str]]) -> Tuple[Optional[str], Optional[str]]:
     """(entity_id, wikipedia_title) of an entity IRI (None: a NIL phrase)."""
     if iri is None or iri.startswith(NOT_IN_WIKI):
-        return NIL_ID, None
+        return RECORD_NIL, None
     match = WIKIDATA_IRI.match(iri)
     if match:
         return match.group(1), None
@@ -249,7 +249,7 @@ def read_aida(lines: Iterator[str], id_map: Optional[Dict[str, str]] = None, sou
             open_label["span"][1] = length
             continue
         if columns[3] == "--NME--":
-            entity_id, title = NIL_ID, None
+            entity_id, title = RECORD_NIL, None
         else:
             url_title = TITLE_IRI.match(columns[4]) if len(columns) >= 5 else None
             entity_id, title = _title_id(unquote(url_title.group(1)) if url_title else _unescape(columns[3]), id_map)

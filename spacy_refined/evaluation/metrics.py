@@ -23,15 +23,22 @@ the mention is linked but its ID is not known) or an entity ID.
   and not seen in training ("by_training"): how far the linker generalises
   beyond the entities it was trained on.
 * MD: predicted vs gold spans, any ID (NIL and unknown included).
+
+Precision, recall and F1 are spaCy's (`spacy.scorer.PRFScore`), as in the
+scores of `spacy train` (`pipeline/scoring.py`), which are computed by this
+module too.
 """
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from ..ids import NIL, UNKNOWN, entity_status
+from spacy.scorer import PRFScore
+from spacy.tokens import Span
+
+from ..ids import ENTITY_LABEL, NIL, UNKNOWN, entity_status
 
 RECALL_AT = (1, 5, 10, 30)
 
-Span = Tuple[int, int]
+Offsets = Tuple[int, int]  # a mention's start and end characters
 
 
 @dataclass
@@ -42,12 +49,38 @@ class Mention:
     start: int
     end: int
     entity_id: str
-    type: str = "ENT"
+    type: str = ENTITY_LABEL
     best: Optional[str] = None
 
     @property
-    def span(self) -> Span:
+    def span(self) -> Offsets:
         return (self.start, self.end)
+
+
+def span_mentions(spans: Iterable[Span]) -> List[Mention]:
+    """The mentions of spaCy spans (e.g. `doc.ents`): character offsets, the
+    status of `kb_id_` (see `entity_status`), the label and, where the span
+    has `span._.kb_candidates` (`refined_linker`), its best candidate.
+
+    spans (Iterable[Span]): The spans, gold or predicted.
+    RETURNS (List[Mention]): One mention per span.
+    """
+    has_candidates = Span.has_extension("kb_candidates")
+    mentions = []
+    for span in spans:
+        candidates = span._.kb_candidates if has_candidates else None
+        mentions.append(Mention(span.start_char, span.end_char, entity_status(span.kb_id_), span.label_, candidates[0][0] if candidates else None))
+    return mentions
+
+
+def predicted_mentions(spans: Iterable[Span]) -> List[Mention]:
+    """The mentions of predicted spans that a linker linked: a span without
+    an ID (empty `kb_id_`, e.g. of a label the linker skips) is no prediction.
+
+    spans (Iterable[Span]): The predicted spans (e.g. `doc.ents`).
+    RETURNS (List[Mention]): The mentions of the linked spans.
+    """
+    return [m for m in span_mentions(spans) if m.entity_id != UNKNOWN]
 
 
 @dataclass
@@ -62,53 +95,50 @@ class DocumentResult:
     candidate_ranks: Optional[List[int]] = None  # per gold mention: rank of its entity among the candidates, -1 if absent
 
 
-@dataclass
-class Counts:
-    """True positives, false positives and false negatives."""
+def gerbil_prf(counts: PRFScore) -> Dict[str, float]:
+    """P/R/F1 of one document, with GERBIL's rule for documents without true
+    positives (1 if there is no error at all, else 0).
 
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
+    counts (PRFScore): The document's counts.
+    RETURNS (Dict[str, float]): "p", "r" and "f".
+    """
+    if counts.tp == 0:
+        perfect = float(counts.fp == 0 and counts.fn == 0)
+        return {"p": perfect, "r": perfect, "f": perfect}
+    return counts.to_dict()
 
-    def add(self, other: "Counts") -> None:
-        self.tp += other.tp
-        self.fp += other.fp
-        self.fn += other.fn
 
-    def prf(self) -> Dict[str, float]:
-        """Precision, recall and F1 (0 where undefined)."""
-        p = self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
-        r = self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
-        return {"p": p, "r": r, "f": 2 * p * r / (p + r) if p + r else 0.0}
+def counts_dict(counts: PRFScore) -> Dict[str, Any]:
+    """Counts with their precision, recall and F1.
 
-    def gerbil_prf(self) -> Dict[str, float]:
-        """P/R/F1 with GERBIL's rule for documents without true positives."""
-        if self.tp == 0:
-            perfect = float(self.fp == 0 and self.fn == 0)
-            return {"p": perfect, "r": perfect, "f": perfect}
-        return self.prf()
-
-    def as_dict(self) -> Dict[str, Any]:
-        return {"tp": self.tp, "fp": self.fp, "fn": self.fn, **self.prf()}
+    counts (PRFScore): The counts.
+    RETURNS (Dict[str, Any]): "tp", "fp", "fn", "p", "r" and "f".
+    """
+    return {"tp": counts.tp, "fp": counts.fp, "fn": counts.fn, **counts.to_dict()}
 
 
 @dataclass
 class _Aggregate:
-    micro: Counts = field(default_factory=Counts)
+    micro: PRFScore = field(default_factory=PRFScore)
     macro: List[Dict[str, float]] = field(default_factory=list)
 
-    def add(self, counts: Counts) -> None:
-        self.micro.add(counts)
-        self.macro.append(counts.gerbil_prf())
+    def add(self, counts: PRFScore) -> None:
+        self.micro += counts
+        self.macro.append(gerbil_prf(counts))
 
     def as_dict(self) -> Dict[str, Any]:
         n = len(self.macro)
         macro = {key: sum(d[key] for d in self.macro) / n if n else 0.0 for key in ("p", "r", "f")}
-        return {"micro": self.micro.as_dict(), "macro": macro}
+        return {"micro": counts_dict(self.micro), "macro": macro}
 
 
-def el_counts(gold: Sequence[Mention], predicted: Sequence[Mention]) -> Dict[str, Counts]:
-    """Strong-matching InKB link counts of one document, in both NIL variants."""
+def el_counts(gold: Sequence[Mention], predicted: Sequence[Mention]) -> Dict[str, PRFScore]:
+    """Strong-matching InKB link counts of one document, in both NIL variants.
+
+    gold (Sequence[Mention]): The gold mentions.
+    predicted (Sequence[Mention]): The predicted mentions.
+    RETURNS (Dict[str, PRFScore]): The counts by variant, "nil_fp" and "nil_ignored".
+    """
     links = {m.span: m.entity_id for m in gold if m.entity_id not in (NIL, UNKNOWN)}
     nil_spans = {m.span for m in gold if m.entity_id == NIL}
     unknown_spans = {m.span for m in gold if m.entity_id == UNKNOWN}
@@ -117,20 +147,24 @@ def el_counts(gold: Sequence[Mention], predicted: Sequence[Mention]) -> Dict[str
     on_nil = sum(span in nil_spans for span in predicted_links)
     fn = len(links) - tp
     return {
-        "nil_fp": Counts(tp, len(predicted_links) - tp, fn),
-        "nil_ignored": Counts(tp, len(predicted_links) - tp - on_nil, fn),
+        "nil_fp": PRFScore(tp=tp, fp=len(predicted_links) - tp, fn=fn),
+        "nil_ignored": PRFScore(tp=tp, fp=len(predicted_links) - tp - on_nil, fn=fn),
     }
 
 
-def md_counts(gold: Sequence[Mention], predicted: Sequence[Mention]) -> Counts:
-    """Mention detection counts: same span, any ID."""
-    gold_spans: Set[Span] = {m.span for m in gold}
-    predicted_spans: Set[Span] = {m.span for m in predicted}
-    tp = len(gold_spans & predicted_spans)
-    return Counts(tp, len(predicted_spans) - tp, len(gold_spans) - tp)
+def md_counts(gold: Sequence[Mention], predicted: Sequence[Mention]) -> PRFScore:
+    """Mention detection counts: same span, any ID.
+
+    gold (Sequence[Mention]): The gold mentions.
+    predicted (Sequence[Mention]): The predicted mentions.
+    RETURNS (PRFScore): The counts.
+    """
+    counts = PRFScore()
+    counts.score_set({m.span for m in predicted}, {m.span for m in gold})
+    return counts
 
 
-def _type_counts(gold: Sequence[Mention], predicted: Sequence[Mention], per_type: Dict[str, Counts]) -> None:
+def _type_counts(gold: Sequence[Mention], predicted: Sequence[Mention], per_type: Dict[str, PRFScore]) -> None:
     """EL counts (NIL predictions false positives) by type: the gold mention's
     type for true positives, false negatives and links on gold spans, the
     predicted type for links elsewhere."""
@@ -139,7 +173,7 @@ def _type_counts(gold: Sequence[Mention], predicted: Sequence[Mention], per_type
     for m in gold:
         if m.entity_id in (NIL, UNKNOWN):
             continue
-        counts = per_type.setdefault(m.type, Counts())
+        counts = per_type.setdefault(m.type, PRFScore())
         hit = predicted_ids.get(m.span) == m.entity_id
         counts.tp += hit
         counts.fn += not hit
@@ -150,19 +184,24 @@ def _type_counts(gold: Sequence[Mention], predicted: Sequence[Mention], per_type
         if g is not None and g.entity_id == UNKNOWN:
             continue
         if g is None or g.entity_id != p.entity_id:
-            per_type.setdefault(g.type if g is not None else p.type, Counts()).fp += 1
+            per_type.setdefault(g.type if g is not None else p.type, PRFScore()).fp += 1
 
 
 def score(
     documents: Iterable[DocumentResult], recall_at: Sequence[int] = RECALL_AT, training_entities: Optional[Set[str]] = None
 ) -> Dict[str, Any]:
-    """All metrics (see the module docstring) with per-document and per-type
-    breakdowns; `training_entities`: the entity IDs of the training data,
-    for ED accuracy on seen and unseen entities."""
+    """All metrics (see the module docstring), with per-document and per-type breakdowns.
+
+    documents (Iterable[DocumentResult]): The documents' gold and predicted mentions.
+    recall_at (Sequence[int]): The k of the candidates' recall@k.
+    training_entities (Optional[Set[str]]): The entity IDs of the training
+        data, for ED accuracy on seen and unseen entities.
+    RETURNS (Dict[str, Any]): "gold", "el", "ed", "md", "per_type" and "per_document".
+    """
     el = {"nil_fp": _Aggregate(), "nil_ignored": _Aggregate()}
     md = _Aggregate()
-    per_type: Dict[str, Counts] = {}
-    per_type_ed: Dict[str, Counts] = {}
+    per_type: Dict[str, PRFScore] = {}
+    per_type_ed: Dict[str, PRFScore] = {}
     gold_counts = {"mentions": 0, "linked": 0, "nil": 0, "unknown_id": 0, "in_kb": 0, "not_in_kb": 0}
     ed = {"in_kb": 0, "detected": 0, "correct": 0, "forced": 0, "linked": 0, "correct_linked": 0}
     by_training = {group: {"in_kb": 0, "correct": 0, "forced": 0} for group in ("seen", "unseen")}
@@ -206,7 +245,7 @@ def score(
                     group["in_kb"] += 1
                     group["correct"] += correct
                     group["forced"] += forced
-                type_counts = per_type_ed.setdefault(m.type, Counts())
+                type_counts = per_type_ed.setdefault(m.type, PRFScore())
                 type_counts.tp += correct
                 type_counts.fn += not correct
                 if doc.candidate_ranks is not None:
@@ -218,9 +257,9 @@ def score(
         per_document.append({
             "id": doc.id,
             "tokens": doc.n_tokens,
-            "el": counts["nil_fp"].as_dict(),
-            "el_nil_ignored": counts["nil_ignored"].as_dict(),
-            "md": mentions.as_dict(),
+            "el": counts_dict(counts["nil_fp"]),
+            "el_nil_ignored": counts_dict(counts["nil_ignored"]),
+            "md": counts_dict(mentions),
         })
     if not have_kb:
         gold_counts["in_kb"] = gold_counts["not_in_kb"] = None
@@ -247,14 +286,15 @@ def score(
         },
         "md": md.as_dict(),
         "per_type": {
-            label: {"el": counts.as_dict(), "ed_accuracy": _accuracy(per_type_ed.get(label))}
+            label: {"el": counts_dict(counts), "ed_accuracy": _accuracy(per_type_ed.get(label))}
             for label, counts in sorted(per_type.items())
         },
         "per_document": per_document,
     }
 
 
-def _accuracy(counts: Optional[Counts]) -> Optional[float]:
+def _accuracy(counts: Optional[PRFScore]) -> Optional[float]:
+    """The share of right answers (right: true positive, wrong: false negative)."""
     if counts is None or counts.tp + counts.fn == 0:
         return None
-    return counts.tp / (counts.tp + counts.fn)
+    return counts.recall

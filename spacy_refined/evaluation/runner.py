@@ -3,6 +3,7 @@ import os
 import platform
 import resource
 import time
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
@@ -10,13 +11,17 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Un
 import numpy as np
 import spacy
 from spacy.language import Language
+from spacy.pipeline import EntityLinker
 from spacy.tokens import Doc, Span
 from thinc.api import get_current_ops
 
+from ..ids import ENTITY_LABEL, NIL, UNKNOWN, entity_status
+from ..kb.candidates import person_name_candidates
 from ..kb.store import RefinedKB
-from ..labels import DEFAULT_TYPE_LABELS, CoarseLabels
-from ..pipeline.linker import RefinedLinker
-from .metrics import NIL, RECALL_AT, UNKNOWN, DocumentResult, Mention, entity_status, score
+from ..labels import DEFAULT_LABEL, CoarseLabels
+from ..pipeline.linker import find_linker
+from ..training.corpus import coarse_labels
+from .metrics import RECALL_AT, DocumentResult, Mention, predicted_mentions, score
 
 DETECTORS = ("ner", "beam_ner", "entity_ruler", "span_ruler")  # factories that write doc.ents
 MIN_TIMED_SECONDS = 2.0  # a dataset faster than this is timed again, up to MAX_TIMED_PASSES passes
@@ -25,9 +30,15 @@ NOT_IN_KB_TYPE = "not in KB"
 
 
 def load_pipeline(path: Union[str, Path], gold_spans: bool, nil_bias: Optional[float] = None) -> Language:
-    """Load a pipeline; with `gold_spans`, `refined_linker`s link the given
-    `doc.ents` (mode "ents") and components that detect entities are
-    disabled; `nil_bias` replaces the `refined_linker`s' setting."""
+    """Load a pipeline for evaluation. The settings are overridden in the
+    config of every `refined_linker` (found by factory: before loading).
+
+    path (Union[str, Path]): The pipeline directory.
+    gold_spans (bool): The `refined_linker`s link the given `doc.ents` (mode
+        "ents"), and the components that detect entities are disabled.
+    nil_bias (Optional[float]): Replaces the `refined_linker`s' `nil_bias`.
+    RETURNS (Language): The pipeline.
+    """
     path = Path(path)
     if not (path / "config.cfg").exists():
         raise FileNotFoundError(f"{path} is not a spaCy pipeline (no config.cfg)")
@@ -61,39 +72,39 @@ def machine_description() -> str:
 
 
 def pipeline_kb(nlp: Language) -> Optional[RefinedKB]:
-    """The RefinedKB of the pipeline's refined_linker or entity_linker, if any."""
-    for _, component in nlp.pipeline:
-        kb = getattr(component, "kb", None)
-        if isinstance(kb, RefinedKB) and kb.path is not None:
-            return kb
-    return None
+    """The KB that a pipeline links with: its `refined_linker`'s, else the
+    RefinedKB of a spaCy `entity_linker` (None if neither has one).
 
-
-def _type_mapping(nlp: Language) -> Tuple[Dict[str, str], str]:
-    for _, component in nlp.pipeline:
-        if isinstance(component, RefinedLinker):
-            return component.type_labels, component.default_label
-    return DEFAULT_TYPE_LABELS, "MISC"
+    nlp (Language): The pipeline.
+    RETURNS (Optional[RefinedKB]): The KB.
+    """
+    try:
+        return find_linker(nlp).kb
+    except ValueError:  # no refined_linker
+        kbs = [component.kb for _, component in nlp.pipeline if isinstance(component, EntityLinker)]
+        return next((kb for kb in kbs if isinstance(kb, RefinedKB) and kb.path is not None), None)
 
 
 def gold_mentions(record: Dict[str, Any], kb: Optional[RefinedKB], coarse: Optional[CoarseLabels]) -> List[Mention]:
-    """A record's gold mentions; types from the label's `type`/`label`, else the
-    KB's coarse type of the entity, else "ENT"."""
+    """A record's gold mentions.
+
+    record (Dict[str, Any]): An EL record.
+    kb (Optional[RefinedKB]): The KB that types the entities.
+    coarse (Optional[CoarseLabels]): The coarse labels of the KB's types.
+    RETURNS (List[Mention]): The mentions; their type is the label's
+        `type`/`label`, else (given a KB) the coarse label of the entity or
+        NOT_IN_KB_TYPE, else `ids.ENTITY_LABEL`.
+    """
     mentions = [
         Mention(int(label["span"][0]), int(label["span"][1]), entity_status(label.get("entity_id")), label.get("type") or label.get("label") or "")
         for label in record.get("labels") or []
     ]
     untyped = [m for m in mentions if not m.type]
-    if untyped and kb is not None and coarse is not None:
-        indices = kb.find([m.entity_id for m in untyped])
-        known = indices >= 0
-        labels = np.full(len(untyped), NOT_IN_KB_TYPE, dtype=object)
-        if known.any():
-            labels[known] = coarse.from_types(kb.type_matrix(indices[known]))
-        for m, label in zip(untyped, labels):
+    if kb is not None and coarse is not None:
+        for m, label in zip(untyped, coarse.for_ids(kb, [m.entity_id for m in untyped], unknown=NOT_IN_KB_TYPE)):
             m.type = label
     for m in untyped:
-        m.type = m.type or "ENT"
+        m.type = m.type or ENTITY_LABEL
     return mentions
 
 
@@ -107,17 +118,16 @@ def set_gold_spans(doc: Doc, mentions: Sequence[Mention]) -> Dict[Tuple[int, int
         span = doc.char_span(m.start, m.end, alignment_mode="expand")
         if span is None or (ents and span.start < ents[-1].end):
             continue
-        ents.append(Span(doc, span.start, span.end, label=m.type if m.type != NOT_IN_KB_TYPE else "MISC"))
+        ents.append(Span(doc, span.start, span.end, label=m.type if m.type != NOT_IN_KB_TYPE else DEFAULT_LABEL))
         aligned[(span.start_char, span.end_char)] = m.span
     doc.ents = ents
     return aligned
 
 
-def _best(ent: Span) -> Optional[str]:
-    """The best candidate of a linked mention (`span._.kb_candidates` of
-    refined_linker), None when unknown."""
-    candidates = ent._.kb_candidates if Span.has_extension("kb_candidates") else None
-    return candidates[0][0] if candidates else None
+def _realigned(mention: Mention, aligned: Dict[Tuple[int, int], Tuple[int, int]]) -> Mention:
+    """`mention` on the gold span that its token-aligned span came from (see `set_gold_spans`)."""
+    start, end = aligned.get(mention.span, mention.span)
+    return replace(mention, start=start, end=end)
 
 
 def linked_entities(records: Iterable[Dict[str, Any]]) -> Set[str]:
@@ -131,7 +141,7 @@ def candidate_ranks(kb: RefinedKB, text: str, mentions: Sequence[Mention], k: in
     its text (in document order, as the linkers ask), -1 if absent."""
     if not mentions:
         return []
-    batch = kb.document_candidates([text[m.start:m.end] for m in mentions], k)
+    batch = person_name_candidates(kb, [text[m.start:m.end] for m in mentions], k)
     gold = kb.find([m.entity_id for m in mentions])
     lengths = batch.lengths
     owner = np.repeat(np.arange(len(mentions)), lengths)
@@ -183,7 +193,7 @@ def evaluate(
     nlp = load_pipeline(pipeline, gold_spans, nil_bias)
     load_seconds = time.perf_counter() - started
     kb = RefinedKB.load(kb_path, nlp.vocab) if kb_path is not None else pipeline_kb(nlp)
-    coarse = CoarseLabels(kb.type_ids, *_type_mapping(nlp)) if kb is not None else None
+    coarse = coarse_labels(nlp, kb) if kb is not None else None
     golds = [gold_mentions(record, kb, coarse) for record in records]
     docs = [nlp.make_doc(record["text"]) for record in records]
     alignments = [set_gold_spans(doc, mentions) if gold_spans else {} for doc, mentions in zip(docs, golds)]
@@ -191,11 +201,7 @@ def evaluate(
     seconds = float(np.median(timings))
     results = []
     for record, doc, mentions, aligned in zip(records, processed, golds, alignments):
-        predicted = [
-            Mention(*aligned.get((ent.start_char, ent.end_char), (ent.start_char, ent.end_char)), entity_status(ent.kb_id_), ent.label_, _best(ent))
-            for ent in doc.ents
-            if ent.kb_id_ != UNKNOWN
-        ]
+        predicted = [_realigned(m, aligned) for m in predicted_mentions(doc.ents)]
         linked = [m for m in mentions if m.entity_id not in (NIL, UNKNOWN)]
         in_kb = ranks = None
         if kb is not None:

@@ -2,7 +2,7 @@
 import shutil
 from array import array
 from pathlib import Path
-from typing import Iterable, List, Sequence, Union
+from typing import Iterable, List, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -63,8 +63,9 @@ class StringTableWriter:
 
     def __init__(self, directory: PathLike, name: str) -> None:
         directory = Path(directory)
-        self._data = NpyAppender(directory / f"{name}.data.npy", "uint8")
-        self._offsets = NpyAppender(directory / f"{name}.offsets.npy", "int64")
+        data_file, offsets_file = StringTable.files(name)
+        self._data = NpyAppender(directory / data_file, "uint8")
+        self._offsets = NpyAppender(directory / offsets_file, "int64")
         self._offsets.append(0)
         self._end = 0
         self._pending: List[bytes] = []
@@ -102,10 +103,16 @@ class StringTable:
         self.data = data
         self.offsets = offsets
 
+    @staticmethod
+    def files(name: str) -> Tuple[str, str]:
+        """The file names of the table `name`: its UTF-8 data and its offsets."""
+        return f"{name}.data.npy", f"{name}.offsets.npy"
+
     @classmethod
     def load(cls, directory: PathLike, name: str) -> "StringTable":
         directory = Path(directory)
-        return cls(load_array(directory / f"{name}.data.npy"), load_array(directory / f"{name}.offsets.npy"))
+        data_file, offsets_file = cls.files(name)
+        return cls(load_array(directory / data_file), load_array(directory / offsets_file))
 
     def __len__(self) -> int:
         return len(self.offsets) - 1

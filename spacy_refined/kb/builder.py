@@ -23,42 +23,75 @@ type inventory keeps the `n_types` types held by most entities, skipping
 types held by more than `max_type_share` of the typed entities (too general
 to tell candidates apart, e.g. "entity") or by fewer than `min_type_count`.
 """
-import gzip
-import json
 import shutil
 import time
 from array import array
 from collections import defaultdict
 from dataclasses import dataclass, field
+from enum import IntEnum
 from pathlib import Path
-from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, Iterable, Iterator, List, Optional, Set, Tuple
 
 import numpy as np
 import srsly
 from spacy.strings import get_string_id
 from tqdm import tqdm
 
+from ..util import DumpError, PathLike, open_text, read_jsonl
 from .arrays import NpyAppender, StringTable, StringTableWriter, load_array, save_array
-from .errors import DumpError, KBError
-from .normalize import normalize_alias, normalize_title
-from .segment import find_sorted
-from .store import (
+from .errors import KBError
+from .format import (
+    BASE_SEGMENT,
     DEFAULT_MAX_CANDIDATES,
     FORMAT,
     FORMAT_VERSION,
     RELATIONS_FILE,
+    SEGMENT_ARRAYS,
     TYPES_FILE,
-    RefinedKB,
+    ArraySpec,
+    added_segment_name,
+    missing_segment_files,
     staging_directory,
     type_inventory_hash,
     write_manifest,
 )
+from .normalize import normalize_alias, normalize_title
+from .segment import find_sorted
+from .store import RefinedKB
+from .wikidata import read_wikidata
+from .wikipedia import read_wikipedia
 
-PathLike = Union[str, Path]
 
-LABEL, ALIAS, ANCHOR, REDIRECT, COUNT = range(5)
+class Evidence(IntEnum):
+    """The kinds of evidence that an alias names an entity; the manifest
+    records the weight of each under its lower-case name."""
+
+    LABEL = 0
+    ALIAS = 1
+    ANCHOR = 2
+    REDIRECT = 3
+    COUNT = 4
+
+
 EVIDENCE_DTYPE = np.dtype([("alias", "<u8"), ("target", "<u8"), ("kind", "u1"), ("weight", "<f4")])
 _BUCKET_FLUSH = 1 << 18
+# The writer's own columns, in its work directory (removed once the segment is written).
+WORK_ARRAYS: Dict[str, ArraySpec] = {
+    array.name: array
+    for array in (
+        ArraySpec("entity_keys", "uint64", "spaCy string hash of each entity ID, in entity order"),
+        ArraySpec("title_keys", "uint64", "spaCy string hash of each Wikipedia title (0: none), in entity order"),
+        ArraySpec("raw_popularity", "float32", "popularity given in the input (NaN: none)"),
+        ArraySpec("sitelinks", "int32", "number of sitelinks"),
+        ArraySpec("type_keys", "uint64", "spaCy string hashes of the types and superclasses of each entity"),
+        ArraySpec("type_offsets", "int64", "CSR per entity into `type_keys`"),
+        ArraySpec("fact_subjects", "int32", "global entity indices"),
+        ArraySpec("fact_relations", "int32", "the segment's own relation numbers"),
+        ArraySpec("fact_object_keys", "uint64", "spaCy string hash of each object ID"),
+    )
+}
+
+TypeMapper = Callable[[Tuple[int, ...]], List[int]]
 
 
 @dataclass
@@ -123,7 +156,7 @@ class _EvidenceBuckets:
             path.write_bytes(b"")
         self._rows: List[Tuple[int, int, int, float]] = []
 
-    def add(self, alias: str, target: int, kind: int, weight: float) -> None:
+    def add(self, alias: str, target: int, kind: Evidence, weight: float) -> None:
         key = get_string_id(normalize_alias(alias))
         if key and target and weight > 0:
             self._rows.append((key, target, kind, weight))
@@ -149,7 +182,12 @@ class _EvidenceBuckets:
 
 
 class SegmentWriter:
-    """Streams entities and alias evidence of one segment into `directory`."""
+    """Streams entities and alias evidence of one segment into `directory`.
+
+    Entities are added one by one (`add_entity`) with the evidence of their
+    names; other evidence goes to `evidence`. `close` ends the stream and
+    indexes the entities, `finish` writes the rest of the segment.
+    """
 
     def __init__(self, directory: Path, work: Path, start: int, n_buckets: int) -> None:
         self.directory = directory
@@ -162,26 +200,50 @@ class SegmentWriter:
         self._labels = StringTableWriter(directory, "labels")
         self._descriptions = StringTableWriter(directory, "descriptions")
         self._aliases = StringTableWriter(directory, "entity_aliases")
-        self._alias_offsets = NpyAppender(directory / "entity_alias_offsets.npy", "int64")
+        self._alias_offsets = self._appender("entity_alias_offsets")
         self._alias_offsets.append(0)
         self._n_aliases = 0
         self._titles = StringTableWriter(directory, "entity_titles")
-        self._keys = NpyAppender(work / "entity_keys.npy", "uint64")
-        self._title_keys = NpyAppender(work / "title_keys.npy", "uint64")
-        self._raw_popularity = NpyAppender(work / "raw_popularity.npy", "float32")
-        self._sitelinks = NpyAppender(work / "sitelinks.npy", "int32")
-        self._type_keys = NpyAppender(work / "type_keys.npy", "uint64")
-        self._type_offsets = NpyAppender(work / "type_offsets.npy", "int64")
+        self._keys = self._work_appender("entity_keys")
+        self._title_keys = self._work_appender("title_keys")
+        self._raw_popularity = self._work_appender("raw_popularity")
+        self._sitelinks = self._work_appender("sitelinks")
+        self._type_keys = self._work_appender("type_keys")
+        self._type_offsets = self._work_appender("type_offsets")
         self._type_offsets.append(0)
         self._n_type_keys = 0
-        self._fact_subjects = NpyAppender(work / "fact_subjects.npy", "int32")
-        self._fact_relations = NpyAppender(work / "fact_relations.npy", "int32")
-        self._fact_objects = NpyAppender(work / "fact_object_keys.npy", "uint64")
+        self._fact_subjects = self._work_appender("fact_subjects")
+        self._fact_relations = self._work_appender("fact_relations")
+        self._fact_objects = self._work_appender("fact_object_keys")
         self.evidence = _EvidenceBuckets(work, n_buckets)
         self.redirects = (array("Q"), array("Q"))  # title key -> target title key
         self.class_names: Dict[int, str] = {}
         self.superclasses: Dict[int, List[int]] = defaultdict(list)
         self.relations: Dict[str, int] = {}
+        self._entity_keys: Optional[np.ndarray] = None
+        self._entity_rows: Optional[np.ndarray] = None
+
+    # ------------------------------------------------------------ array files
+
+    def _path(self, name: str) -> Path:
+        return self.directory / SEGMENT_ARRAYS[name].file
+
+    def _appender(self, name: str) -> NpyAppender:
+        return NpyAppender(self._path(name), SEGMENT_ARRAYS[name].dtype)
+
+    def _save(self, name: str, values: np.ndarray) -> None:
+        save_array(self._path(name), np.asarray(values, dtype=SEGMENT_ARRAYS[name].dtype))
+
+    def _work_path(self, name: str) -> Path:
+        return self.work / WORK_ARRAYS[name].file
+
+    def _work_appender(self, name: str) -> NpyAppender:
+        return NpyAppender(self._work_path(name), WORK_ARRAYS[name].dtype)
+
+    def _load_work(self, name: str) -> np.ndarray:
+        return load_array(self._work_path(name))
+
+    # -------------------------------------------------------------- streaming
 
     def add_entity(self, record: EntityRecord) -> None:
         key = get_string_id(record.id)
@@ -213,45 +275,57 @@ class SegmentWriter:
             self._fact_relations.append(self.relations.setdefault(relation, len(self.relations)))
             self._fact_objects.append(get_string_id(obj))
         if record.label:
-            self.evidence.add(record.label, key, LABEL, 1.0)
+            self.evidence.add(record.label, key, Evidence.LABEL, 1.0)
         for alias in aliases:
-            self.evidence.add(alias, key, ALIAS, 1.0)
+            self.evidence.add(alias, key, Evidence.ALIAS, 1.0)
         title = normalize_title(record.title) if record.title else ""
         self._titles.append(title)
         self._title_keys.append(get_string_id(title) if title else 0)
 
-    def close_columns(self) -> None:
+    def close(self) -> None:
+        """End the stream of entities and index them by ID and by Wikipedia
+        title (a title claimed twice goes to its first entity); `resolve`
+        works from then on. KBError on a duplicate ID."""
         for writer in (self._ids, self._labels, self._descriptions, self._aliases, self._alias_offsets, self._keys,
                        self._titles, self._title_keys,
                        self._raw_popularity, self._sitelinks, self._type_keys, self._type_offsets,
                        self._fact_subjects, self._fact_relations, self._fact_objects):
             writer.close()
         self.evidence.flush()
-
-    def write_entity_index(self) -> Tuple[np.ndarray, np.ndarray]:
-        """Sort the entity keys; KBError on a duplicate ID. Returns (keys, rows)."""
-        keys = np.asarray(load_array(self.work / "entity_keys.npy"))
+        keys = np.asarray(self._load_work("entity_keys"))
         order = np.argsort(keys, kind="stable")
         sorted_keys = keys[order]
         duplicate = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
         if len(duplicate):
             duplicated = StringTable.load(self.directory, "entity_ids")[int(order[duplicate[0]])]
             raise KBError(f"entity ID {duplicated!r} occurs more than once in the input")
-        save_array(self.directory / "entity_keys.npy", sorted_keys)
-        save_array(self.directory / "entity_key_rows.npy", order.astype(np.int32))
-        # Wikipedia titles -> rows; a title claimed twice goes to its first entity.
-        title_keys = np.asarray(load_array(self.work / "title_keys.npy"))
+        self._save("entity_keys", sorted_keys)
+        self._save("entity_key_rows", order)
+        title_keys = np.asarray(self._load_work("title_keys"))
         rows = np.flatnonzero(title_keys)
         rows = rows[np.argsort(title_keys[rows], kind="stable")]
         first = np.r_[True, title_keys[rows][1:] != title_keys[rows][:-1]] if len(rows) else np.zeros(0, bool)
-        save_array(self.directory / "title_keys.npy", title_keys[rows][first])
-        save_array(self.directory / "title_key_rows.npy", rows[first].astype(np.int32))
-        return sorted_keys, order.astype(np.int32)
+        self._save("title_keys", title_keys[rows][first])
+        self._save("title_key_rows", rows[first])
+        self._entity_keys, self._entity_rows = sorted_keys, order.astype(np.int32)
 
-    def iter_raw_types(self, chunk: int = 1 << 20) -> Iterable[Tuple[int, ...]]:
+    def resolve(self, keys: np.ndarray) -> np.ndarray:
+        """Global indices of this segment's entities with these ID keys (-1 where absent)."""
+        assert self._entity_keys is not None, "resolve() needs close() first"
+        return find_sorted(self._entity_keys, keys, self._entity_rows, self.start)
+
+    def raw_popularity(self) -> np.ndarray:
+        """Each entity's popularity as given in the input (NaN where none), float32."""
+        return np.array(self._load_work("raw_popularity"))
+
+    def sitelinks(self) -> np.ndarray:
+        """Each entity's number of sitelinks, int32."""
+        return np.array(self._load_work("sitelinks"))
+
+    def iter_raw_types(self, chunk: int = 1 << 20) -> Iterator[Tuple[int, ...]]:
         """The raw type keys of each entity, in entity order (read in chunks)."""
-        offsets = load_array(self.work / "type_offsets.npy")
-        keys = load_array(self.work / "type_keys.npy")
+        offsets = self._load_work("type_offsets")
+        keys = self._load_work("type_keys")
         for first in range(0, len(offsets) - 1, chunk):
             bounds = np.asarray(offsets[first : first + chunk + 1])
             values = np.asarray(keys[bounds[0] : bounds[-1]]).tolist()
@@ -259,10 +333,64 @@ class SegmentWriter:
             for start, end in zip(starts[:-1], starts[1:]):
                 yield tuple(values[start:end])
 
-    def write_types(self, map_types: Callable[[Tuple[int, ...]], List[int]]) -> None:
-        """Write each entity's type indices; `map_types` maps raw type keys to them."""
-        out_offsets = NpyAppender(self.directory / "type_offsets.npy", "int64")
-        out_values = NpyAppender(self.directory / "type_values.npy", "int32")
+    # -------------------------------------------------------------- finishing
+
+    def finish(
+        self,
+        popularity: Callable[["SegmentWriter"], np.ndarray],
+        map_types: TypeMapper,
+        relation_map: np.ndarray,
+        weights: Dict[Evidence, float],
+        max_candidates: int,
+        kb: Optional[RefinedKB] = None,
+    ) -> Dict[str, int]:
+        """Write the rest of the closed segment: popularity, types, facts and
+        the alias -> candidates table; then remove the work directory.
+
+        popularity (Callable[[SegmentWriter], np.ndarray]): The popularity
+            rule, giving each entity's popularity in [0, 1]:
+            `percentile_popularity` for a build, `clipped_popularity` for
+            entities added to a KB.
+        map_types (TypeMapper): An entity's raw type keys -> its type indices.
+        relation_map (np.ndarray): The segment's relation numbers -> the KB's
+            relation indices.
+        weights (Dict[Evidence, float]): The weight of each kind of evidence.
+        max_candidates (int): Candidates kept per alias.
+        kb (Optional[RefinedKB]): The KB the segment is appended to, whose
+            entities facts and evidence may name; None for a base segment.
+        RETURNS (Dict[str, int]): The segment's n_entities, n_aliases and
+            n_facts, as the manifest lists them.
+        """
+        values = np.asarray(popularity(self), dtype=np.float32)
+        self._save("popularity", values)
+
+        def resolve(keys: np.ndarray) -> np.ndarray:
+            found = self.resolve(keys)
+            if kb is None:
+                return found
+            return np.where(found >= 0, found, kb.find_keys(np.asarray(keys, dtype=np.uint64)))
+
+        def popularity_of(indices: np.ndarray) -> np.ndarray:
+            own = indices >= self.start
+            out = np.zeros(len(indices), dtype=np.float32)
+            out[own] = values[indices[own] - self.start]
+            if kb is not None and (~own).any():
+                out[~own] = kb.popularities(indices[~own])
+            return out
+
+        self._write_types(map_types)
+        n_facts = self._write_facts(resolve, relation_map)
+        n_aliases = self._write_candidates(resolve, popularity_of, weights, max_candidates)
+        missing = missing_segment_files(self.directory)
+        if missing:
+            raise RuntimeError(f"segment {self.directory} was written without {', '.join(missing)}")
+        shutil.rmtree(self.work, ignore_errors=True)
+        return {"n_entities": self.n_entities, "n_aliases": n_aliases, "n_facts": n_facts}
+
+    def _write_types(self, map_types: TypeMapper) -> None:
+        """Write each entity's type indices."""
+        out_offsets = self._appender("type_offsets")
+        out_values = self._appender("type_values")
         out_offsets.append(0)
         total = 0
         for raw in self.iter_raw_types():
@@ -273,18 +401,18 @@ class SegmentWriter:
         out_offsets.close()
         out_values.close()
 
-    def write_facts(self, resolve: Callable[[np.ndarray], np.ndarray], relation_map: np.ndarray, chunk: int = 1 << 24) -> int:
+    def _write_facts(self, resolve: Callable[[np.ndarray], np.ndarray], relation_map: np.ndarray, chunk: int = 1 << 24) -> int:
         """Keep the facts whose object is a known entity; index them by subject and by object.
 
         Objects are resolved in chunks; the subjects arrive sorted (entities are
         written in order), so only the by-object order needs a sort.
         """
-        keys = load_array(self.work / "fact_object_keys.npy")
-        subjects_in = load_array(self.work / "fact_subjects.npy")
-        relations_in = load_array(self.work / "fact_relations.npy")
-        subjects = NpyAppender(self.work / "kept_subjects.npy", "int32")
-        relations = NpyAppender(self.directory / "fact_relations.npy", "int32")
-        objects = NpyAppender(self.directory / "fact_objects.npy", "int32")
+        keys = self._load_work("fact_object_keys")
+        subjects_in = self._load_work("fact_subjects")
+        relations_in = self._load_work("fact_relations")
+        subjects = self._appender("fact_subjects")
+        relations = self._appender("fact_relations")
+        objects = self._appender("fact_objects")
         for start in range(0, len(keys), chunk):
             resolved = resolve(keys[start : start + chunk])
             keep = resolved >= 0
@@ -293,36 +421,34 @@ class SegmentWriter:
             objects.extend(resolved[keep])
         for writer in (subjects, relations, objects):
             writer.close()
-        kept = load_array(self.work / "kept_subjects.npy")
-        if np.any(np.diff(kept) < 0):
-            raise KBError("internal error: facts are not in subject order")
-        shutil.move(str(self.work / "kept_subjects.npy"), str(self.directory / "fact_subjects.npy"))
-        objects = np.asarray(load_array(self.directory / "fact_objects.npy"))
+        if np.any(np.diff(load_array(self._path("fact_subjects"))) < 0):
+            raise RuntimeError(f"segment {self.directory}: the facts are not in subject order")
+        objects = np.asarray(load_array(self._path("fact_objects")))
         by_object = np.argsort(objects, kind="stable")
-        save_array(self.directory / "fact_object_order.npy", by_object)
-        save_array(self.directory / "fact_objects_sorted.npy", objects[by_object])
+        self._save("fact_object_order", by_object)
+        self._save("fact_objects_sorted", objects[by_object])
         return int(len(objects))
 
-    def write_candidates(
+    def _write_candidates(
         self,
         resolve: Callable[[np.ndarray], np.ndarray],
         popularity: Callable[[np.ndarray], np.ndarray],
-        weights: Dict[int, float],
+        weights: Dict[Evidence, float],
         max_candidates: int,
     ) -> int:
         """Aggregate the evidence buckets into the alias -> candidates CSR."""
-        title_keys = np.asarray(load_array(self.directory / "title_keys.npy"))
-        title_targets = np.asarray(load_array(self.work / "entity_keys.npy"))[load_array(self.directory / "title_key_rows.npy")]
+        title_keys = np.asarray(load_array(self._path("title_keys")))
+        title_targets = np.asarray(self._load_work("entity_keys"))[load_array(self._path("title_key_rows"))]
         redirect_keys, redirect_targets = _sorted_pairs(self.redirects)
-        alias_keys = NpyAppender(self.directory / "alias_keys.npy", "uint64")
-        alias_totals = NpyAppender(self.directory / "alias_totals.npy", "float32")
-        offsets = NpyAppender(self.directory / "candidate_offsets.npy", "int64")
-        entities = NpyAppender(self.directory / "candidate_entities.npy", "int32")
-        counts = NpyAppender(self.directory / "candidate_counts.npy", "float32")
+        alias_keys = self._appender("alias_keys")
+        alias_totals = self._appender("alias_totals")
+        offsets = self._appender("candidate_offsets")
+        entities = self._appender("candidate_entities")
+        counts = self._appender("candidate_counts")
         offsets.append(0)
         n_candidates = 0
         n_aliases = 0
-        kind_weight = np.zeros(5, dtype=np.float32)
+        kind_weight = np.zeros(len(Evidence), dtype=np.float32)
         for kind, weight in weights.items():
             kind_weight[kind] = weight
         for b in range(self.evidence.n_buckets):
@@ -330,7 +456,7 @@ class SegmentWriter:
             if not len(rows):
                 continue
             target = rows["target"].copy()
-            via_title = (rows["kind"] == ANCHOR) | (rows["kind"] == REDIRECT)
+            via_title = (rows["kind"] == Evidence.ANCHOR) | (rows["kind"] == Evidence.REDIRECT)
             if via_title.any():
                 titles = target[via_title]
                 for _ in range(3):  # follow redirect chains (double redirects exist)
@@ -340,7 +466,7 @@ class SegmentWriter:
             keep = entity >= 0
             alias, entity, kind = rows["alias"][keep], entity[keep], rows["kind"][keep]
             weight = rows["weight"][keep] * kind_weight[kind]
-            by_name = (kind == LABEL) | (kind == ALIAS)
+            by_name = (kind == Evidence.LABEL) | (kind == Evidence.ALIAS)
             weight[by_name] *= 1.0 + popularity(entity[by_name])
             if not len(alias):
                 continue
@@ -375,8 +501,8 @@ class SegmentWriter:
 class KBBuilder:
     """Builds a KB directory from any mix of inputs (see the module docstring).
 
-    Use as a context manager: nothing replaces `output` unless the `with`
-    block and `build()` complete.
+    Use as a context manager: the KB is written when the `with` block ends,
+    and nothing replaces `output` unless the block and the writing complete.
     """
 
     def __init__(
@@ -403,27 +529,34 @@ class KBBuilder:
         self.min_type_count = min_type_count
         self.max_candidates = max_candidates
         self.person_type = person_type
-        self.weights = {LABEL: label_weight, ALIAS: alias_weight, ANCHOR: 1.0, REDIRECT: 1.0, COUNT: 1.0}
+        self.weights = {
+            Evidence.LABEL: label_weight,
+            Evidence.ALIAS: alias_weight,
+            Evidence.ANCHOR: 1.0,
+            Evidence.REDIRECT: 1.0,
+            Evidence.COUNT: 1.0,
+        }
         self.n_buckets = n_buckets
         self.progress = progress
         self.sources: List[Dict[str, Any]] = []
         self.relation_labels: Dict[str, str] = {}
         self._popularity_files: List[Path] = []
-        self._staging: Optional[staging_directory] = None
         self.stats: Dict[str, Any] = {}
 
     def __enter__(self) -> "KBBuilder":
         self._staging = staging_directory(self.output)
-        root = self._staging.__enter__()
-        self.root = root
-        self.writer = SegmentWriter(root / "base", root / "_work", 0, self.n_buckets)
+        self.root = self._staging.__enter__()
+        self.writer = SegmentWriter(self.root / BASE_SEGMENT, self.root / "_work", 0, self.n_buckets)
         self._started = time.perf_counter()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            self._finish()
-            shutil.rmtree(self.root / "_work", ignore_errors=True)
+            try:
+                self._finish()
+            except BaseException as error:
+                self._staging.__exit__(type(error), error, error.__traceback__)
+                raise
         self._staging.__exit__(exc_type, exc, tb)
 
     def _bar(self, desc: str, unit: str):
@@ -433,8 +566,6 @@ class KBBuilder:
 
     def add_wikidata(self, path: PathLike, processes: int = 1) -> int:
         """Stream a Wikidata JSON dump (.json, .bz2 or .gz)."""
-        from .wikidata import read_wikidata
-
         n = 0
         with self._bar(f"wikidata {Path(path).name}", "entities") as bar:
             for record in read_wikidata(path, language=self.language, site=self.site, processes=processes):
@@ -475,8 +606,6 @@ class KBBuilder:
 
     def add_wikipedia(self, path: PathLike) -> int:
         """Anchor texts and redirects of a Wikipedia pages-articles dump."""
-        from .wikipedia import read_wikipedia
-
         n_links = 0
         n_pages = 0
         with self._bar(f"wikipedia {Path(path).name}", "pages") as bar:
@@ -486,10 +615,10 @@ class KBBuilder:
                 if page.redirect:
                     self.writer.redirects[0].append(get_string_id(page.title))
                     self.writer.redirects[1].append(get_string_id(page.redirect))
-                    self.writer.evidence.add(page.title, get_string_id(page.redirect), REDIRECT, 1.0)
+                    self.writer.evidence.add(page.title, get_string_id(page.redirect), Evidence.REDIRECT, 1.0)
                     continue
                 for anchor, target in page.links:
-                    self.writer.evidence.add(anchor, get_string_id(target), ANCHOR, 1.0)
+                    self.writer.evidence.add(anchor, get_string_id(target), Evidence.ANCHOR, 1.0)
                     n_links += 1
         self.sources.append({"kind": "wikipedia", "path": str(path), "pages": n_pages, "links": n_links})
         return n_links
@@ -498,7 +627,7 @@ class KBBuilder:
         """Mention -> entity counts: a TSV (mention, entity ID, count) or EL documents as JSONL."""
         n = 0
         for mention, entity_id, count in read_mention_counts(path):
-            self.writer.evidence.add(mention, get_string_id(entity_id), COUNT, count)
+            self.writer.evidence.add(mention, get_string_id(entity_id), Evidence.COUNT, count)
             n += 1
         self.sources.append({"kind": "mention_counts", "path": str(path), "rows": n})
         return n
@@ -514,21 +643,18 @@ class KBBuilder:
 
     def _finish(self) -> None:
         writer = self.writer
-        writer.close_columns()
+        writer.close()
         if writer.n_entities == 0:
             raise KBError("no entities in the input: give a Wikidata dump or an entities JSONL file")
-        keys, rows = writer.write_entity_index()
-
-        def resolve(target_keys: np.ndarray) -> np.ndarray:
-            return find_sorted(keys, target_keys, rows)
-
-        popularity = self._popularity(keys, rows)
-        save_array(writer.directory / "popularity.npy", popularity)
-        type_ids, type_labels, type_counts, map_types = self._type_inventory(resolve)
-        writer.write_types(map_types)
+        type_ids, type_labels, type_counts, map_types = self._type_inventory()
         relation_ids = sorted(writer.relations, key=writer.relations.get)
-        n_facts = writer.write_facts(resolve, np.arange(len(relation_ids)))
-        n_aliases = writer.write_candidates(resolve, lambda idx: popularity[idx], self.weights, self.max_candidates)
+        counts = writer.finish(
+            popularity=percentile_popularity(self._popularity_files),
+            map_types=map_types,
+            relation_map=np.arange(len(relation_ids)),
+            weights=self.weights,
+            max_candidates=self.max_candidates,
+        )
         srsly.write_json(self.root / TYPES_FILE, [
             {"id": t, "label": label, "entities": int(count)} for t, label, count in zip(type_ids, type_labels, type_counts)
         ])
@@ -536,9 +662,9 @@ class KBBuilder:
             {"id": r, "label": self.relation_labels.get(r, r)} for r in relation_ids
         ])
         self.stats = {
-            "entities": writer.n_entities,
-            "aliases": n_aliases,
-            "facts": n_facts,
+            "entities": counts["n_entities"],
+            "aliases": counts["n_aliases"],
+            "facts": counts["n_facts"],
             "types": len(type_ids),
             "relations": len(relation_ids),
             "seconds": round(time.perf_counter() - self._started, 2),
@@ -550,7 +676,7 @@ class KBBuilder:
             "type_hash": type_inventory_hash(type_ids),
             "person_type": self.person_type,
             "max_candidates": self.max_candidates,
-            "segments": [{"name": "base", "n_entities": writer.n_entities, "n_aliases": n_aliases, "n_facts": n_facts}],
+            "segments": [{"name": BASE_SEGMENT, **counts}],
             "embeddings": None,
             "counts": self.stats,
             "build": {
@@ -558,25 +684,12 @@ class KBBuilder:
                 "n_types": self.n_types,
                 "max_type_share": self.max_type_share,
                 "min_type_count": self.min_type_count,
-                "weights": {name: self.weights[kind] for kind, name in enumerate(("label", "alias", "anchor", "redirect", "count"))},
+                "weights": {kind.name.lower(): self.weights[kind] for kind in Evidence},
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             },
         })
 
-    def _popularity(self, keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        work = self.writer.work
-        raw = np.array(load_array(work / "raw_popularity.npy"), dtype=np.float64)
-        for path in self._popularity_files:
-            file_keys, scores = read_popularity(path)
-            found = find_sorted(keys, file_keys, rows)
-            raw[found[found >= 0]] = scores[found >= 0]
-        sitelinks = np.asarray(load_array(work / "sitelinks.npy"), dtype=np.float64)
-        signals = [s for s in (np.nan_to_num(raw, nan=0.0), sitelinks) if len(s) and s.max() > s.min()]
-        if not signals:
-            return np.zeros(len(raw), dtype=np.float32)
-        return np.mean([_percentile_rank(s) for s in signals], axis=0).astype(np.float32)
-
-    def _type_inventory(self, resolve):
+    def _type_inventory(self) -> Tuple[List[str], List[str], List[int], TypeMapper]:
         """Choose the type inventory (see the module docstring); returns
         (type IDs, labels, entity counts, raw type keys -> type indices)."""
         superclasses = self.writer.superclasses
@@ -618,7 +731,7 @@ class KBBuilder:
         eligible.sort(key=lambda t: (-counts[t], names[t]))
         chosen = eligible[: self.n_types]
         type_ids = [names[t] for t in chosen]
-        positions = resolve(np.array(chosen, dtype=np.uint64))
+        positions = self.writer.resolve(np.array(chosen, dtype=np.uint64))
         labels = StringTable.load(self.writer.directory, "labels")
         type_labels = [(labels[int(p)] if p >= 0 else "") or names[t] for t, p in zip(chosen, positions)]
         index = {t: i for i, t in enumerate(chosen)}
@@ -629,14 +742,61 @@ class KBBuilder:
                 mapped[raw] = sorted(index[t] for t in types_of(raw) if t in index)
             return mapped[raw]
 
-        self.stats["typed_entities"] = typed
         return type_ids, type_labels, [counts[t] for t in chosen], map_types
 
 
-def write_added_segment(kb: RefinedKB, entities: Iterable[Dict[str, Any]], mention_counts: Iterable[Tuple[str, str, float]]) -> int:
-    """Write `entities` as a new segment of `kb` (see `RefinedKB.add_entities`)."""
-    assert kb.path is not None
-    name = f"added-{len(kb.segments):04d}"
+def percentile_popularity(files: Iterable[Path] = ()) -> Callable[[SegmentWriter], np.ndarray]:
+    """The popularity rule of a build: the mean percentile rank of the signals
+    the inputs provide, explicit scores (the entities' own, replaced by those
+    of the `files`: TSVs of entity ID and score) and the number of sitelinks.
+    A signal that does not vary is left out; without any, popularity is 0."""
+    files = list(files)
+
+    def popularity(writer: SegmentWriter) -> np.ndarray:
+        raw = writer.raw_popularity().astype(np.float64)
+        for path in files:
+            file_keys, scores = read_popularity(path)
+            found = writer.resolve(file_keys)
+            raw[found[found >= 0]] = scores[found >= 0]
+        sitelinks = writer.sitelinks().astype(np.float64)
+        signals = [s for s in (np.nan_to_num(raw, nan=0.0), sitelinks) if len(s) and s.max() > s.min()]
+        if not signals:
+            return np.zeros(len(raw), dtype=np.float32)
+        return np.mean([_percentile_rank(s) for s in signals], axis=0).astype(np.float32)
+
+    return popularity
+
+
+def clipped_popularity(writer: SegmentWriter) -> np.ndarray:
+    """The popularity rule of entities added to a KB: their own popularity
+    (meant to be on the KB's percentile scale), clipped to [0, 1]; 0 when absent.
+    The KB's other entities keep theirs, so it cannot be ranked among them."""
+    return np.clip(np.nan_to_num(writer.raw_popularity(), nan=0.0), 0.0, 1.0)
+
+
+def append_segment(
+    kb_path: PathLike,
+    entities: Iterable[Dict[str, Any]],
+    mention_counts: Iterable[Tuple[str, str, float]] = (),
+) -> int:
+    """Add entities to a built KB as a new segment, without rebuilding the KB
+    or retraining a model. The KB's files are left as they are, except its
+    manifest and relations; a KB object already open on `kb_path` sees the
+    new entities after `RefinedKB.reload`.
+
+    kb_path (str / Path): The KB directory.
+    entities (Iterable[Dict[str, Any]]): The entities: dicts with "id" and
+        optionally "label", "aliases", "description", "title", "types" (IDs
+        or labels from the KB's type inventory), "facts" and "popularity"
+        (in [0, 1], the KB's percentile scale).
+    mention_counts (Iterable[Tuple[str, str, float]]): (mention, entity ID,
+        count) evidence for the new entities or the KB's own.
+    RETURNS (int): The number of entities added.
+    RAISES (KBError): If an entity is invalid or already in the KB, a type is
+        not in the type inventory, or a count is negative.
+    """
+    kb = RefinedKB.load(kb_path)
+    name = added_segment_name(len(kb.segments))
     type_index = {t: i for i, t in enumerate(kb.type_ids)}
     type_index.update({label: i for i, label in enumerate(kb.type_labels) if label not in type_index})
     relation_ids = list(kb.relation_ids)
@@ -656,50 +816,33 @@ def write_added_segment(kb: RefinedKB, entities: Iterable[Dict[str, Any]], menti
         for mention, entity_id, count in mention_counts:
             if not float(count) >= 0:
                 raise KBError(f"mention count {count!r} for ({mention!r}, {entity_id!r}) is negative or not a number")
-            writer.evidence.add(mention, get_string_id(entity_id), COUNT, float(count))
-        writer.close_columns()
+            writer.evidence.add(mention, get_string_id(entity_id), Evidence.COUNT, float(count))
+        writer.close()
         if writer.n_entities == 0:
             raise KBError("no entities to add")
-        keys, rows = writer.write_entity_index()
 
-        def resolve(target_keys: np.ndarray) -> np.ndarray:
-            found = find_sorted(keys, target_keys, rows)
-            found[found >= 0] += writer.start
-            return np.where(found >= 0, found, kb.find_keys(np.asarray(target_keys, dtype=np.uint64)))
-
-        popularity = np.clip(np.nan_to_num(np.array(load_array(writer.work / "raw_popularity.npy")), nan=0.0), 0.0, 1.0)
-        save_array(staging / "popularity.npy", popularity.astype(np.float32))
         def map_types(raw: Tuple[int, ...]) -> List[int]:
             return sorted({type_index[writer.class_names[k]] for k in raw if writer.class_names[k] in type_index})
 
-        writer.write_types(map_types)
         for relation in writer.relations:
             if relation not in relation_ids:
                 relation_ids.append(relation)
-        relation_map = np.array([relation_ids.index(r) for r in sorted(writer.relations, key=writer.relations.get)], dtype=np.int64)
-        n_facts = writer.write_facts(resolve, relation_map)
-
-        def popularity_of(indices: np.ndarray) -> np.ndarray:
-            new = indices >= writer.start
-            out = np.zeros(len(indices), dtype=np.float32)
-            out[new] = popularity[indices[new] - writer.start]
-            if (~new).any():
-                out[~new] = kb.popularities(indices[~new])
-            return out
-
         built_with = kb.manifest["build"]["weights"]
-        weights = {LABEL: built_with["label"], ALIAS: built_with["alias"], ANCHOR: 1.0, REDIRECT: 1.0, COUNT: 1.0}
-        n_aliases = writer.write_candidates(resolve, popularity_of, weights, kb.max_candidates)
-        shutil.rmtree(staging / "_work", ignore_errors=True)
+        counts = writer.finish(
+            popularity=clipped_popularity,
+            map_types=map_types,
+            relation_map=np.array([relation_ids.index(r) for r in sorted(writer.relations, key=writer.relations.get)], dtype=np.int64),
+            weights={kind: built_with[kind.name.lower()] for kind in Evidence},
+            max_candidates=kb.max_candidates,
+            kb=kb,
+        )
     srsly.write_json(kb.path / RELATIONS_FILE, [
         {"id": r, "label": (kb.relation_labels[i] if i < len(kb.relation_labels) else r)} for i, r in enumerate(relation_ids)
     ])
     manifest = dict(kb.manifest)
-    manifest["segments"] = list(manifest["segments"]) + [
-        {"name": name, "n_entities": writer.n_entities, "n_aliases": n_aliases, "n_facts": n_facts}
-    ]
+    manifest["segments"] = list(manifest["segments"]) + [{"name": name, **counts}]
     write_manifest(kb.path, manifest)
-    return writer.n_entities
+    return counts["n_entities"]
 
 
 # ---------------------------------------------------------------------- helpers
@@ -728,31 +871,6 @@ def _percentile_rank(values: np.ndarray) -> np.ndarray:
     return (left + right - 1) / 2.0 / (len(values) - 1)
 
 
-def _open_text(path: PathLike):
-    path = Path(path)
-    if not path.exists():
-        raise DumpError(path, "no such file")
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf8")
-    if path.suffix == ".bz2":
-        import bz2
-
-        return bz2.open(path, "rt", encoding="utf8")
-    return open(path, encoding="utf8")
-
-
-def read_jsonl(path: PathLike) -> Iterable[Tuple[int, Any]]:
-    """(line number, object) for each non-blank line of a JSONL file (.gz/.bz2 too); DumpError on bad JSON."""
-    with _open_text(path) as f:
-        for line_number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield line_number, json.loads(line)
-            except ValueError as error:
-                raise DumpError(path, f"not valid JSON ({error})", line=line_number) from None
-
-
 def read_mention_counts(path: PathLike) -> Iterable[Tuple[str, str, float]]:
     """(mention, entity ID, count) rows from a TSV, or counted from EL documents (JSONL)."""
     path = Path(path)
@@ -768,7 +886,7 @@ def read_mention_counts(path: PathLike) -> Iterable[Tuple[str, str, float]]:
                     continue
                 yield text[start:end], entity_id, 1.0
         return
-    with _open_text(path) as f:
+    with open_text(path) as f:
         for line_number, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -784,9 +902,10 @@ def read_mention_counts(path: PathLike) -> Iterable[Tuple[str, str, float]]:
 
 
 def read_popularity(path: PathLike) -> Tuple[np.ndarray, np.ndarray]:
+    """(entity ID keys, scores) from a TSV of entity ID and score."""
     keys = array("Q")
     scores = array("d")
-    with _open_text(path) as f:
+    with open_text(path) as f:
         for line_number, line in enumerate(f, 1):
             parts = line.split("\t")
             if len(parts) < 2:

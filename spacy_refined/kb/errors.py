@@ -1,45 +1,19 @@
-from functools import partial
-from pathlib import Path
-from typing import Optional, Union
+"""The errors of the KB: a bad KB directory or use, and an unknown entity.
 
+`DumpError` (a bad input file) is defined in `spacy_refined.util`, next to
+the readers that raise it, and is exported here with the KB's own errors.
+"""
+from ..util import DumpError
 
-class DumpError(ValueError):
-    """A dump file is malformed, truncated or unreadable. The message names
-    the file and, where known, the line, column and byte offset (counted in
-    the uncompressed data).
-    """
-
-    def __init__(
-        self,
-        path: Union[str, Path],
-        reason: str,
-        *,
-        line: Optional[int] = None,
-        column: Optional[int] = None,
-        offset: Optional[int] = None,
-    ) -> None:
-        self.path = str(path)
-        self.reason = reason
-        self.line = line
-        self.column = column
-        self.offset = offset
-        where = []
-        if line is not None:
-            where.append(f"line {line}")
-        if column is not None:
-            where.append(f"column {column}")
-        if offset is not None:
-            where.append(f"byte offset {offset}")
-        position = f" ({', '.join(where)})" if where else ""
-        super().__init__(f"{self.path}{position}: {reason}")
-
-    def __reduce__(self):
-        # Keep the exception picklable, e.g. when raised in a worker process.
-        rebuild = partial(
-            DumpError, line=self.line, column=self.column, offset=self.offset
-        )
-        return (rebuild, (self.path, self.reason))
+__all__ = ["DumpError", "KBError", "UnknownEntityError"]
 
 
 class KBError(ValueError):
     """A KB directory is missing, corrupt, or does not fit its use."""
+
+
+class UnknownEntityError(KBError, KeyError):
+    """An entity ID that is not in the KB. A `KeyError` too, as for a mapping."""
+
+    # KeyError's own __str__ would quote the message.
+    __str__ = KBError.__str__

@@ -1,14 +1,17 @@
-"""The KB store: a spaCy `KnowledgeBase` over memory-mapped segments."""
-import bisect
-import hashlib
-import json
+"""The KB store: a spaCy `KnowledgeBase` over memory-mapped segments.
+
+The store reads a KB; `kb.builder` writes one (`KBBuilder`) and appends
+segments to it (`append_segment`). The one thing the store writes is the
+description embeddings that `kb embed` computes (`set_embeddings`).
+`RefinedKB.reload` shows a KB object what was written to its directory since
+it was opened.
+"""
 import os
 import shutil
 import tempfile
 import weakref
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import srsly
@@ -18,45 +21,24 @@ from spacy.tokens import Span
 from spacy.util import SimpleFrozenList
 from spacy.vocab import Vocab
 
-from ..util import concatenated_ranges, csr_gather, sorted_positions
+from ..util import PathLike, concatenated_ranges, csr_gather, sorted_positions
 from .arrays import save_array
-from .errors import KBError
+from .candidates import CandidateCSR, person_name_candidates
+from .errors import KBError, UnknownEntityError
+from .format import (
+    DEFAULT_MAX_CANDIDATES,
+    EMBEDDINGS_FILE,
+    MANIFEST,
+    RELATIONS_FILE,
+    TYPES_FILE,
+    directory_nbytes,
+    read_manifest,
+    staging_directory,
+    type_inventory_hash,
+    write_manifest,
+)
 from .normalize import alias_keys, normalize_alias, normalize_title
-from .segment import EMBEDDINGS_FILE, Segment
-
-FORMAT = "spacy-refined-kb"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-TYPES_FILE = "types.json"
-RELATIONS_FILE = "relations.json"
-DEFAULT_MAX_CANDIDATES = 30
-
-PathLike = Union[str, Path]
-
-
-def type_inventory_hash(type_ids: Sequence[str]) -> str:
-    """Fingerprint of a type inventory; a trained model records it to refuse other KBs."""
-    return hashlib.sha256("\n".join(type_ids).encode("utf8")).hexdigest()[:16]
-
-
-@dataclass
-class CandidateBatch:
-    """Candidates of a batch of mentions in CSR form (best first within each mention)."""
-
-    offsets: np.ndarray  # int64, len = n_mentions + 1
-    entities: np.ndarray  # int64 global entity indices
-    priors: np.ndarray  # float32 P(entity | mention)
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def __getitem__(self, i: int) -> Tuple[np.ndarray, np.ndarray]:
-        start, end = self.offsets[i], self.offsets[i + 1]
-        return self.entities[start:end], self.priors[start:end]
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
+from .segment import Segment
 
 
 class RefinedKB(KnowledgeBase):
@@ -77,7 +59,7 @@ class RefinedKB(KnowledgeBase):
         self.relation_ids: List[str] = []
         self.relation_labels: List[str] = []
         self.max_candidates = DEFAULT_MAX_CANDIDATES
-        self._person_type: int = -1
+        self.person_type_index = -1  # the type of people in `type_ids` (-1: none), for the person-name rule
         if path is not None:
             self._open(Path(path))
 
@@ -87,6 +69,13 @@ class RefinedKB(KnowledgeBase):
     def load(cls, path: PathLike, vocab: Optional[Vocab] = None) -> "RefinedKB":
         """Open the KB at `path` (instantly: arrays are memory-mapped)."""
         return cls(vocab if vocab is not None else Vocab(), path=path)
+
+    def reload(self) -> None:
+        """Re-open the KB's directory, to see what was written to it since it
+        was opened (segments appended by `kb.builder.append_segment`)."""
+        if self.path is None:
+            raise KBError("cannot reload an empty KB: it has no directory")
+        self._open(self.path)
 
     def _open(self, path: Path) -> None:
         manifest = read_manifest(path)
@@ -111,7 +100,7 @@ class RefinedKB(KnowledgeBase):
         self._starts = np.array([s.start for s in self.segments], dtype=np.int64)
         self.max_candidates = manifest.get("max_candidates", DEFAULT_MAX_CANDIDATES)
         person = manifest.get("person_type")
-        self._person_type = self.type_ids.index(person) if person in self.type_ids else -1
+        self.person_type_index = self.type_ids.index(person) if person in self.type_ids else -1
         dims = {s.embeddings.shape[1] for s in self.segments if s.embeddings is not None}
         self.entity_vector_length = dims.pop() if len(dims) == 1 else 0
 
@@ -135,6 +124,11 @@ class RefinedKB(KnowledgeBase):
     @property
     def type_hash(self) -> str:
         return self.manifest.get("type_hash", "")
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the KB's files on disk, in bytes (0 for an empty KB)."""
+        return directory_nbytes(self.path) if self.path is not None else 0
 
     @property
     def has_embeddings(self) -> bool:
@@ -162,10 +156,15 @@ class RefinedKB(KnowledgeBase):
         return result
 
     def index(self, entity_id: str) -> int:
-        """Global index of an entity ID; KeyError naming the ID when it is unknown."""
+        """Global index of an entity ID.
+
+        entity_id (str): The ID.
+        RETURNS (int): Its index.
+        RAISES (UnknownEntityError): A `KeyError` naming the ID, if it is not in the KB.
+        """
         found = int(self.find([entity_id])[0])
         if found < 0:
-            raise KeyError(f"entity {entity_id!r} is not in the KB at {self.path}")
+            raise UnknownEntityError(f"entity {entity_id!r} is not in the KB at {self.path}")
         return found
 
     def __contains__(self, entity_id: str) -> bool:
@@ -191,7 +190,6 @@ class RefinedKB(KnowledgeBase):
 
     def find_titles(self, titles: Iterable[str]) -> np.ndarray:
         """Global indices of the entities with these Wikipedia titles, -1 for unknown titles."""
-
         keys = np.array([get_string_id(normalize_title(t)) if t else 0 for t in titles], dtype=np.uint64)
         return self.find_keys(keys, titles=True)
 
@@ -332,8 +330,10 @@ class RefinedKB(KnowledgeBase):
 
     # ------------------------------------------------------------- candidates
 
-    def candidates(self, mentions: Sequence[str], k: Optional[int] = None) -> CandidateBatch:
-        """Top-k entities by prior P(e|m) for each mention text, vectorised."""
+    def candidates(self, mentions: Sequence[str], k: Optional[int] = None) -> CandidateCSR:
+        """Top-k entities by prior P(e|m) for each mention text, vectorised
+        (k None or 0: `max_candidates`). The generators of the module
+        `spacy_refined.kb.candidates` also use the mentions' document."""
         k = k or self.max_candidates
         keys = np.array(alias_keys(mentions), dtype=np.uint64)
         per_segment = []
@@ -341,7 +341,7 @@ class RefinedKB(KnowledgeBase):
             rows = segment.find_aliases(keys)
             per_segment.append(rows)
         if not self.segments:
-            return CandidateBatch(np.zeros(len(mentions) + 1, dtype=np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+            return CandidateCSR(np.zeros(len(mentions) + 1, dtype=np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
         base, base_rows = self.segments[0], per_segment[0]
         hit = base_rows >= 0
         lengths = np.zeros(len(mentions), dtype=np.int64)
@@ -351,13 +351,13 @@ class RefinedKB(KnowledgeBase):
         priors = counts / np.repeat(base.alias_totals[base_rows[hit]], hit_lengths)
         offsets = np.zeros(len(mentions) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        batch = CandidateBatch(offsets, entities.astype(np.int64), priors.astype(np.float32))
+        batch = CandidateCSR(offsets, entities.astype(np.int64), priors.astype(np.float32))
         extra_hits = [m for m in range(len(mentions)) if any(rows[m] >= 0 for rows in per_segment[1:])]
         if extra_hits:
             batch = self._merge_segments(batch, per_segment, extra_hits, k)
         return batch
 
-    def _merge_segments(self, batch: CandidateBatch, per_segment: List[np.ndarray], mentions: List[int], k: int) -> CandidateBatch:
+    def _merge_segments(self, batch: CandidateCSR, per_segment: List[np.ndarray], mentions: List[int], k: int) -> CandidateCSR:
         """Combine evidence from all segments for the (few) mentions that added segments know."""
         rows_of: List[Tuple[np.ndarray, np.ndarray]] = [batch[m] for m in range(len(batch))]
         for m in mentions:
@@ -376,56 +376,7 @@ class RefinedKB(KnowledgeBase):
                 np.array([e for e, _ in ranked], dtype=np.int64),
                 np.array([c / total for _, c in ranked], dtype=np.float32),
             )
-        return _batch_from_rows(rows_of)
-
-    def document_candidates(self, mentions: Sequence[str], k: Optional[int] = None) -> CandidateBatch:
-        """Candidates for the mentions of one document, in order of appearance.
-
-        Applies the person-name rule: a single first name or surname after a
-        full name whose best candidate is a person gets the nearest such full
-        name's person candidates (with the full name's priors) instead of its
-        own; a surname before any such full name (a headline: "Timberlake,
-        Diaz split") gets those of the first full name that ends with it. A
-        repeated name is that person: on the gold mentions where the rule
-        applies (AIDA train, testa, testb; MSNBC; both benchmark KBs) the
-        full name's best person is the answer 93.9-98.3% of the time after
-        the full name and 245 times out of 255 before it (the surname's own
-        best candidate: 226), and keeping the name's own candidates let a
-        familiar namesake win ("Ford" the carmaker over Gerald Ford).
-        """
-        k = k or self.max_candidates
-        batch = self.candidates(mentions, k)
-        if self._person_type < 0 or len(mentions) < 2:
-            return batch
-        is_person = self.type_matrix(batch.entities)[:, self._person_type] > 0 if len(batch.entities) else np.zeros(0, bool)
-        names = [normalize_alias(text).split() for text in mentions]
-        full_names: Dict[str, List[int]] = {}  # first name or surname -> the full names with it, in order
-        surnames: Dict[str, int] = {}  # surname -> the first full name that ends with it
-        for m, tokens in enumerate(names):
-            if len(tokens) >= 2 and batch.offsets[m + 1] > batch.offsets[m] and is_person[batch.offsets[m]]:
-                for name in dict.fromkeys((tokens[0], tokens[-1])):
-                    full_names.setdefault(name, []).append(m)
-                surnames.setdefault(tokens[-1], m)
-        sources: Dict[int, int] = {}
-        for m, tokens in enumerate(names):
-            if len(tokens) != 1:
-                continue
-            before = bisect.bisect_left(full_names.get(tokens[0], []), m)
-            if before:
-                sources[m] = full_names[tokens[0]][before - 1]
-            elif tokens[0] in surnames:
-                sources[m] = surnames[tokens[0]]
-        if not sources:
-            return batch
-        rows_of = []
-        for m in range(len(batch)):
-            entities, priors = batch[m]
-            if m in sources:
-                source = sources[m]
-                person = is_person[batch.offsets[source] : batch.offsets[source + 1]]
-                entities, priors = batch[source][0][person], batch[source][1][person]
-            rows_of.append((entities, priors))
-        return _batch_from_rows(rows_of)
+        return CandidateCSR.from_rows(rows_of)
 
     # ---------------------------------------------------- spaCy KnowledgeBase
 
@@ -441,7 +392,7 @@ class RefinedKB(KnowledgeBase):
         for positions in by_doc.values():
             positions.sort(key=lambda i: mentions[i].start_char)
             texts = [mentions[i].text for i in positions]
-            batch = self.document_candidates(texts)
+            batch = person_name_candidates(self, texts)
             vectors = self.embeddings(batch.entities) if self.has_embeddings else None
             entity_hashes = [self.vocab.strings.add(entity_id) for entity_id in self.entity_ids(batch.entities)]
             popularity = self.popularities(batch.entities).tolist()
@@ -504,19 +455,7 @@ class RefinedKB(KnowledgeBase):
         self._open(directory)
         return self
 
-    # --------------------------------------------------------------- updating
-
-    def add_entities(self, entities: Iterable[Dict[str, Any]], mention_counts: Iterable[Tuple[str, str, float]] = ()) -> int:
-        """Append entities (dicts with id, label, aliases, description, types,
-        facts, popularity) as a new segment, without rebuilding the KB or
-        retraining a model. Returns the number of entities added."""
-        from .builder import write_added_segment
-
-        if self.path is None:
-            raise KBError("cannot add entities to an empty KB: build one first")
-        added = write_added_segment(self, entities, mention_counts)
-        self._open(self.path)
-        return added
+    # ------------------------------------------------------------- embeddings
 
     def set_embeddings(self, segment_index: int, vectors: np.ndarray, model_info: Dict[str, Any]) -> None:
         """Store float16 description embeddings for one segment (used by `kb embed`)."""
@@ -530,59 +469,3 @@ class RefinedKB(KnowledgeBase):
         manifest["embeddings"] = model_info
         write_manifest(self.path, manifest)
         self._open(self.path)
-
-
-def _batch_from_rows(rows: List[Tuple[np.ndarray, np.ndarray]]) -> CandidateBatch:
-    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum([len(e) for e, _ in rows], out=offsets[1:])
-    entities = np.concatenate([e for e, _ in rows]).astype(np.int64) if rows else np.zeros(0, np.int64)
-    priors = np.concatenate([p for _, p in rows]).astype(np.float32) if rows else np.zeros(0, np.float32)
-    return CandidateBatch(offsets, entities, priors)
-
-
-def read_manifest(path: Path) -> Dict[str, Any]:
-    """Read and check a KB manifest; KBError saying what is wrong otherwise."""
-    manifest_path = Path(path) / MANIFEST
-    if not manifest_path.exists():
-        raise KBError(f"no KB at {path}: {MANIFEST} is missing (build one with `python -m spacy_refined kb build`)")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf8"))
-    except ValueError as error:
-        raise KBError(f"KB at {path}: {MANIFEST} is not valid JSON ({error})") from None
-    if manifest.get("format") != FORMAT:
-        raise KBError(f"{path} is not a spacy-refined KB (format {manifest.get('format')!r})")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise KBError(f"KB at {path} has format version {manifest.get('format_version')}, this spacy-refined reads version {FORMAT_VERSION}: rebuild it")
-    return manifest
-
-
-def write_manifest(path: Path, manifest: Dict[str, Any]) -> None:
-    """Replace the manifest atomically."""
-    tmp = Path(path) / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf8")
-    os.replace(tmp, Path(path) / MANIFEST)
-
-
-class staging_directory:
-    """Context manager: yields a fresh directory beside `target`; on success it
-    replaces `target` (renames), on failure it is removed and `target` is untouched."""
-
-    def __init__(self, target: PathLike) -> None:
-        self.target = Path(target)
-
-    def __enter__(self) -> Path:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.staging = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent))
-        return self.staging
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.staging, ignore_errors=True)
-            return
-        old = None
-        if self.target.exists():
-            old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
-            os.replace(self.target, old)
-        os.replace(self.staging, self.target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)

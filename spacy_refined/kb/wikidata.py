@@ -1,19 +1,12 @@
 """Streaming reader for Wikidata JSON dumps (the `latest-all.json` layout)."""
-import bz2
 import gc
-import gzip
-import io
 import marshal
-import shutil
-import subprocess
-import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing import Pool
 from pathlib import Path
 from typing import (
     Any,
-    BinaryIO,
     Dict,
     Iterable,
     Iterator,
@@ -23,20 +16,14 @@ from typing import (
     Union,
 )
 
-from .errors import DumpError
+from orjson import loads as json_loads
 
-try:
-    from orjson import loads as json_loads
-except ImportError:  # pragma: no cover
-    from srsly import json_loads
-
+from ..util import STREAM_ERRORS, DumpError, open_binary
 
 INSTANCE_OF = "P31"
 SUBCLASS_OF = "P279"
 MULTILINGUAL = "mul"
 ENTITY_KINDS = ("item", "property")
-# Errors raised by bz2/gzip on truncated or corrupt compressed data.
-STREAM_ERRORS = (EOFError, OSError, zlib.error)
 
 Batch = List[Tuple[int, bytes]]
 # The values of the WikidataRecord fields, in order.
@@ -59,63 +46,6 @@ class WikidataRecord:
     facts: List[Tuple[str, str]] = field(default_factory=list)
 
 
-# Parallel decompressors used when installed: bzip2 blocks decompress
-# independently, so lbzip2 scales with cores; Python's bz2 uses one.
-PARALLEL_DECOMPRESSORS = {b"BZh": ("lbzip2", "pbzip2"), b"\x1f\x8b": ("pigz",)}
-
-
-class _DecompressorPipe(io.RawIOBase):
-    """The output of a decompressor process, read as a file; a failure of
-    the process (truncated or corrupt input) raises OSError at its end."""
-
-    def __init__(self, command: List[str]) -> None:
-        self.command = command
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.position
-
-    def readinto(self, buffer) -> int:
-        n = self.process.stdout.readinto(buffer)
-        self.position += n
-        if not n and self.process.wait() != 0:
-            message = self.process.stderr.read().decode("utf8", "replace").strip()
-            raise OSError(f"{self.command[0]} failed: {message}")
-        return n
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.stdout.close()
-        self.process.stderr.close()
-        self.process.wait()
-        super().close()
-
-
-def open_dump(path: Union[str, Path], parallel: bool = True) -> BinaryIO:
-    """Open a plain, bzip2 or gzip file for binary reading. The compression is
-    detected from the magic bytes, so a misnamed file still opens. With
-    `parallel`, an installed parallel decompressor (lbzip2, pbzip2, pigz)
-    does the work in other processes.
-    """
-    path = Path(path)
-    with path.open("rb") as file_:
-        magic = file_.read(3)
-    kind = b"BZh" if magic == b"BZh" else magic[:2]
-    tool = next((t for t in PARALLEL_DECOMPRESSORS.get(kind, ()) if shutil.which(t)), None) if parallel else None
-    if tool is not None:
-        return io.BufferedReader(_DecompressorPipe([tool, "-dc", str(path)]), buffer_size=1 << 20)
-    if kind == b"BZh":
-        return bz2.open(path, "rb")
-    if kind == b"\x1f\x8b":
-        return gzip.open(path, "rb")
-    return path.open("rb")
-
-
 def iter_dump_lines(path: Union[str, Path]) -> Iterator[Tuple[int, bytes]]:
     """Stream the entity lines of a Wikidata JSON dump.
 
@@ -131,7 +61,7 @@ def iter_dump_lines(path: Union[str, Path]) -> Iterator[Tuple[int, bytes]]:
     # Each entity is held back until the next line is read, so a file cut off
     # inside its last line reports the truncation rather than bad JSON.
     held: Optional[Tuple[int, bytes]] = None
-    with open_dump(path) as file_:
+    with open_binary(path) as file_:
         try:
             for line_no, line in enumerate(file_, 1):
                 offset += len(line)

@@ -25,6 +25,7 @@ def serializable(cls: ModuleT) -> ModuleT:
 
 
 def serialize_module(module: Optional[torch.nn.Module]) -> bytes:
+    """A `@serializable` module's class name, config and weights (empty: no module yet)."""
     if module is None:
         return b""
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in module.state_dict().items()}
@@ -32,6 +33,7 @@ def serialize_module(module: Optional[torch.nn.Module]) -> bytes:
 
 
 def deserialize_module(module: Optional[torch.nn.Module], data: bytes, device: torch.device) -> Optional[torch.nn.Module]:
+    """Rebuild a module from `serialize_module`'s bytes, on `device` (empty: keep `module`)."""
     if not data:
         return module
     msg = srsly.msgpack_loads(data)
@@ -64,4 +66,5 @@ def wrapped_module(model: Any) -> torch.nn.Module:
 
 
 def shim_device(model: Any) -> torch.device:
+    """The device of a thinc model's (first) PyTorch module."""
     return next(wrapped_module(model).parameters()).device

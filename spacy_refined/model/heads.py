@@ -1,7 +1,16 @@
 """The PyTorch heads of the ReFinED model: mention tags, entity types and
-candidate scores, all computed for a whole batch at once."""
+candidate scores, all computed for a whole batch at once.
+
+`RefinedHeads` composes one small module per task. `DocumentContext` and
+`BIOTagger` tag the tokens; `MentionEncoder` turns mentions into vectors,
+which `EntityTyper`, `DescriptionMatcher` and `CandidateScorer` read. A new
+head, e.g. over mention pairs (relations) or over a question's spans, reuses
+`MentionEncoder`. The heads with weights subclass the torch layer they
+extend, so their parameters keep the names that saved models have
+(`scorer.weight`, `tagger.0.bias`, ...).
+"""
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -9,65 +18,236 @@ from torch.nn import functional as F
 
 from ._torch import serializable
 
-N_COHERENCE = 2  # document coherence features per candidate (see pipeline/coherence.py)
-# prior, log prior, type agreement, has types, description score, popularity,
-# and each coherence feature as given and relative to the mention's best candidate
+N_COHERENCE = 2  # moves to pipeline/coherence.py
+# prior, log prior, type agreement, has types, description score, popularity
 N_OWN_FEATURES = 6
-N_FEATURES = N_OWN_FEATURES + 2 * N_COHERENCE
 MASKED = -1e4  # logit of padding candidates (safe in float16)
 NIL_LOGIT = 0.0  # the fixed logit of the NIL option
+
+
+class MentionTensors(NamedTuple):
+    """A batch's mentions: `tokens`, the flat batch indices of their tokens;
+    `owners`, the mention owning each of those; `docs`, the document of
+    each mention."""
+
+    tokens: torch.Tensor
+    owners: torch.Tensor
+    docs: torch.Tensor
+
+
+class CandidateTensors(NamedTuple):
+    """The candidates of a batch's mentions, padded to (n_mentions, k).
+
+    `rows` index the batch's entity table: `types` (n_entities, T) type
+    indices padded with -1, `popularity` (n_entities,) in [0, 1] and
+    description `vectors` (n_entities, entity_width); `mask` marks the real
+    candidates; `priors` (n_mentions, k) and `coherence` (n_mentions, k,
+    n_coherence) are the candidates' own features.
+    """
+
+    rows: torch.Tensor
+    mask: torch.Tensor
+    priors: torch.Tensor
+    coherence: torch.Tensor
+    types: torch.Tensor
+    popularity: torch.Tensor
+    vectors: torch.Tensor
+
+
+class HeadsOutput(NamedTuple):
+    """The logits of `RefinedHeads`, named as the fields of `types.Logits`:
+    `tag_logits` (n_tokens, n_tags), `type_logits` (n_mentions, n_types),
+    `link_logits` (n_mentions, k + 1; the last column is NIL) and
+    `description_logits` (n_mentions, k). None: not computed."""
+
+    tag_logits: Optional[torch.Tensor] = None
+    type_logits: Optional[torch.Tensor] = None
+    link_logits: Optional[torch.Tensor] = None
+    description_logits: Optional[torch.Tensor] = None
+
+
+class DocumentContext(nn.LSTM):
+    """A bidirectional LSTM over each document of a batch, read on its own:
+    it sees where a name starts and ends beyond the token encoder's window
+    ("Real Madrid Barcelona 9-2")."""
+
+    def __init__(self, width: int, context_width: int) -> None:
+        super().__init__(width, context_width, batch_first=True, bidirectional=True)
+
+    def forward(self, tokens: torch.Tensor, doc_lengths: torch.Tensor) -> torch.Tensor:
+        """Each token's vector next to the LSTM's states at it.
+
+        tokens (torch.Tensor): the batch's token vectors, (n_tokens, width).
+        doc_lengths (torch.Tensor): the documents' lengths, (n_docs,).
+        RETURNS (torch.Tensor): (n_tokens, width + 2 * context_width).
+        """
+        lengths = doc_lengths[doc_lengths > 0].cpu()
+        if not len(lengths):
+            return tokens.new_zeros((0, tokens.shape[1] + 2 * self.hidden_size))
+        packed = nn.utils.rnn.pack_sequence(list(torch.split(tokens, lengths.tolist())), enforce_sorted=False)
+        states, _ = super().forward(packed)
+        padded, _ = nn.utils.rnn.pad_packed_sequence(states, batch_first=True)
+        return torch.cat([tokens, torch.cat(nn.utils.rnn.unpad_sequence(padded, lengths, batch_first=True))], dim=1)
+
+
+class BIOTagger(nn.Sequential):
+    """An MLP from each token's vector to its BIO tag logits."""
+
+    def __init__(self, width: int, hidden_width: int, n_tags: int, dropout: float) -> None:
+        super().__init__(nn.Linear(width, hidden_width), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_width, n_tags))
+
+
+class MentionEncoder(nn.Module):
+    """Mentions -> vectors: the mean of each mention's token vectors, next
+    to the mean of its document's (the topic: "Japan" in a football report
+    is the team). It has no weights of its own; the heads that read it
+    learn what they need from it."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.width = width
+
+    @property
+    def out_width(self) -> int:
+        return 2 * self.width
+
+    def forward(self, tokens: torch.Tensor, doc_lengths: torch.Tensor, mentions: MentionTensors) -> torch.Tensor:
+        """Encode a batch's mentions.
+
+        tokens (torch.Tensor): the batch's token vectors, (n_tokens, width).
+        doc_lengths (torch.Tensor): the documents' lengths, (n_docs,).
+        mentions (MentionTensors): the mentions, their tokens and documents.
+        RETURNS (torch.Tensor): (n_mentions, out_width).
+        """
+        token_docs = torch.repeat_interleave(torch.arange(len(doc_lengths), device=tokens.device), doc_lengths)
+        documents = mean(tokens, token_docs, len(doc_lengths))
+        vectors = mean(tokens[mentions.tokens], mentions.owners, len(mentions.docs))
+        return torch.cat([vectors, documents[mentions.docs]], dim=1)
+
+
+class EntityTyper(nn.Linear):
+    """Mention vectors -> logits of a multi-label (sigmoid) classification
+    over the KB's type inventory."""
+
+    def __init__(self, width: int, n_types: int) -> None:
+        super().__init__(width, n_types)
+        with torch.no_grad():
+            self.bias.fill_(-4.0)  # types are rare: start from a small probability for each
+
+
+class DescriptionMatcher(nn.Linear):
+    """Mention vectors, projected to the description space and dotted with
+    each candidate's description embedding."""
+
+    def __init__(self, width: int, entity_width: int) -> None:
+        super().__init__(width, entity_width)
+        self.scale = entity_width**-0.5
+
+    def forward(self, mentions: torch.Tensor, entities: torch.Tensor) -> torch.Tensor:
+        """Score each mention's candidates by their descriptions.
+
+        mentions (torch.Tensor): mention vectors, (n_mentions, width).
+        entities (torch.Tensor): their candidates' description embeddings,
+            (n_mentions, k, entity_width).
+        RETURNS (torch.Tensor): (n_mentions, k).
+        """
+        return torch.einsum("md,mkd->mk", super().forward(mentions), entities) * self.scale
+
+
+class CandidateScorer(nn.Linear):
+    """A linear layer over each candidate's features: prior, log prior,
+    typing agreement, has-types flag, description score, popularity (the
+    KB's percentile rank, which P(e|m) does not give for a sole candidate;
+    starts at weight 0), and the document coherence features from the KB's
+    facts, as given and relative to the mention's most coherent candidate.
+    NIL is an extra option with a fixed logit, so a softmax over candidates
+    + NIL gives the confidence."""
+
+    def __init__(self, n_coherence: int) -> None:
+        super().__init__(N_OWN_FEATURES + 2 * n_coherence, 1)
+        with torch.no_grad():
+            # Start from the prior: logit = log P(e|m) + 2, so NIL (logit 0)
+            # wins only where no candidate has a prior above e^-2; and from
+            # trusting coherence (zero without facts), whose fitted weights
+            # lie further from zero than the optimizer's small steps go.
+            self.weight.zero_()
+            self.weight[0, 1] = 1.0
+            self.weight[0, N_OWN_FEATURES:] = 2.0
+            self.bias.fill_(2.0)
+
+    @staticmethod
+    def features(candidates: CandidateTensors, type_probs: torch.Tensor, description: torch.Tensor) -> torch.Tensor:
+        """The candidates' features.
+
+        candidates (CandidateTensors): the candidates.
+        type_probs (torch.Tensor): the mentions' predicted type
+            probabilities, (n_mentions, n_types).
+        description (torch.Tensor): the description scores, (n_mentions, k).
+        RETURNS (torch.Tensor): (n_mentions, k, n_features).
+        """
+        rows, mask, coherence = candidates.rows, candidates.mask, candidates.coherence
+        agreement, has_types = type_agreement(type_probs, candidates.types[rows])
+        best_coherence = coherence.masked_fill(~mask.unsqueeze(-1), 0.0).amax(dim=1, keepdim=True)
+        own = [candidates.priors, torch.log(candidates.priors.clamp(min=1e-4)), agreement, has_types, description, candidates.popularity[rows]]
+        return torch.cat([torch.stack(own, dim=-1), coherence, coherence - best_coherence], dim=-1)
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Link logits.
+
+        features (torch.Tensor): the candidates' features, (n_mentions, k, n_features).
+        mask (torch.Tensor): the real candidates, (n_mentions, k).
+        RETURNS (torch.Tensor): (n_mentions, k + 1); the last column is NIL.
+        """
+        return with_nil(super().forward(features).squeeze(-1), mask)
 
 
 @serializable
 class RefinedHeads(nn.Module):
     """Mention detection, entity typing and candidate scoring over token vectors.
 
-    * tags: a BIO tagger (MLP) over every token, its vector next to a
-      bidirectional LSTM's reading of the whole document (`context_width`
-      units each way; 0: none), which sees where a name starts and ends
-      beyond the encoder's window ("Real Madrid Barcelona 9-2");
-    * mentions: the mean of their tokens' vectors, next to the mean of their
-      document's (the topic: "Japan" in a football report is the team);
-    * types: a multi-label (sigmoid) layer over the KB's type inventory;
-    * descriptions: the mention, projected to the description space, dotted
-      with each candidate's description embedding;
-    * candidates: a linear layer over (prior, log prior, typing agreement,
-      has-types flag, description score, popularity (the KB's percentile
-      rank, which P(e|m) does not give for a sole candidate; starts at weight
-      0), document coherence from the KB's facts, as given and relative to
-      the mention's most coherent candidate); NIL is an extra option with a
-      fixed logit, so a softmax over candidates + NIL gives the confidence.
-      `fit_scorer` refits that layer on held-out data.
+    * tags: a `BIOTagger` over every token, its vector next to its
+      `DocumentContext` (`context_width` units each way; 0: none);
+    * mentions: `MentionEncoder`'s vectors, with dropout;
+    * types: an `EntityTyper` over the KB's type inventory;
+    * descriptions: a `DescriptionMatcher` of mentions and candidates;
+    * candidates: a `CandidateScorer`, whose inputs include the typing
+      agreement and the description scores. `fit_scorer` refits it on
+      held-out data.
+
+    width (int): the width of the token vectors.
+    n_tags (int): the number of BIO tags.
+    n_types (int): the size of the KB's type inventory.
+    entity_width (int): the width of the description embeddings.
+    hidden_width (int): the hidden layer of the tagger.
+    dropout (float): the dropout rate.
+    context_width (int): the units of the document LSTM, each way (0: none).
+    n_coherence (int): the coherence features per candidate (models saved
+        before it was a setting have 2).
     """
 
     def __init__(
-        self, width: int, n_tags: int, n_types: int, entity_width: int, hidden_width: int, dropout: float, context_width: int = 0
+        self,
+        width: int,
+        n_tags: int,
+        n_types: int,
+        entity_width: int,
+        hidden_width: int,
+        dropout: float,
+        context_width: int = 0,
+        n_coherence: int = 2,
     ) -> None:
         super().__init__()
         self.config = {
             "width": width, "n_tags": n_tags, "n_types": n_types, "entity_width": entity_width,
-            "hidden_width": hidden_width, "dropout": dropout, "context_width": context_width,
+            "hidden_width": hidden_width, "dropout": dropout, "context_width": context_width, "n_coherence": n_coherence,
         }
         self.dropout = nn.Dropout(dropout)
-        self.context = nn.LSTM(width, context_width, batch_first=True, bidirectional=True) if context_width else None
-        tagger_width = width + 2 * context_width
-        self.tagger = nn.Sequential(nn.Linear(tagger_width, hidden_width), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_width, n_tags))
-        self.typer = nn.Linear(2 * width, n_types)
-        self.describer = nn.Linear(2 * width, entity_width)
-        self.scorer = nn.Linear(N_FEATURES, 1)
-        self.entity_scale = entity_width ** -0.5
-        with torch.no_grad():
-            # Types are rare: start from a small probability for each.
-            self.typer.bias.fill_(-4.0)
-            # Start from the prior: logit = log P(e|m) + 2, so NIL (logit 0)
-            # wins only where no candidate has a prior above e^-2; and from
-            # trusting coherence (zero without facts): a logistic fit of prior
-            # + coherence on AIDA gives weights of 1.5-3, further than the
-            # optimizer's small steps would take them from zero.
-            self.scorer.weight.zero_()
-            self.scorer.weight[0, 1] = 1.0
-            self.scorer.weight[0, N_OWN_FEATURES:] = 2.0
-            self.scorer.bias.fill_(2.0)
+        self.context = DocumentContext(width, context_width) if context_width else None
+        self.tagger = BIOTagger(width + 2 * context_width, hidden_width, n_tags, dropout)
+        self.mention_encoder = MentionEncoder(width)
+        self.typer = EntityTyper(self.mention_encoder.out_width, n_types)
+        self.describer = DescriptionMatcher(self.mention_encoder.out_width, entity_width)
+        self.scorer = CandidateScorer(n_coherence)
 
     def forward(
         self,
@@ -75,82 +255,42 @@ class RefinedHeads(nn.Module):
         doc_lengths: torch.Tensor,
         *,
         tags: bool = True,
-        mention_tokens: Optional[torch.Tensor] = None,
-        mention_owners: Optional[torch.Tensor] = None,
-        n_mentions: int = 0,
-        mention_docs: Optional[torch.Tensor] = None,
-        candidate_rows: Optional[torch.Tensor] = None,
-        candidate_mask: Optional[torch.Tensor] = None,
-        priors: Optional[torch.Tensor] = None,
-        coherence: Optional[torch.Tensor] = None,
-        entity_types: Optional[torch.Tensor] = None,
-        entity_popularity: Optional[torch.Tensor] = None,
-        entity_vectors: Optional[torch.Tensor] = None,
-    ) -> Tuple[Optional[torch.Tensor], ...]:
-        """Score a batch. `tokens` (n_tokens, width) are all the batch's token
-        vectors, in documents of `doc_lengths` (n_docs,) tokens; mention `m`
-        is the mean of `tokens[mention_tokens[j]]` over the `j` with
-        `mention_owners[j] == m`, next to the mean of its document's tokens
-        (`mention_docs`: the document of each mention). Candidates are padded to
-        (n_mentions, k): `candidate_rows` index the batch's entity table
-        (`entity_types` (n_entities, T) type indices padded with -1,
-        `entity_popularity` (n_entities,) in [0, 1],
-        `entity_vectors` (n_entities, entity_width)); `priors` (n_mentions, k)
-        and `coherence` (n_mentions, k, N_COHERENCE) are the candidates' own
-        features.
+        mentions: Optional[MentionTensors] = None,
+        candidates: Optional[CandidateTensors] = None,
+    ) -> HeadsOutput:
+        """Score a batch.
 
-        Returns (tag logits or None, type logits, link logits (n_mentions,
-        k + 1; the last column is NIL), description logits (n_mentions, k)),
-        the last three None when no mentions are given.
+        tokens (torch.Tensor): the batch's token vectors, (n_tokens, width).
+        doc_lengths (torch.Tensor): the documents' lengths, (n_docs,).
+        tags (bool): whether to compute the tag logits.
+        mentions (Optional[MentionTensors]): the mentions to type and link
+            (None: none).
+        candidates (Optional[CandidateTensors]): the mentions' candidates
+            (required with `mentions`).
+        RETURNS (HeadsOutput): the logits; those of the mentions are None
+            when no mentions are given.
         """
-        tag_logits = self.tagger(self.dropout(self.in_context(tokens, doc_lengths))) if tags else None
-        if mention_tokens is None:
-            return tag_logits, None, None, None
-        token_docs = torch.repeat_interleave(torch.arange(len(doc_lengths), device=tokens.device), doc_lengths)
-        documents = self.mean(tokens, token_docs, len(doc_lengths))
-        mentions = self.mean(tokens[mention_tokens], mention_owners, n_mentions)
-        mentions = self.dropout(torch.cat([mentions, documents[mention_docs]], dim=1))
-        type_logits = self.typer(mentions)
-        entities = entity_vectors[candidate_rows]  # (n_mentions, k, entity_width)
-        description = torch.einsum("md,mkd->mk", self.describer(mentions), entities) * self.entity_scale
-        agreement, has_types = self.type_agreement(torch.sigmoid(type_logits), entity_types[candidate_rows])
-        best_coherence = coherence.masked_fill(~candidate_mask.unsqueeze(-1), 0.0).amax(dim=1, keepdim=True)
-        features = torch.cat(
-            [
-                torch.stack(
-                    [priors, torch.log(priors.clamp(min=1e-4)), agreement, has_types, description, entity_popularity[candidate_rows]], dim=-1
-                ),
-                coherence,
-                coherence - best_coherence,
-            ],
-            dim=-1,
+        tag_logits = None
+        if tags:
+            in_context = self.context(tokens, doc_lengths) if self.context is not None else tokens
+            tag_logits = self.tagger(self.dropout(in_context))
+        if mentions is None:
+            return HeadsOutput(tag_logits=tag_logits)
+        vectors = self.dropout(self.mention_encoder(tokens, doc_lengths, mentions))
+        type_logits = self.typer(vectors)
+        description = self.describer(vectors, candidates.vectors[candidates.rows])
+        link_logits = self.scorer(self.scorer.features(candidates, torch.sigmoid(type_logits), description), candidates.mask)
+        return HeadsOutput(
+            tag_logits=tag_logits,
+            type_logits=type_logits,
+            link_logits=link_logits,
+            description_logits=description.masked_fill(~candidates.mask, MASKED),
         )
-        link_logits = self.with_nil(self.scorer(features).squeeze(-1), candidate_mask)
-        return tag_logits, type_logits, link_logits, description.masked_fill(~candidate_mask, MASKED)
-
-    def in_context(self, tokens: torch.Tensor, doc_lengths: torch.Tensor) -> torch.Tensor:
-        """(n_tokens, width + 2 * context_width): each token's vector next to
-        the LSTM's states at it, read over its document in both directions."""
-        if self.context is None:
-            return tokens
-        lengths = doc_lengths[doc_lengths > 0].cpu()
-        if not len(lengths):
-            return tokens.new_zeros((0, self.tagger[0].in_features))
-        packed = nn.utils.rnn.pack_sequence(list(torch.split(tokens, lengths.tolist())), enforce_sorted=False)
-        states, _ = self.context(packed)
-        padded, _ = nn.utils.rnn.pad_packed_sequence(states, batch_first=True)
-        return torch.cat([tokens, torch.cat(nn.utils.rnn.unpad_sequence(padded, lengths, batch_first=True))], dim=1)
-
-    @staticmethod
-    def with_nil(scores: torch.Tensor, candidate_mask: torch.Tensor) -> torch.Tensor:
-        """Link logits (n_mentions, k + 1): candidate scores, padding masked, then NIL's."""
-        scores = scores.masked_fill(~candidate_mask, MASKED)
-        return torch.cat([scores, scores.new_full((scores.shape[0], 1), NIL_LOGIT)], dim=1)
 
     @contextmanager
     def recording(self) -> Iterator[List[torch.Tensor]]:
         """Within the block, each forward pass that scores candidates appends
-        their features (n_mentions, k, N_FEATURES) to the list yielded."""
+        their features (n_mentions, k, n_features) to the list yielded."""
         records: List[torch.Tensor] = []
         hook = self.scorer.register_forward_hook(lambda _, inputs, __: records.append(inputs[0].detach().float()))
         try:
@@ -176,7 +316,7 @@ class RefinedHeads(nn.Module):
             loss, correct = weight.new_zeros(()), 0
             for features, mask, target in kept:
                 keep = target >= 0
-                batch_logits = self.with_nil(F.linear(features[keep], weight, bias).squeeze(-1), mask[keep])
+                batch_logits = with_nil(F.linear(features[keep], weight, bias).squeeze(-1), mask[keep])
                 loss = loss + F.cross_entropy(batch_logits, target[keep], reduction="sum")
                 correct += int((batch_logits.argmax(dim=1) == target[keep]).sum())
             return loss / n, correct
@@ -201,24 +341,31 @@ class RefinedHeads(nn.Module):
             "accuracy_before": correct_before / n, "accuracy_after": correct_after / n,
         }
 
-    @staticmethod
-    def mean(vectors: torch.Tensor, owners: torch.Tensor, n: int) -> torch.Tensor:
-        """(n, width): the mean of the `vectors` that each owner 0..n-1 owns."""
-        sums = vectors.new_zeros((n, vectors.shape[1])).index_add_(0, owners, vectors)
-        lengths = torch.bincount(owners, minlength=n).clamp(min=1).unsqueeze(1)
-        return sums / lengths.to(sums.dtype)
 
-    @staticmethod
-    def type_agreement(type_probs: torch.Tensor, candidate_types: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Mean predicted probability of each candidate's KB types, and whether it has any.
+def with_nil(scores: torch.Tensor, candidate_mask: torch.Tensor) -> torch.Tensor:
+    """Link logits (n_mentions, k + 1): candidate scores, padding masked, then NIL's."""
+    scores = scores.masked_fill(~candidate_mask, MASKED)
+    return torch.cat([scores, scores.new_full((scores.shape[0], 1), NIL_LOGIT)], dim=1)
 
-        type_probs: (n_mentions, n_types); candidate_types: (n_mentions, k, T)
-        type indices padded with -1.
-        """
-        n_mentions, k, width = candidate_types.shape
-        present = candidate_types >= 0
-        index = candidate_types.clamp(min=0).reshape(n_mentions, k * width)
-        probs = type_probs.gather(1, index).reshape(n_mentions, k, width) * present
-        counts = present.sum(-1)
-        agreement = probs.sum(-1) / counts.clamp(min=1).to(probs.dtype)
-        return agreement, (counts > 0).to(probs.dtype)
+
+def mean(vectors: torch.Tensor, owners: torch.Tensor, n: int) -> torch.Tensor:
+    """(n, width): the mean of the `vectors` that each owner 0..n-1 owns."""
+    sums = vectors.new_zeros((n, vectors.shape[1])).index_add_(0, owners, vectors)
+    lengths = torch.bincount(owners, minlength=n).clamp(min=1).unsqueeze(1)
+    return sums / lengths.to(sums.dtype)
+
+
+def type_agreement(type_probs: torch.Tensor, candidate_types: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Mean predicted probability of each candidate's KB types, and whether it has any.
+
+    type_probs (torch.Tensor): (n_mentions, n_types).
+    candidate_types (torch.Tensor): (n_mentions, k, T) type indices padded with -1.
+    RETURNS (Tuple[torch.Tensor, torch.Tensor]): both (n_mentions, k).
+    """
+    n_mentions, k, width = candidate_types.shape
+    present = candidate_types >= 0
+    index = candidate_types.clamp(min=0).reshape(n_mentions, k * width)
+    probs = type_probs.gather(1, index).reshape(n_mentions, k, width) * present
+    counts = present.sum(-1)
+    agreement = probs.sum(-1) / counts.clamp(min=1).to(probs.dtype)
+    return agreement, (counts > 0).to(probs.dtype)

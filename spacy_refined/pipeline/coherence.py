@@ -16,17 +16,34 @@ repeated), and a group never supports its own candidates, so sibling
 candidates of one mention (e.g. a country and its football team) do not
 lift each other.
 """
-from typing import List
+from typing import Callable, Sequence
 
 import numpy as np
+from spacy.util import registry
 
-from ..util import concatenated_ranges, sorted_positions
 from ..kb.normalize import alias_keys
+from ..kb.candidates import CandidateCSR
 from ..kb.store import RefinedKB
-from ..model.heads import N_COHERENCE
+from ..util import concatenated_ranges, sorted_positions
+
+# The number of coherence features per candidate (the scorer's input width depends on it).
+N_COHERENCE = 2
+CoherenceFeatures = Callable[[RefinedKB, Sequence[str], CandidateCSR], np.ndarray]
 
 
-def document_coherence(kb: RefinedKB, texts: List[str], lengths: np.ndarray, entities: np.ndarray, priors: np.ndarray) -> np.ndarray:
+@registry.misc("spacy_refined.FactCoherence.v1")
+def make_fact_coherence() -> CoherenceFeatures:
+    """Coherence by the KB's facts (`document_coherence`), for the linker's
+    `coherence` setting: (kb, a document's mention texts, their candidates)
+    -> features (n_candidates, N_COHERENCE)."""
+
+    def coherence(kb: RefinedKB, texts: Sequence[str], candidates: CandidateCSR) -> np.ndarray:
+        return document_coherence(kb, texts, candidates.lengths, candidates.entities, candidates.priors)
+
+    return coherence
+
+
+def document_coherence(kb: RefinedKB, texts: Sequence[str], lengths: np.ndarray, entities: np.ndarray, priors: np.ndarray) -> np.ndarray:
     """Coherence features (n_candidates, N_COHERENCE) of one document's candidates.
 
     texts: the document's mention texts; lengths: their numbers of candidates;

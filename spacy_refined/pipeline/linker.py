@@ -1,70 +1,29 @@
 """The `refined_linker` component: ReFinED end-to-end entity linking.
 
-Modes (`mode`):
+One forward pass per batch detects mentions (or takes given ones), predicts
+their fine-grained KB types and scores each mention's candidates by prior,
+type agreement, description similarity, popularity and coherence, with a
+NIL option. The settings are documented on the factory, `make_refined_linker`.
 
-* "detect": the BIO head finds the mentions; they replace `doc.ents`;
-* "ents": the spans in `doc.ents` (from an upstream NER or the user) are
-  linked, keeping their labels (ents with an `extra_labels` label are left
-  alone);
-* "spans": the spans in `doc.spans[input_key]` (may overlap) are linked
-  (disambiguation only); the result goes to `doc.spans[spans_key]` only.
+Design notes (the why; the measured effects are in BENCHMARKS.md):
 
-Every linked mention gets `kb_id_` (an entity ID, or "NIL" when NIL wins or
-the best entity's probability is below `threshold`), `span._.kb_score` (the
-probability of that answer: the entity's, NIL's, or one minus the best
-entity's when it fell below `threshold`), `span._.kb_candidates` (the top
-`top_candidates` (ID, probability) pairs) and `span._.kb_types` (the top
-`top_types` (type ID, probability) pairs of the typing head).
-`nil_bias` is added to NIL's logit before the softmax at prediction time
-(not in training): below 0 the linker answers NIL less often, above 0 more
-often; the model learns NIL from its training data's NIL mentions, and text
-of another domain may need another bias (choose it on that domain's dev
-documents, e.g. with `evaluate --nil-bias`).
-`doc.spans[spans_key]` holds all linked mentions, NIL included, with their
-scores in `attrs["scores"]`; `doc.ents` drops NIL mentions unless
-`keep_nil`. In "detect" and "spans" mode the label is a coarse type: the
-first type of `type_labels` that the entity has (for NIL: that the typing
-head gives p >= 0.5), else `default_label`. Mentions of `extra_labels`
-(e.g. DATE) are detected and written unlinked.
-
-Training uses the gold mentions (teacher forcing) with the losses of
-`loss_weights`: "md" (BIO tags), "typing" (the gold entity's KB types:
-binary cross-entropy averaged over the KB's type inventory, so that its
-pull on the shared encoder does not grow with the number of types; summed
-over Wikidata's 1,400 types of the benchmark KB it drowned the other losses:
-MiniLM, 300 steps: dev mention F1 47, and 93 averaged), "ed" (softmax over the
-candidates + NIL; mentions whose gold entity is not among the candidates,
-not in the KB or unknown are left out) and "description" (softmax over the
-candidates' description scores). The default weights give "md" 5: its loss
-is a mean over all tokens, most of them outside mentions (AIDA, tok2vec,
-1000 steps, typing summed over types: dev mention F1 72 at weight 1, 85 at
-weight 5).
-`n_candidates` candidates per mention come from the KB, each with its
-prior and its coherence with the document's other mentions (the KB's facts
-between candidates, see `coherence.py`).
-
-The KB. `initialize` takes `kb_path`, sizes the typing head from the KB's
-type inventory and records its hash; a KB with another inventory is then
-refused. When saved, the KB is copied into the pipeline if `kb_copy` is
-true, or if it is "auto" (the default) and takes at most 200 MB; otherwise
-the pipeline refers to it by its absolute path. `kb_path` in the
-component's config opens another KB at load time. Description embeddings
-come from the KB when `embed_kb` stored them with the current weights,
-else they are computed on the fly and cached (`cache_size` entities).
-With `train_descriptions` false the description encoder is not trained:
-training reads the embeddings the same way (computed once, cached) instead
-of encoding every candidate's description at every step, which is what
-makes a transformer description encoder affordable to train on CPU.
-
-Speed. On CPU, prediction runs torch with `cpu_threads` intra-op threads
-(default 1; 0 keeps torch's setting): the heads' operations are small, so
-thread synchronisation costs more than it brings, several times more on a
-busy machine. Scale with processes instead (`nlp.pipe(..., n_process=N)`;
-each forked worker runs torch on one thread).
+* The KB belongs to a `refined_kb` component that this one listens to, so
+  that several components share one KB (see `knowledge_base.py`).
+* Candidates and their coherence features come from registered functions
+  (`get_candidates`, `coherence`), as spaCy's `entity_linker` takes its
+  `get_candidates`.
+* Training uses the gold mentions (teacher forcing). The typing loss is
+  binary cross-entropy averaged over the KB's type inventory, so that its
+  pull on the shared encoder does not grow with the number of types. The
+  mention-detection loss is a mean over all tokens, most of them outside
+  mentions, so it gets a larger default weight than the other losses.
+* Description embeddings come from the KB when `kb embed` stored them with
+  the current weights, else they are computed on the fly and cached. With
+  `train_descriptions` false, training reads them the same way instead of
+  encoding every candidate's description at every step, which is what makes
+  a transformer description encoder affordable to train on CPU.
 """
 import os
-import shutil
-from contextlib import contextmanager
 from dataclasses import dataclass
 from hashlib import sha256
 from itertools import islice
@@ -82,22 +41,23 @@ from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, NumpyOps, Optimizer, set_dropout_rate
 
-from ..util import concatenated_ranges
 from ..ids import ENTITY_LABEL, NIL
+from ..kb.candidates import CandidateGenerator
 from ..kb.errors import KBError
-from ..labels import DEFAULT_LABEL, DEFAULT_TYPE_LABELS, CoarseLabels
 from ..kb.store import RefinedKB
+from ..labels import CoarseLabels
 from ..model.architecture import Candidates, Logits, Mentions, RefinedInput, RefinedOutput, set_output_sizes
-from ..model.heads import N_COHERENCE
 from ..model.losses import sigmoid_loss, softmax_loss
-from .coherence import document_coherence
-from .embed import EmbeddingCache
-from .scoring import score_linking
+from ..model._torch import wrapped_module
+from ..model.threads import torch_threads
+from ..util import concatenated_ranges
+from .cache import EmbeddingCache
+from .coherence import N_COHERENCE, CoherenceFeatures
+from .knowledge_base import KnowledgeBaseComponent
 
 MODES = ("detect", "ents", "spans")
 LOSSES = ("md", "typing", "ed", "description")
-DEFAULT_LOSS_WEIGHTS = {"md": 5.0, "typing": 1.0, "ed": 1.0, "description": 1.0}
-KB_COPY_MAX_BYTES = 200 * 2**20
+EXTENSIONS = ("kb_score", "kb_candidates", "kb_types")
 
 DEFAULT_MODEL = """
 [model]
@@ -124,48 +84,55 @@ n_rows = 20000
 max_words = 32
 """
 DEFAULT_MODEL_CONFIG = Config().from_str(DEFAULT_MODEL)["model"]
-DEFAULT_KB_URL_TEMPLATE = "https://www.wikidata.org/wiki/{}"
-
-for _extension in ("kb_score", "kb_candidates", "kb_types"):
-    if not Span.has_extension(_extension):
-        Span.set_extension(_extension, default=None)
+DEFAULT_CONFIG = {
+    "model": DEFAULT_MODEL_CONFIG,
+    "kb_component": "*",
+    "mode": "detect",
+    "extra_labels": [],
+    "get_candidates": {"@misc": "spacy_refined.PriorCandidates.v1", "person_names": True},
+    "coherence": {"@misc": "spacy_refined.FactCoherence.v1"},
+    "n_candidates": 30,
+    "threshold": 0.0,
+    "nil_bias": 0.0,
+    "keep_nil": True,
+    "type_labels": {
+        "Q5": "PERSON",  # human
+        "Q6256": "GPE",  # country
+        "Q515": "GPE",  # city
+        "Q56061": "GPE",  # administrative territorial entity
+        "Q2221906": "LOC",  # geographic location
+        "Q43229": "ORG",  # organization
+    },
+    "default_label": "MISC",
+    "input_key": "mentions",
+    "spans_key": "refined",
+    "top_candidates": 5,
+    "top_types": 5,
+    "loss_weights": {"md": 5.0, "typing": 1.0, "ed": 1.0, "description": 1.0},
+    "kb_url_template": "https://www.wikidata.org/wiki/{}",
+    "cache_size": 100000,
+    "train_descriptions": True,
+    "cpu_threads": 1,
+    "scorer": {"@scorers": "spacy_refined.linking_scorer.v1"},
+}
 
 
 @Language.factory(
     "refined_linker",
     assigns=["doc.ents", "token.ent_iob", "token.ent_type", "token.ent_kb_id", "doc.spans",
              "span._.kb_score", "span._.kb_candidates", "span._.kb_types"],
-    default_config={
-        "model": DEFAULT_MODEL_CONFIG,
-        "mode": "detect",
-        "extra_labels": [],
-        "n_candidates": 30,
-        "threshold": 0.0,
-        "nil_bias": 0.0,
-        "keep_nil": True,
-        "type_labels": DEFAULT_TYPE_LABELS,
-        "default_label": "MISC",
-        "input_key": "mentions",
-        "spans_key": "refined",
-        "top_candidates": 5,
-        "top_types": 5,
-        "loss_weights": DEFAULT_LOSS_WEIGHTS,
-        "kb_copy": "auto",
-        "kb_path": None,
-        "kb_url_template": DEFAULT_KB_URL_TEMPLATE,
-        "cache_size": 100000,
-        "train_descriptions": True,
-        "cpu_threads": 1,
-        "scorer": {"@scorers": "spacy_refined.linking_scorer.v1"},
-    },
-    default_score_weights={"el_f": 1.0, "el_p": 0.0, "el_r": 0.0, "ed_acc": 0.0, "md_f": 0.0, "md_p": 0.0, "md_r": 0.0},
+    default_config=DEFAULT_CONFIG,
+    default_score_weights={"el_f": 1.0, "el_p": 0.0, "el_r": 0.0, "el_ed_acc": 0.0, "el_md_f": 0.0, "el_md_p": 0.0, "el_md_r": 0.0},
 )
 def make_refined_linker(
     nlp: Language,
     name: str,
     model: Model[RefinedInput, RefinedOutput],
+    kb_component: str,
     mode: str,
     extra_labels: List[str],
+    get_candidates: CandidateGenerator,
+    coherence: Optional[CoherenceFeatures],
     n_candidates: int,
     threshold: float,
     nil_bias: float,
@@ -177,26 +144,90 @@ def make_refined_linker(
     top_candidates: int,
     top_types: int,
     loss_weights: Dict[str, float],
-    kb_copy: Union[bool, str],
-    kb_path: Optional[str],
     kb_url_template: str,
     cache_size: int,
     train_descriptions: bool,
     cpu_threads: int,
     scorer: Optional[Callable],
 ) -> "RefinedLinker":
-    """Create a `RefinedLinker` (see the module docstring for the settings)."""
+    """Construct a `RefinedLinker`: mention detection, typing and
+    disambiguation over the KB of a `refined_kb` component.
+
+    model (Model[RefinedInput, RefinedOutput]): The model: an encoder
+        (tok2vec or a transformer listener), the heads and a description
+        encoder (`spacy_refined.RefinedModel.v1`).
+    kb_component (str): The name of the `refined_kb` component whose KB this
+        component uses; "*" for any (the pipeline's one).
+    mode (str): "detect": the mention-detection head finds the mentions, and
+        they replace `doc.ents`; "ents": the spans of `doc.ents` (from an
+        upstream NER or the user) are linked, keeping their labels; "spans":
+        the possibly overlapping spans of `doc.spans[input_key]` are linked,
+        and the results go to `doc.spans[spans_key]` only.
+    extra_labels (List[str]): Labels (e.g. DATE) that the mention-detection
+        head also detects; their mentions are written unlinked (in "ents"
+        mode, ents with these labels are left alone).
+    get_candidates (Callable[[RefinedKB, Sequence[str], int], CandidateCSR]):
+        The candidate generator: a document's mention texts and k give each
+        mention's top-k candidates with their priors.
+    coherence (Optional[Callable]): How well each candidate fits the
+        document's other mentions, by the KB's facts; null gives zeros.
+    n_candidates (int): Candidates per mention (k).
+    threshold (float): A link whose probability is below it becomes NIL.
+    nil_bias (float): Added to NIL's logit at prediction time (not in
+        training): below 0 NIL answers are rarer, above 0 more frequent. For
+        text of another domain, choose it on that domain's dev documents
+        (`evaluate --nil-bias`).
+    keep_nil (bool): Whether NIL mentions stay in `doc.ents`.
+    type_labels (Dict[str, str]): KB type ID -> coarse label (the label of a
+        linked mention is that of the first listed type its entity has; of a
+        NIL mention, the first the typing head gives p >= 0.5).
+    default_label (str): The label when no type of `type_labels` applies.
+    input_key (str): The span group linked in "spans" mode.
+    spans_key (str): The span group that receives all linked mentions, NIL
+        included, with their scores in `attrs["scores"]`.
+    top_candidates (int): How many (ID, probability) pairs go to
+        `span._.kb_candidates`.
+    top_types (int): How many (type ID, probability) pairs go to
+        `span._.kb_types`.
+    loss_weights (Dict[str, float]): The weights of the losses "md" (BIO
+        tags), "typing" (the gold entity's KB types), "ed" (softmax over the
+        candidates and NIL) and "description" (softmax over the candidates'
+        description scores); a missing loss keeps its default weight.
+    kb_url_template (str): Where displaCy links an entity ID.
+    cache_size (int): Description embeddings computed on the fly that are
+        kept (entities).
+    train_descriptions (bool): Whether training updates the description
+        encoder.
+    cpu_threads (int): Torch's intra-op threads during prediction on CPU (0:
+        torch's setting). Scale with processes instead
+        (`nlp.pipe(..., n_process=N)`); each forked worker uses one thread.
+    scorer (Optional[Callable]): The scoring method
+        (`spacy_refined.linking_scorer.v1`: EL, ED and MD scores).
+    RETURNS (RefinedLinker): The component.
+    """
     return RefinedLinker(
-        nlp.vocab, model, name, mode=mode, extra_labels=extra_labels, n_candidates=n_candidates,
+        nlp.vocab, model, name, kb_component=kb_component, mode=mode, extra_labels=extra_labels,
+        get_candidates=get_candidates, coherence=coherence, n_candidates=n_candidates,
         threshold=threshold, nil_bias=nil_bias, keep_nil=keep_nil, type_labels=type_labels, default_label=default_label,
         input_key=input_key, spans_key=spans_key, top_candidates=top_candidates, top_types=top_types,
-        loss_weights=loss_weights, kb_copy=kb_copy, kb_path=kb_path, kb_url_template=kb_url_template,
+        loss_weights=loss_weights, kb_url_template=kb_url_template,
         cache_size=cache_size, train_descriptions=train_descriptions, cpu_threads=cpu_threads, scorer=scorer,
     )
 
 
+def install_extensions() -> None:
+    """Register the span extensions the linker writes (once per process)."""
+    for extension in EXTENSIONS:
+        if not Span.has_extension(extension):
+            Span.set_extension(extension, default=None)
+
+
 class KBUrlTemplate(str):
-    """A `kb_url_template` for displaCy that gives NIL mentions no link target."""
+    """A `kb_url_template` for displaCy that gives NIL mentions no link target.
+
+    displaCy formats the template with each entity's `kb_id_`; NIL has no
+    page, so its link points nowhere instead of at a missing page.
+    """
 
     def format(self, *args: Any, **kwargs: Any) -> str:
         if args and args[0] in (NIL, ""):
@@ -218,68 +249,72 @@ class RefinedLinker(TrainablePipe):
         self,
         vocab: Vocab,
         model: Model[RefinedInput, RefinedOutput],
-        name: str = "refined_linker",
+        name: str,
         *,
-        mode: str = "detect",
-        extra_labels: Iterable[str] = (),
-        n_candidates: int = 30,
-        threshold: float = 0.0,
-        nil_bias: float = 0.0,
-        keep_nil: bool = True,
-        type_labels: Optional[Dict[str, str]] = None,
-        default_label: str = "MISC",
-        input_key: str = "mentions",
-        spans_key: str = "refined",
-        top_candidates: int = 5,
-        top_types: int = 5,
-        loss_weights: Optional[Dict[str, float]] = None,
-        kb_copy: Union[bool, str] = "auto",
-        kb_path: Optional[str] = None,
-        kb_url_template: str = DEFAULT_KB_URL_TEMPLATE,
-        cache_size: int = 100000,
-        train_descriptions: bool = True,
-        cpu_threads: int = 1,
-        scorer: Optional[Callable] = score_linking,
+        kb_component: str,
+        mode: str,
+        extra_labels: Iterable[str],
+        get_candidates: CandidateGenerator,
+        coherence: Optional[CoherenceFeatures],
+        n_candidates: int,
+        threshold: float,
+        nil_bias: float,
+        keep_nil: bool,
+        type_labels: Dict[str, str],
+        default_label: str,
+        input_key: str,
+        spans_key: str,
+        top_candidates: int,
+        top_types: int,
+        loss_weights: Dict[str, float],
+        kb_url_template: str,
+        cache_size: int,
+        train_descriptions: bool,
+        cpu_threads: int,
+        scorer: Optional[Callable],
     ) -> None:
+        """Initialize the component; see `make_refined_linker` for the settings."""
         if mode not in MODES:
             raise ValueError(f"[{name}] unknown mode {mode!r}: use one of {', '.join(MODES)}")
         if cpu_threads < 0:
             raise ValueError(f"[{name}] cpu_threads must be 0 (torch's setting) or more, not {cpu_threads}")
-        weights = dict(loss_weights or {})
-        unknown = sorted(set(weights) - set(LOSSES))
+        unknown = sorted(set(loss_weights) - set(LOSSES))
         if unknown:
             raise ValueError(f"[{name}] unknown loss_weights {unknown}: the losses are {', '.join(LOSSES)}")
-        if kb_copy not in (True, False, "auto"):
-            raise ValueError(f"[{name}] kb_copy must be true, false or \"auto\", not {kb_copy!r}")
         extra_labels = list(extra_labels)
         if ENTITY_LABEL in extra_labels:
             raise ValueError(f"[{name}] {ENTITY_LABEL!r} is the label of entity mentions, it cannot be an extra label")
+        install_extensions()
         self.vocab = vocab
         self.model = model
         self.name = name
+        self.kb_component = kb_component
         self.mode = mode
+        self.get_candidates = get_candidates
+        self.coherence = coherence
         self.n_candidates = n_candidates
         self.threshold = threshold
         self.nil_bias = nil_bias
         self.keep_nil = keep_nil
-        self.type_labels = dict(DEFAULT_TYPE_LABELS if type_labels is None else type_labels)
+        self.type_labels = dict(type_labels)
         self.default_label = default_label
         self.input_key = input_key
         self.spans_key = spans_key
         self.top_candidates = top_candidates
         self.top_types = top_types
-        self.loss_weights = {loss: float(weights.get(loss, DEFAULT_LOSS_WEIGHTS[loss])) for loss in LOSSES}
-        self.kb_copy = kb_copy
+        defaults = DEFAULT_CONFIG["loss_weights"]
+        self.loss_weights = {loss: float(loss_weights.get(loss, defaults[loss])) for loss in LOSSES}
         self.kb_url_template = KBUrlTemplate(kb_url_template)
         self.scorer = scorer
-        self.cfg: Dict[str, Any] = {"labels": [ENTITY_LABEL] + extra_labels, "type_hash": None, "n_types": None, "kb_path": None}
-        self.kb: Optional[RefinedKB] = None
-        self._kb_path_override = kb_path
-        self._cache = EmbeddingCache(cache_size)
+        self.cfg: Dict[str, Any] = {"labels": [ENTITY_LABEL] + extra_labels, "type_hash": None, "n_types": None}
         self.train_descriptions = train_descriptions
         self.cpu_threads = cpu_threads
+        self._kb_source: Optional[KnowledgeBaseComponent] = None
+        self._kb_seen: Optional[RefinedKB] = None
+        self._cache = EmbeddingCache(cache_size)
         self._fingerprint: Optional[str] = None
         self._coarse: Optional[CoarseLabels] = None
+        self._owner_pid = os.getpid()
 
     # ------------------------------------------------------------- properties
 
@@ -318,8 +353,24 @@ class RefinedLinker(TrainablePipe):
 
     # --------------------------------------------------------------------- KB
 
-    def set_kb(self, kb: RefinedKB) -> None:
-        """Use `kb`; KBError if its type inventory is not the one the model was trained with."""
+    def listen_to_kb(self, source: KnowledgeBaseComponent) -> None:
+        """Take the KB from `source` (called by the `refined_kb` component
+        when spaCy links the pipeline's components, and when its KB changes)."""
+        self._kb_source = source
+
+    @property
+    def kb(self) -> Optional[RefinedKB]:
+        """The KB of the `refined_kb` component this component listens to (None before it has one)."""
+        kb = self._kb_source.kb if self._kb_source is not None else None
+        if kb is not None and kb is not self._kb_seen:
+            self._check_kb(kb)
+            self._kb_seen = kb
+            self._coarse = None
+            self._reset()
+        return kb
+
+    def _check_kb(self, kb: RefinedKB) -> None:
+        """KBError if `kb`'s type inventory is not the one the model was trained with."""
         expected = self.cfg.get("type_hash")
         if expected is not None and kb.type_hash != expected:
             raise KBError(
@@ -327,14 +378,15 @@ class RefinedLinker(TrainablePipe):
                 f"but the model was trained with type inventory hash {expected}: its typing head "
                 f"needs the KB it was trained with (or one built with the same type inventory)"
             )
-        self.kb = kb
-        self._coarse = None
-        self._reset()
 
     def _require_kb(self) -> RefinedKB:
-        if self.kb is None:
-            raise ValueError(f"[{self.name}] no KB: initialize the pipeline with `kb_path` (nlp.initialize) or load a trained pipeline")
-        return self.kb
+        if self._kb_source is None:
+            raise KBError(
+                f"[{self.name}] no KB component: add one before this component "
+                f'(nlp.add_pipe("refined_kb", before="{self.name}")), or set `kb_component` to its name'
+            )
+        kb = self.kb
+        return kb if kb is not None else self._kb_source.require_kb(self.name)
 
     def _reset(self) -> None:
         """Forget what depends on the weights or the KB."""
@@ -343,19 +395,14 @@ class RefinedLinker(TrainablePipe):
 
     # ------------------------------------------------------------- training
 
-    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None, kb_path: Optional[Union[str, Path]] = None) -> None:
-        """Open the KB at `kb_path` (`[initialize.components.NAME] kb_path`),
-        size the heads from its type inventory and initialize the model."""
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
+        """Size the heads from the KB's type inventory (the KB of the
+        `refined_kb` component, initialized before this one), record its hash
+        and initialize the model."""
         validate_get_examples(get_examples, "RefinedLinker.initialize")
-        path = kb_path if kb_path is not None else self._kb_path_override
-        if path is None:
-            raise ValueError(
-                f"[{self.name}] no KB to initialize with: set `kb_path` in [initialize.components.{self.name}] "
-                f"(or pass kb_path to initialize) to a KB built with `python -m spacy_refined kb build`"
-            )
-        kb = RefinedKB.load(path, self.vocab)
-        self.cfg.update(type_hash=kb.type_hash, n_types=len(kb.type_ids), kb_path=str(Path(path).resolve()))
-        self.set_kb(kb)
+        self.cfg["type_hash"] = None
+        kb = self._require_kb()
+        self.cfg.update(type_hash=kb.type_hash, n_types=len(kb.type_ids))
         set_output_sizes(self.model, len(self.tags), len(kb.type_ids))
         docs = [eg.predicted for eg in islice(get_examples(), 10)]
         self.model.initialize(X=docs)
@@ -483,7 +530,7 @@ class RefinedLinker(TrainablePipe):
         if mentions not in ("gold", "predicted"):
             raise ValueError(f"[{self.name}] calibrate on 'gold' or 'predicted' mentions, not {mentions!r}")
         self._require_kb()
-        heads = self.model.get_ref("heads").shims[0]._model
+        heads = wrapped_module(self.model.get_ref("heads"))
         batches = []
         with heads.recording() as records:
             for chunk in util.minibatch(examples, size=batch_size):
@@ -514,7 +561,7 @@ class RefinedLinker(TrainablePipe):
 
     def _predict(self, docs: List[Doc], mentions: Optional[Mentions]) -> RefinedOutput:
         self._require_kb()
-        with _torch_threads(self.cpu_threads if isinstance(self.model.ops, NumpyOps) else 0):
+        with torch_threads(self.cpu_threads if isinstance(self.model.ops, NumpyOps) else 0, self._owner_pid):
             return self.model.predict(RefinedInput(docs, mentions, self._lookup))
 
     def _given_mentions(self, docs: List[Doc]) -> Optional[Mentions]:
@@ -537,13 +584,14 @@ class RefinedLinker(TrainablePipe):
         batches, coherence = [], []
         for a, b in zip(bounds[:-1], bounds[1:]):
             if b > a:
-                batch = kb.document_candidates(texts[a:b], self.n_candidates)
+                batch = self.get_candidates(kb, texts[a:b], self.n_candidates)
                 batches.append(batch)
-                coherence.append(document_coherence(kb, texts[a:b], batch.lengths, batch.entities, batch.priors))
+                if self.coherence is not None:
+                    coherence.append(self.coherence(kb, texts[a:b], batch))
         lengths = np.concatenate([b.lengths for b in batches]) if batches else np.zeros(0, dtype="int64")
         flat_entities = np.concatenate([b.entities for b in batches]) if batches else np.zeros(0, dtype="int64")
         flat_priors = np.concatenate([b.priors for b in batches]) if batches else np.zeros(0, dtype="float32")
-        flat_coherence = np.concatenate(coherence) if coherence else np.zeros((0, N_COHERENCE), dtype="float32")
+        flat_coherence = np.concatenate(coherence) if coherence else np.zeros((len(flat_entities), N_COHERENCE), dtype="float32")
         k = max(1, int(lengths.max(initial=0)))
         mention_of = np.repeat(np.arange(len(mentions)), lengths)
         slot = concatenated_ranges(np.zeros(len(lengths)), lengths)
@@ -560,15 +608,10 @@ class RefinedLinker(TrainablePipe):
         rows[mention_of, slot] = inverse
         candidates = Candidates(entities, priors, features, unique, rows, kb.type_lists(unique), kb.popularities(unique))
         if is_train and self.train_descriptions:
-            candidates.texts = self.entity_texts(unique)
+            candidates.texts = entity_texts(kb, unique)
         else:
             candidates.vectors = self._entity_vectors(unique)
         return candidates
-
-    def entity_texts(self, indices: Iterable[int]) -> List[str]:
-        """The texts the description encoder reads: "label: description"."""
-        kb = self._require_kb()
-        return [f"{kb.label(i)}: {kb.description(i)}" for i in indices]
 
     def encode_descriptions(self, texts: List[str]) -> np.ndarray:
         """Description embeddings (float32) of entity texts."""
@@ -592,7 +635,7 @@ class RefinedLinker(TrainablePipe):
             vectors[todo[hit]] = cached
         missing = todo[~hit]
         if len(missing):
-            computed = self.encode_descriptions(self.entity_texts(indices[missing])).astype("float16")
+            computed = self.encode_descriptions(entity_texts(kb, indices[missing])).astype("float16")
             self._cache.add(indices[missing], computed)
             vectors[missing] = computed
         return vectors
@@ -683,123 +726,62 @@ class RefinedLinker(TrainablePipe):
 
     # -------------------------------------------------------- serialization
 
-    def _copy_kb(self) -> bool:
-        kb = self._require_kb()
-        if self.kb_copy == "auto":
-            return sum(f.stat().st_size for f in kb.path.rglob("*") if f.is_file()) <= KB_COPY_MAX_BYTES
-        return bool(self.kb_copy)
-
-    def _kb_cfg(self) -> Dict[str, Any]:
-        return {**self.cfg, "kb_path": str(self.kb.path.resolve()) if self.kb is not None else self.cfg["kb_path"]}
-
     def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
-        """Save the config, the weights and (if `kb_copy`) the KB under `path`."""
-        path = Path(path)
+        """Save the settings and the weights under `path` (the KB is saved by its `refined_kb` component)."""
         serialize = {
-            "cfg": lambda p: srsly.write_json(p, self._kb_cfg()),
+            "cfg": lambda p: srsly.write_json(p, self.cfg),
             "vocab": lambda p: self.vocab.to_disk(p, exclude=exclude),
             "model": lambda p: self.model.to_disk(p),
         }
-        if self.kb is not None and self._copy_kb():
-            serialize["kb"] = lambda p: self.kb.to_disk(p)
-        elif (path / "kb").exists() and (self.kb is None or self.kb.path.resolve() != (path / "kb").resolve()):
-            shutil.rmtree(path / "kb")  # a KB copied by an earlier save
         util.to_disk(path, serialize, exclude)
 
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "RefinedLinker":
-        """Load a saved component; its KB from the pipeline, or from `kb_path`."""
-        path = Path(path)
+        """Load the settings and the weights saved by `to_disk`."""
         deserialize = {
             "cfg": lambda p: self.cfg.update(srsly.read_json(p)),
             "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),
             "model": lambda p: self.model.from_bytes(p.read_bytes()),
         }
         util.from_disk(path, deserialize, exclude)
-        if "kb" not in exclude:
-            copied = path / "kb"
-            self._load_kb(copied if copied.exists() else None)
+        self._kb_seen = None
         return self
 
     def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
         serialize = {
-            "cfg": lambda: srsly.json_dumps(self._kb_cfg()),
+            "cfg": lambda: srsly.json_dumps(self.cfg),
             "vocab": lambda: self.vocab.to_bytes(exclude=exclude),
             "model": lambda: self.model.to_bytes(),
-            "kb": lambda: self.kb.to_bytes() if self.kb is not None and self._copy_kb() else b"",
         }
         return util.to_bytes(serialize, exclude)
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "RefinedLinker":
-        kb_bytes: List[bytes] = []
         deserialize = {
             "cfg": lambda b: self.cfg.update(srsly.json_loads(b)),
             "vocab": lambda b: self.vocab.from_bytes(b, exclude=exclude),
             "model": lambda b: self.model.from_bytes(b),
-            "kb": kb_bytes.append,
         }
         util.from_bytes(bytes_data, deserialize, exclude)
-        if "kb" not in exclude:
-            if kb_bytes and kb_bytes[0] and self._kb_path_override is None:
-                self.set_kb(RefinedKB(self.vocab).from_bytes(kb_bytes[0]))
-            else:
-                self._load_kb(None)
+        self._kb_seen = None
         return self
 
-    def _load_kb(self, copied: Optional[Path]) -> None:
-        """Open the KB: `kb_path` of the config, else the copy, else the recorded path
-        (none for a component saved before initialization)."""
-        path = self._kb_path_override or copied or self.cfg.get("kb_path")
-        if path is None:
-            return
-        if not Path(path).exists():
-            raise KBError(
-                f"[{self.name}] the KB at {path} does not exist: set `kb_path` in [components.{self.name}] "
-                f"to a copy of the KB the pipeline was trained with"
-            )
-        self.set_kb(RefinedKB.load(path, self.vocab))
 
-
-_in_forked_worker = False
-
-
-def _one_thread_after_fork() -> None:
-    """`nlp.pipe(n_process=N)` forks its workers (on Linux), and torch's
-    OpenMP threads do not survive a fork: the child's first multi-threaded
-    operation waits for them forever. The N processes are the parallelism,
-    so each keeps torch on one thread."""
-    global _in_forked_worker
-    _in_forked_worker = True
-    torch.set_num_threads(1)
-
-
-if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
-    os.register_at_fork(after_in_child=_one_thread_after_fork)
-
-
-@contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    """Run torch with `n` intra-op threads inside the block (0: leave the
-    setting; a forked worker stays on one, see `_one_thread_after_fork`)."""
-    previous = torch.get_num_threads()
-    if n <= 0 or n == previous or _in_forked_worker:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+def entity_texts(kb: RefinedKB, indices: Iterable[int]) -> List[str]:
+    """The texts the description encoder reads for KB entities: "label: description"."""
+    return [f"{kb.label(i)}: {kb.description(i)}" for i in indices]
 
 
 def _span_keys(mentions: Mentions) -> List[Tuple[int, int, int]]:
     return list(zip(mentions.doc.tolist(), mentions.start.tolist(), mentions.end.tolist()))
 
 
-def find_linker(nlp: Language) -> RefinedLinker:
-    """The (first) `RefinedLinker` of a pipeline; ValueError if there is none."""
-    for _, component in nlp.pipeline:
-        if isinstance(component, RefinedLinker):
+def find_linker(nlp: Language, name: Optional[str] = None) -> RefinedLinker:
+    """The `RefinedLinker` called `name` of a pipeline (None: the first one);
+    ValueError if there is none."""
+    for component_name, component in nlp.pipeline:
+        if isinstance(component, RefinedLinker) and name in (None, component_name):
             return component
+    if name is not None:
+        raise ValueError(f"the pipeline has no refined_linker component called {name!r} (it has: {', '.join(nlp.pipe_names) or 'none'})")
     raise ValueError(f"the pipeline has no refined_linker component (it has: {', '.join(nlp.pipe_names) or 'none'})")
 
 

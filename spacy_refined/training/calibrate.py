@@ -4,10 +4,9 @@ Training fits the scorer's weights (prior, typing, description, popularity,
 coherence, and the bias against NIL) on documents the encoder has learnt,
 where the context features look more reliable than they are on new text.
 Refitting those few weights on held-out documents, the rest of the model
-fixed, gives them honest evidence (AIDA in BENCHMARKS.md, refit on testa: testb
-disambiguation accuracy 88.9 -> 91.7 on gold mentions; end-to-end EL F1
-59.6 -> 59.9 on predicted mentions). Use the dev set of the domain the
-pipeline will link: it also sets how often NIL wins there.
+fixed, gives them honest evidence (see BENCHMARKS.md for what it gains). Use
+the dev set of the domain the pipeline will link: it also sets how often NIL
+wins there.
 """
 from typing import Any, Dict, Iterable
 
@@ -23,12 +22,18 @@ def calibrate_pipeline(
 ) -> Dict[str, float]:
     """Refit the scorer of the pipeline's `refined_linker` on EL records, in
     place; the components before the linker (e.g. a shared transformer, an
-    NER) run on the texts first. `mentions`: "gold" or "predicted" (see
-    `RefinedLinker.calibrate`). Returns the loss and accuracy before and
-    after."""
+    NER) run on the texts first.
+
+    nlp (Language): The pipeline (its first `refined_linker` is refit).
+    records (Iterable[Dict[str, Any]]): EL records with gold links (see `docs_from_jsonl`).
+    mentions (str): "gold" or "predicted" (see `RefinedLinker.calibrate`).
+    batch_size (int): Documents per batch.
+    l2 (float): Pull of the weights towards the trained ones.
+    RETURNS (Dict[str, float]): The loss and accuracy before and after.
+    """
     linker = find_linker(nlp)
     references = list(docs_from_jsonl(nlp, records))
-    upstream = nlp.pipe_names[: [proc for _, proc in nlp.pipeline].index(linker)]
+    upstream = nlp.pipe_names[: nlp.pipe_names.index(linker.name)]
     with nlp.select_pipes(enable=upstream):
         predicted = nlp.pipe((nlp.make_doc(doc.text) for doc in references), batch_size=batch_size)
         return linker.calibrate((Example(doc, reference) for doc, reference in zip(predicted, references)), mentions=mentions, batch_size=batch_size, l2=l2)

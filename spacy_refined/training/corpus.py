@@ -2,29 +2,46 @@
 
 A record: `{"id": ..., "text": str, "labels": [{"span": [start, end],
 "entity_id": "Q…" | "<NIL>" | null, "label": optional str}, ...]}` (the
-format of /work/shared/data/el and ELEVANT benchmarks). Every mention is
-kept as an entity: `kb_id_` is the entity ID, "NIL" for NIL mentions (they
-still teach mention detection) and "" when the ID is unknown (`null`: kept
-for mention detection, left out of the disambiguation loss and of the
-scores). Mentions whose entity is not in the KB keep their ID; the linker
-leaves them out of the disambiguation loss.
+format of the ELEVANT benchmarks, and what `convert-docs` writes). Every
+mention is kept as an entity, its ID read as `evaluate` reads it
+(`ids.entity_status`): `kb_id_` is the entity ID, `NIL` for NIL mentions
+(they still teach mention detection) and "" when the ID is unknown (null,
+"" or "<NO_MAPPING>": kept for mention detection, left out of the
+disambiguation loss and of the scores). Mentions whose entity is not in the
+KB keep their ID; the linker leaves them out of the disambiguation loss.
 """
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Union
 
-import numpy as np
 from spacy.language import Language
 from spacy.tokenizer import Tokenizer
 from spacy.tokens import Doc, Span
 from spacy.vocab import Vocab
 
-from ..kb.builder import read_jsonl
+from ..util import read_jsonl
 from ..kb.store import RefinedKB
-from ..ids import ENTITY_LABEL, NIL
-from ..labels import DEFAULT_TYPE_LABELS, CoarseLabels
-from ..pipeline.linker import RefinedLinker
+from ..ids import ENTITY_LABEL, entity_status
+from ..labels import DEFAULT_LABEL, DEFAULT_TYPE_LABELS, CoarseLabels
+from ..pipeline.linker import find_linker
 
-NIL_IDS = ("<NIL>", NIL)
+
+def coarse_labels(nlp: Optional[Language], kb: RefinedKB) -> CoarseLabels:
+    """The coarse labels that a pipeline gives the entities of `kb`: its
+    `refined_linker`'s `type_labels` and `default_label`, or the default
+    ones when it has no `refined_linker` (or no pipeline is given).
+
+    nlp (Optional[Language]): The pipeline, if any.
+    kb (RefinedKB): The KB whose types label the entities.
+    RETURNS (CoarseLabels): The labels.
+    """
+    if nlp is not None:
+        try:
+            linker = find_linker(nlp)
+        except ValueError:  # no refined_linker
+            pass
+        else:
+            return CoarseLabels(kb.type_ids, linker.type_labels, linker.default_label)
+    return CoarseLabels(kb.type_ids, DEFAULT_TYPE_LABELS, DEFAULT_LABEL)
 
 
 def docs_from_jsonl(
@@ -37,20 +54,13 @@ def docs_from_jsonl(
     Texts are tokenized by the pipeline's tokenizer (on whitespace for a
     bare `Vocab`); spans not on token boundaries are expanded to them, and
     a span overlapping an earlier one (by start, then record order) is
-    dropped. The label is the record's
-    `label` if given; else, with a `kb`, the entity's coarse type (the
-    pipeline's `refined_linker` mapping, or the default one; "MISC" when the
-    entity is not in the KB); else "ENT". `doc.user_data["id"]` is the
-    record's ID.
+    dropped. The label is the record's `label` if given; else, with a `kb`,
+    the entity's coarse type (see `coarse_labels`; the default label when
+    the entity is not in the KB); else `ids.ENTITY_LABEL`. `doc.user_data["id"]` is the record's ID.
     """
-    if isinstance(nlp_or_vocab, Language):
-        make_doc = nlp_or_vocab.make_doc
-        linkers = [proc for _, proc in nlp_or_vocab.pipeline if isinstance(proc, RefinedLinker)]
-        mapping, default = (linkers[0].type_labels, linkers[0].default_label) if linkers else (DEFAULT_TYPE_LABELS, "MISC")
-    else:
-        make_doc = Tokenizer(nlp_or_vocab)
-        mapping, default = DEFAULT_TYPE_LABELS, "MISC"
-    coarse = CoarseLabels(kb.type_ids, mapping, default) if kb is not None else None
+    nlp = nlp_or_vocab if isinstance(nlp_or_vocab, Language) else None
+    make_doc = nlp.make_doc if nlp is not None else Tokenizer(nlp_or_vocab)
+    coarse = coarse_labels(nlp, kb) if kb is not None else None
     records = (record for _, record in read_jsonl(path_or_records)) if isinstance(path_or_records, (str, Path)) else path_or_records
     for number, record in enumerate(records, 1):
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
@@ -67,9 +77,8 @@ def _record_doc(doc: Doc, record: Dict[str, Any], kb: Optional[RefinedKB], coars
         span = doc.char_span(start, end, alignment_mode="expand")
         if span is None:
             continue
-        entity_id = label.get("entity_id")
         spans.append(span)
-        kb_ids.append(NIL if entity_id in NIL_IDS else entity_id or "")
+        kb_ids.append(entity_status(label.get("entity_id")))
         given_labels.append(label.get("label"))
     labels = _labels(kb_ids, given_labels, kb, coarse)
     order = sorted(range(len(spans)), key=lambda i: (spans[i].start, i))
@@ -85,12 +94,7 @@ def _record_doc(doc: Doc, record: Dict[str, Any], kb: Optional[RefinedKB], coars
 
 
 def _labels(kb_ids: List[str], given: List[Optional[str]], kb: Optional[RefinedKB], coarse: Optional[CoarseLabels]) -> List[str]:
-    labels = [label or ENTITY_LABEL for label in given]
-    if kb is None or coarse is None or not kb_ids:
-        return labels
-    indices = kb.find(kb_ids)
-    known = indices >= 0
-    types = np.zeros((len(kb_ids), len(kb.type_ids)), dtype="float32")
-    types[known] = kb.type_matrix(indices[known])
-    derived = coarse.from_types(types)  # entities not in the KB have no types: the default label
+    if kb is None or coarse is None:
+        return [label or ENTITY_LABEL for label in given]
+    derived = coarse.for_ids(kb, kb_ids)
     return [label or derived[i] for i, label in enumerate(given)]

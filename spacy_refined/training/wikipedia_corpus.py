@@ -1,72 +1,44 @@
 """Training data from Wikipedia hyperlinks, as ReFinED trains.
 
 Each article's wikitext becomes plain text, one document per paragraph that
-links to at least one KB entity by an anchor that has KB candidates; the link anchors are the mention spans and their
+links to at least one KB entity by an anchor that has KB candidates. The
+links are those of `kb.mediawiki.iter_links`, the parser that also gives the
+KB its anchor priors, so a mention's text and target are an (anchor, title)
+pair the KB counted. The link anchors are the mention spans and their
 targets, followed through the dump's redirects, become KB entities by
 Wikipedia title (`RefinedKB.find_titles`). A link whose target has no KB
 entity is a NIL mention. Documents go to the dev set or the training set by
 a hash of their ID (article title and paragraph number), so the split is
-deterministic and does not depend on the order or number of articles read. The output is EL JSONL (`{id, text, labels: [{span,
-entity_id}]}`), the input of `python -m spacy_refined convert`.
+deterministic and does not depend on the order or number of articles read.
+The output is EL JSONL (`{id, text, labels: [{span, entity_id}]}`), the
+input of `python -m spacy_refined convert`.
 """
-import html
 import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, FrozenSet, Iterator, List, Optional, Tuple, Union
-from xml.etree import ElementTree
-from xml.parsers.expat import ErrorString
+from typing import Any, Dict, FrozenSet, Iterator, List, Tuple, Union
 
 import numpy as np
 import srsly
 
-from ..kb.errors import DumpError
+from ..ids import RECORD_NIL
+from ..kb.mediawiki import DEFAULT_SKIPPED, UNPARSED_RE, Page, iter_links, iter_pages, plain_text, strip_nested
 from ..kb.store import RefinedKB
-from ..kb.wikidata import STREAM_ERRORS, open_dump
-from ..kb.wikipedia import (
-    DEFAULT_NAMESPACES,
-    LANGUAGE_PREFIX_RE,
-    UNPARSED_RE,
-    _prefix_key,
-    _skipped_prefixes,
-)
-from ..kb.normalize import normalize_title
+from ..util import DumpError
 
-NIL_ID = "<NIL>"
 # Elements whose content is not running text.
 DROPPED_ELEMENTS_RE = re.compile(
     r"<(ref|math|gallery|timeline|score|syntaxhighlight|source|pre|imagemap|chem|hiero|graph)\b[^>]*?(?:/>|>.*?</\1\s*>)",
     re.DOTALL | re.IGNORECASE,
 )
-TAG_RE = re.compile(r"</?[a-zA-Z][^>]*>")
-# Nested structures: templates {{...}} and tables {|...|}.
-NESTED_RE = re.compile(r"\{\{|\}\}|^\s*\{\||^\s*\|\}", re.MULTILINE)
-LINK_BRACKETS_RE = re.compile(r"\[\[|\]\]")
 EXTERNAL_LINK_RE = re.compile(r"\[(?:https?:|ftp:)?//[^\s\]]*(?:\s+([^\]]*))?\]")
 HEADING_RE = re.compile(r"^(=+)\s*(.*?)\s*\1\s*$")
 LIST_MARKER_RE = re.compile(r"^[*#:;]+\s*")
-BOLD_ITALIC_RE = re.compile(r"'{2,}")
-WHITESPACE_RE = re.compile(r"\s+")
-TRAIL_RE = re.compile(r"[a-z]+")
-# What dropped templates leave: "Angola ( ; Kikongo...)" -> "Angola (Kikongo...)", "X () is" -> "X is".
-EMPTY_PARENTHESES_RE = re.compile(r"\s*\(\s*[;,]?\s*\)|(?<=\()\s*[;,]\s*")
-SPACE_BEFORE_PUNCTUATION_RE = re.compile(r"\s+(?=[,;.:])")
 # Sections of links and references rather than running text.
 SKIPPED_SECTIONS = frozenset(
     ["see also", "references", "notes", "external links", "further reading", "bibliography", "sources", "citations", "footnotes"]
 )
-
-
-@dataclass
-class WikiArticle:
-    """A page of a dump with its raw wikitext and the link prefixes of its wiki
-    that are not articles (namespaces, from the dump's <siteinfo>)."""
-
-    title: str
-    redirect: Optional[str]
-    wikitext: str
-    skipped: FrozenSet[str]
 
 
 @dataclass
@@ -77,51 +49,20 @@ class Paragraph:
     links: List[Tuple[int, int, str]]
 
 
-def read_articles(path: Union[str, Path]) -> Iterator[WikiArticle]:
-    """Stream the article-namespace pages of a MediaWiki XML export with their wikitext.
-
-    RAISES (DumpError): If the XML or the compressed stream is truncated or corrupt.
-    """
-    with open_dump(path) as file_:
-        try:
-            events = ElementTree.iterparse(file_, events=("start", "end"))
-            _, root = next(events)
-            prefix = root.tag[: root.tag.find("}") + 1]
-            if root.tag != f"{prefix}mediawiki":
-                raise DumpError(path, f"not a MediaWiki XML export: <{root.tag}>", line=1)
-            skipped = _skipped_prefixes(DEFAULT_NAMESPACES)
-            for event, elem in events:
-                if event == "end" and elem.tag == f"{prefix}namespaces":
-                    skipped = _skipped_prefixes([ns.text for ns in elem if ns.text])
-                elif event == "end" and elem.tag == f"{prefix}page":
-                    if elem.findtext(f"{prefix}ns", "0") == "0":
-                        redirect = elem.find(f"{prefix}redirect")
-                        target = normalize_title(redirect.get("title", "")) if redirect is not None else ""
-                        texts = elem.findall(f"{prefix}revision/{prefix}text")
-                        yield WikiArticle(
-                            title=normalize_title(elem.findtext(f"{prefix}title", "")),
-                            redirect=target or None,
-                            wikitext=(texts[-1].text or "") if texts else "",
-                            skipped=skipped,
-                        )
-                    root.clear()
-        except ElementTree.ParseError as e:
-            line, column = e.position
-            raise DumpError(path, f"invalid XML: {ErrorString(e.code)}", line=line, column=column) from e
-        except STREAM_ERRORS as e:
-            raise DumpError(path, f"truncated or corrupt compressed stream ({e})", offset=file_.tell()) from e
-
-
-def wikitext_paragraphs(wikitext: str, skipped: Optional[FrozenSet[str]] = None) -> List[Paragraph]:
+def wikitext_paragraphs(wikitext: str, skipped: FrozenSet[str] = DEFAULT_SKIPPED) -> List[Paragraph]:
     """Plain-text paragraphs of an article, with the spans and targets of its links.
 
     Templates, tables, references, files, categories, interlanguage links,
     headings and the sections of references and links are dropped; list
-    items are paragraphs of their own.
+    items are paragraphs of their own. The links are `mediawiki.iter_links`'s
+    links to articles outside those, with the same anchors.
+
+    wikitext (str): The article's source.
+    skipped (FrozenSet[str]): The link prefixes that are not articles
+        (`Page.skipped`; default: English Wikipedia's).
+    RETURNS (List[Paragraph]): The non-empty paragraphs, in order.
     """
-    skipped = _skipped_prefixes(DEFAULT_NAMESPACES) if skipped is None else skipped
-    text = DROPPED_ELEMENTS_RE.sub("", UNPARSED_RE.sub("", wikitext))
-    text = _strip_nested(text)
+    text = strip_nested(DROPPED_ELEMENTS_RE.sub("", UNPARSED_RE.sub("", wikitext)))
     paragraphs: List[Paragraph] = []
     lines: List[str] = []
     in_skipped_section = False
@@ -140,46 +81,19 @@ def wikitext_paragraphs(wikitext: str, skipped: Optional[FrozenSet[str]] = None)
     return [p for p in paragraphs if p.text]
 
 
-def _strip_nested(text: str) -> str:
-    """Remove templates and tables, nested ones included."""
-    pieces: List[str] = []
-    depth = 0
-    position = 0
-    for match in NESTED_RE.finditer(text):
-        token = match.group().strip()
-        if token in ("{{", "{|"):
-            if depth == 0:
-                pieces.append(text[position : match.start()])
-            depth += 1
-        elif depth > 0:
-            depth -= 1
-            if depth == 0:
-                position = match.end()
-    if depth == 0:
-        pieces.append(text[position:])
-    return "".join(pieces)
-
-
 def _paragraph(wikitext: str, skipped: FrozenSet[str]) -> Paragraph:
-    """Text and link spans of one paragraph of wikitext without templates."""
+    """Text and link spans of one paragraph of wikitext without templates:
+    links to articles become their anchors, other [[...]] spans are dropped."""
     builder = _TextBuilder()
-    depth = 0
     position = 0
-    opened = 0
-    for match in LINK_BRACKETS_RE.finditer(wikitext):
-        if match.group() == "[[":
-            if depth == 0:
-                builder.add_text(wikitext[position : match.start()])
-                opened = match.end()
-            depth += 1
-        elif depth > 0:
-            depth -= 1
-            if depth == 0:
-                trail = TRAIL_RE.match(wikitext, match.end())
-                position = trail.end() if trail else match.end()
-                builder.add_link(wikitext[opened : match.start()], trail.group() if trail else "", skipped)
-    if depth == 0:
-        builder.add_text(wikitext[position:])
+    for link in iter_links(wikitext, skipped):
+        if link.nested:
+            continue
+        builder.add_text(wikitext[position : link.start])
+        position = link.end
+        if link.title:
+            builder.add_link(link.anchor, link.title)
+    builder.add_text(wikitext[position:])
     return builder.paragraph()
 
 
@@ -191,26 +105,11 @@ class _TextBuilder:
         self.links: List[Tuple[int, int, str]] = []
 
     def add_text(self, wikitext: str) -> None:
-        wikitext = EXTERNAL_LINK_RE.sub(lambda m: m.group(1) or "", wikitext)
-        self._append(_clean(TAG_RE.sub("", wikitext)))
+        self._append(plain_text(EXTERNAL_LINK_RE.sub(lambda m: m.group(1) or "", wikitext)))
 
-    def add_link(self, inner: str, trail: str, skipped: FrozenSet[str]) -> None:
-        target, _, anchor = inner.partition("|")
-        target = target.strip()
-        if "[[" in target or "{" in target:
-            return
-        if target.startswith(":"):
-            target = target[1:]
-        if ":" in target:
-            prefix = target.split(":", 1)[0].strip()
-            if LANGUAGE_PREFIX_RE.fullmatch(prefix) or _prefix_key(prefix) in skipped:
-                return  # files, categories, interlanguage links: not text
-        title = normalize_title(target)
-        surface = _clean(TAG_RE.sub("", LINK_BRACKETS_RE.sub("", (anchor or target) + trail))).strip()
-        if not title or not surface:
-            return
+    def add_link(self, anchor: str, title: str) -> None:
         start = len(self.text)
-        self._append(surface)
+        self._append(anchor)
         self.links.append((start, len(self.text), title))
 
     def _append(self, piece: str) -> None:
@@ -222,14 +121,6 @@ class _TextBuilder:
 
     def paragraph(self) -> Paragraph:
         return Paragraph(self.text.rstrip(), self.links)
-
-
-def _clean(wikitext: str) -> str:
-    """Plain text of wikitext without links: entities, bold/italic, whitespace."""
-    if "&" in wikitext:
-        wikitext = html.unescape(wikitext)
-    wikitext = EMPTY_PARENTHESES_RE.sub("", BOLD_ITALIC_RE.sub("", wikitext))
-    return WHITESPACE_RE.sub(" ", SPACE_BEFORE_PUNCTUATION_RE.sub("", wikitext))
 
 
 def is_dev(doc_id: str, dev_share: float) -> bool:
@@ -247,9 +138,9 @@ def read_redirects(path: Union[str, Path], kb: RefinedKB, batch_size: int = 100_
         redirects.update((title, int(index)) for (title, _), index in zip(pending, found) if index >= 0)
         pending.clear()
 
-    for article in read_articles(path):
-        if article.redirect:
-            pending.append((article.title, article.redirect))
+    for page in iter_pages(path):
+        if page.redirect:
+            pending.append((page.title, page.redirect))
             if len(pending) >= batch_size:
                 resolve()
     resolve()
@@ -270,20 +161,20 @@ def wikipedia_records(
     """
     redirects = read_redirects(path, kb)
     n_articles = 0
-    for article in read_articles(path):
-        if article.redirect:
+    for page in iter_pages(path):
+        if page.redirect:
             continue
-        records = list(_article_records(article, kb, redirects, min_chars))
+        records = list(_article_records(page, kb, redirects, min_chars))
         if not records:
             continue
-        yield from ((article.title, record) for record in records)
+        yield from ((page.title, record) for record in records)
         n_articles += 1
         if max_articles and n_articles >= max_articles:
             break
 
 
-def _article_records(article: WikiArticle, kb: RefinedKB, redirects: Dict[str, int], min_chars: int) -> Iterator[Dict[str, Any]]:
-    paragraphs = [p for p in wikitext_paragraphs(article.wikitext, article.skipped) if p.links and len(p.text) >= min_chars]
+def _article_records(page: Page, kb: RefinedKB, redirects: Dict[str, int], min_chars: int) -> Iterator[Dict[str, Any]]:
+    paragraphs = [p for p in wikitext_paragraphs(page.wikitext, page.skipped) if p.links and len(p.text) >= min_chars]
     titles = [title for p in paragraphs for _, _, title in p.links]
     if not titles:
         return
@@ -298,10 +189,10 @@ def _article_records(article: WikiArticle, kb: RefinedKB, redirects: Dict[str, i
         if not resolvable.any():
             continue
         labels = [
-            {"span": [start, end], "entity_id": kb.entity_id(int(index)) if index >= 0 else NIL_ID}
+            {"span": [start, end], "entity_id": kb.entity_id(int(index)) if index >= 0 else RECORD_NIL}
             for (start, end, _), index in zip(paragraph.links, indices)
         ]
-        yield {"id": f"{article.title}#{number}", "text": paragraph.text, "labels": labels}
+        yield {"id": f"{page.title}#{number}", "text": paragraph.text, "labels": labels}
 
 
 def write_wikipedia_corpus(
@@ -332,7 +223,7 @@ def write_wikipedia_corpus(
                 counts[split]["articles"] += 1
             counts[split]["documents"] += 1
             counts[split]["mentions"] += len(record["labels"])
-            counts[split]["linked"] += sum(label["entity_id"] != NIL_ID for label in record["labels"])
+            counts[split]["linked"] += sum(label["entity_id"] != RECORD_NIL for label in record["labels"])
     finally:
         for file_ in files.values():
             file_.close()

@@ -7,7 +7,10 @@ candidates, prints the accuracy of two rules over the KB's candidates:
   groups of the document (`spacy_refined.pipeline.coherence`), the prior
   breaking ties.
 
-Usage: python benchmarks/coherence_rules.py KB DOCS.jsonl
+A one-off analysis, not part of benchmarks/project.yml: its figures are in
+BENCHMARKS.md ("Design notes", coherence) and docs/experiments.md.
+
+Usage: python benchmarks/analysis/coherence_rules.py KB DOCS.jsonl
 """
 import sys
 
@@ -15,6 +18,7 @@ import numpy as np
 import srsly
 
 from spacy_refined.kb import RefinedKB
+from spacy_refined.kb.candidates import person_name_candidates
 from spacy_refined.pipeline.coherence import document_coherence
 
 
@@ -24,7 +28,7 @@ def main(kb_path: str, docs_path: str) -> None:
     total = 0
     for record in srsly.read_jsonl(docs_path):
         texts = [record["text"][start:end] for start, end in (label["span"] for label in record["labels"])]
-        batch = kb.document_candidates(texts)
+        batch = person_name_candidates(kb, texts)
         coherence = document_coherence(kb, texts, batch.lengths, batch.entities, batch.priors)
         gold = kb.find([label.get("entity_id") or "" for label in record["labels"]])
         for m in range(len(texts)):

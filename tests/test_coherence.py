@@ -7,7 +7,7 @@ import spacy
 
 from spacy_refined.kb import RefinedKB
 from spacy_refined.kb.candidates import person_name_candidates
-from spacy_refined.model.architecture import Mentions
+from spacy_refined.model.types import Mentions
 from spacy_refined.pipeline.coherence import document_coherence
 
 from conftest import ENTITIES, build_kb

@@ -11,15 +11,12 @@ spaCy's `entity_linker` chooses its `get_candidates`:
 """
 import bisect
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 from spacy.util import registry
 
 from .normalize import normalize_alias
-
-if TYPE_CHECKING:  # the store imports this module: no import at run time
-    from .store import RefinedKB
 
 
 @dataclass
@@ -51,7 +48,17 @@ class CandidateCSR:
         return cls(offsets, entities, priors)
 
 
-CandidateGenerator = Callable[["RefinedKB", Sequence[str], Optional[int]], CandidateCSR]
+class CandidateKB(Protocol):
+    """What the generators use of a KB: `RefinedKB` (which imports this module) provides it."""
+
+    person_type_index: int  # the type of people in the type inventory (-1: none)
+
+    def candidates(self, mentions: Sequence[str], k: Optional[int] = None) -> CandidateCSR: ...
+
+    def type_matrix(self, indices: np.ndarray) -> np.ndarray: ...
+
+
+CandidateGenerator = Callable[[CandidateKB, Sequence[str], Optional[int]], CandidateCSR]
 
 
 @registry.misc("spacy_refined.PriorCandidates.v1")
@@ -67,12 +74,12 @@ def make_prior_candidates(person_names: bool = True) -> CandidateGenerator:
     return person_name_candidates if person_names else prior_candidates
 
 
-def prior_candidates(kb: "RefinedKB", mentions: Sequence[str], k: Optional[int] = None) -> CandidateCSR:
+def prior_candidates(kb: CandidateKB, mentions: Sequence[str], k: Optional[int] = None) -> CandidateCSR:
     """The top-k candidates of each mention text by prior (`RefinedKB.candidates`)."""
     return kb.candidates(mentions, k)
 
 
-def person_name_candidates(kb: "RefinedKB", mentions: Sequence[str], k: Optional[int] = None) -> CandidateCSR:
+def person_name_candidates(kb: CandidateKB, mentions: Sequence[str], k: Optional[int] = None) -> CandidateCSR:
     """Candidates for the mentions of one document, in order of appearance,
     with the person-name rule.
 
@@ -86,7 +93,7 @@ def person_name_candidates(kb: "RefinedKB", mentions: Sequence[str], k: Optional
     a familiar namesake win ("Ford" the carmaker over Gerald Ford). Without a
     person type in the KB, these are the prior candidates.
 
-    kb (RefinedKB): The KB.
+    kb (CandidateKB): The KB (a `RefinedKB`).
     mentions (Sequence[str]): The mention texts of one document, in order.
     k (Optional[int]): Candidates per mention; None or 0 for the KB's `max_candidates`.
     RETURNS (CandidateCSR): The candidates.

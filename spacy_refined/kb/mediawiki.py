@@ -5,7 +5,6 @@ training corpus (mention spans), so both see the same pages and the same links.
 import html
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import (
     BinaryIO,
     Collection,
@@ -16,12 +15,11 @@ from typing import (
     List,
     Optional,
     Tuple,
-    Union,
 )
 from xml.etree import ElementTree
 from xml.parsers.expat import ErrorString
 
-from ..util import STREAM_ERRORS, DumpError, open_binary
+from ..util import STREAM_ERRORS, DumpError, PathLike, open_binary
 from .normalize import normalize_title
 
 # Names of English Wikipedia's namespaces other than the article namespace,
@@ -160,7 +158,7 @@ def skipped_prefixes(namespaces: Iterable[str]) -> FrozenSet[str]:
 DEFAULT_SKIPPED = skipped_prefixes(DEFAULT_NAMESPACES)
 
 
-def iter_pages(path: Union[str, Path], namespaces: Collection[int] = (0,)) -> Iterator[Page]:
+def iter_pages(path: PathLike, namespaces: Collection[int] = (0,)) -> Iterator[Page]:
     """Stream the pages of a MediaWiki XML export (e.g. pages-articles).
 
     A page without <ns> gets the namespace its title's prefix names (article
@@ -182,7 +180,7 @@ def iter_pages(path: Union[str, Path], namespaces: Collection[int] = (0,)) -> It
             raise DumpError(path, f"truncated or corrupt compressed stream ({e})", offset=file_.tell()) from e
 
 
-def _read_pages(path: Union[str, Path], file_: BinaryIO, wanted: FrozenSet[int]) -> Iterator[Page]:
+def _read_pages(path: PathLike, file_: BinaryIO, wanted: FrozenSet[int]) -> Iterator[Page]:
     events = ElementTree.iterparse(file_, events=("start", "end"))
     _, root = next(events)
     prefix = root.tag[: root.tag.find("}") + 1]

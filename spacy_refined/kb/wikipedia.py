@@ -1,9 +1,9 @@
 """Anchor texts and redirects of a Wikipedia pages-articles dump, for the KB's
 priors. Pages and links come from `mediawiki`, as for the training corpus."""
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import FrozenSet, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import FrozenSet, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from ..util import PathLike
 from .mediawiki import DEFAULT_NAMESPACES, UNPARSED_RE, iter_links, iter_pages, skipped_prefixes
 
 
@@ -31,7 +31,7 @@ def parse_links(wikitext: str, namespaces: Optional[Iterable[str]] = None) -> Li
     return _anchor_pairs(wikitext, skipped_prefixes(DEFAULT_NAMESPACES if namespaces is None else namespaces))
 
 
-def read_wikipedia(path: Union[str, Path], namespaces: Sequence[int] = (0,)) -> Iterator[WikiPage]:
+def read_wikipedia(path: PathLike, namespaces: Sequence[int] = (0,)) -> Iterator[WikiPage]:
     """Stream the pages of a MediaWiki XML export (e.g. pages-articles).
 
     path (str / Path): The dump, plain, .bz2 or .gz.

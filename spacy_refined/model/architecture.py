@@ -21,8 +21,8 @@ from thinc.types import Floats2d
 from . import description  # noqa: F401
 from ._torch import shim_device, torch_shim
 from .bio import IMPOSSIBLE, best_tags, decode_tags
-from .heads import N_COHERENCE, CandidateTensors, HeadsOutput, MentionTensors, RefinedHeads
-from .types import Candidates, HeadsInput, Logits, Mentions, RefinedInput, RefinedOutput  # noqa: F401 (Candidates: for pipeline/linker.py, until it imports from .types)
+from .heads import CandidateTensors, HeadsOutput, MentionTensors, RefinedHeads
+from .types import HeadsInput, Logits, Mentions, RefinedInput, RefinedOutput
 
 
 @registry.architectures("spacy_refined.RefinedModel.v1")
@@ -83,7 +83,7 @@ def build_refined_model(
     )
 
 
-def set_output_sizes(model: Model, n_tags: int, n_types: int, n_coherence: int = N_COHERENCE) -> None:
+def set_output_sizes(model: Model, n_tags: int, n_types: int, n_coherence: int) -> None:
     """Size the heads (before `initialize`).
 
     model (Model): a model built by `build_refined_model`.

@@ -18,7 +18,6 @@ from torch.nn import functional as F
 
 from ._torch import serializable
 
-N_COHERENCE = 2  # moves to pipeline/coherence.py
 # prior, log prior, type agreement, has types, description score, popularity
 N_OWN_FEATURES = 6
 MASKED = -1e4  # logit of padding candidates (safe in float16)

@@ -46,7 +46,8 @@ from ..kb.candidates import CandidateGenerator
 from ..kb.errors import KBError
 from ..kb.store import RefinedKB
 from ..labels import CoarseLabels
-from ..model.architecture import Candidates, Logits, Mentions, RefinedInput, RefinedOutput, set_output_sizes
+from ..model.architecture import set_output_sizes
+from ..model.types import Candidates, Logits, Mentions, RefinedInput, RefinedOutput
 from ..model.losses import sigmoid_loss, softmax_loss
 from ..model._torch import wrapped_module
 from ..model.threads import torch_threads
@@ -403,9 +404,9 @@ class RefinedLinker(TrainablePipe):
         self.cfg["type_hash"] = None
         kb = self._require_kb()
         self.cfg.update(type_hash=kb.type_hash, n_types=len(kb.type_ids))
-        set_output_sizes(self.model, len(self.tags), len(kb.type_ids))
+        set_output_sizes(self.model, len(self.tags), len(kb.type_ids), N_COHERENCE)
         docs = [eg.predicted for eg in islice(get_examples(), 10)]
-        self.model.initialize(X=docs)
+        self.model.initialize(X=RefinedInput(docs, None, self._lookup))
         self._reset()
 
     def update(

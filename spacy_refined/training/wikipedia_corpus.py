@@ -17,7 +17,7 @@ import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, FrozenSet, Iterator, List, Tuple, Union
+from typing import Any, Dict, FrozenSet, Iterator, List, Tuple
 
 import numpy as np
 import srsly
@@ -25,7 +25,7 @@ import srsly
 from ..ids import RECORD_NIL
 from ..kb.mediawiki import DEFAULT_SKIPPED, UNPARSED_RE, Page, iter_links, iter_pages, plain_text, strip_nested
 from ..kb.store import RefinedKB
-from ..util import DumpError
+from ..util import DumpError, PathLike
 
 # Elements whose content is not running text.
 DROPPED_ELEMENTS_RE = re.compile(
@@ -128,7 +128,7 @@ def is_dev(doc_id: str, dev_share: float) -> bool:
     return zlib.crc32(doc_id.encode("utf8")) / 2**32 < dev_share
 
 
-def read_redirects(path: Union[str, Path], kb: RefinedKB, batch_size: int = 100_000) -> Dict[str, int]:
+def read_redirects(path: PathLike, kb: RefinedKB, batch_size: int = 100_000) -> Dict[str, int]:
     """Redirect titles of a dump whose targets are KB entities, mapped to those entities."""
     redirects: Dict[str, int] = {}
     pending: List[Tuple[str, str]] = []
@@ -148,7 +148,7 @@ def read_redirects(path: Union[str, Path], kb: RefinedKB, batch_size: int = 100_
 
 
 def wikipedia_records(
-    path: Union[str, Path],
+    path: PathLike,
     kb: RefinedKB,
     *,
     max_articles: int = 0,
@@ -196,9 +196,9 @@ def _article_records(page: Page, kb: RefinedKB, redirects: Dict[str, int], min_c
 
 
 def write_wikipedia_corpus(
-    path: Union[str, Path],
+    path: PathLike,
     kb: RefinedKB,
-    output_dir: Union[str, Path],
+    output_dir: PathLike,
     *,
     dev_share: float = 0.2,
     max_articles: int = 0,

@@ -1,0 +1,170 @@
+"""A differentiable knowledge graph: `follow(x, r)` over a KB's facts.
+
+The reified KB of Cohen et al. (2020): with the facts as three sparse 0/1
+matrices over the T facts, `M_subj (T x N)`, `M_rel (T x R)` and
+`M_obj (T x N)`, one step of graph traversal is
+
+    follow(x, r) = M_obj^T ((M_subj x) * (M_rel r))
+
+for a batch of entity weights `x (B, N)` and relation weights `r (B, R)`:
+each fact passes its subject's weight times its relation's weight on to its
+object. This module computes it from the KB's subject-sorted fact arrays
+(`kb.segment`), never as a dense entities x entities matrix: `M_subj x` is a
+gather of the facts' subject columns, `M_obj^T (...)` a scatter-add into
+their objects, and both are differentiable, so gradients reach `x` and `r`.
+
+Only the facts whose subject carries weight in some row of `x` are touched:
+the facts are sorted by subject, so they are contiguous ranges found by
+offsets. Entity distributions reached from a few seed entities stay small,
+and so does the work; the result (and the gradient with respect to the
+parameters that produced `x`) is the same as the whole-graph product. The
+gradient with respect to `x` itself is computed on its support (the entities
+with weight in some row); elsewhere it is zero, as no upstream parameter can
+give weight to those entities without making them part of the support.
+
+Inverse relations: with `inverse=True` the graph also holds each fact
+reversed, as relation `R + r`, so that `r (B, 2R)` can follow a relation from
+its object back to its subject ("the films directed by X").
+
+The module is shared: the QA component (`model/qa.py`) follows relations
+with it, and any other component that reasons over the KB's facts can.
+"""
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..kb.store import RefinedKB
+
+
+class FactGraph:
+    """The facts of a KB as subject-sorted index tensors, for `follow`.
+
+    n_entities (int): N, the entities (global KB indices `[0, N)`).
+    n_relations (int): R, the relations the facts use (relation numbers
+        `[0, R)`); with `inverse`, the graph has 2R relations.
+    subjects, relations, objects (np.ndarray): The facts, any order.
+    inverse (bool): Also hold each fact reversed, as relation `R + r`.
+    """
+
+    def __init__(
+        self,
+        n_entities: int,
+        n_relations: int,
+        subjects: np.ndarray,
+        relations: np.ndarray,
+        objects: np.ndarray,
+        inverse: bool = True,
+    ) -> None:
+        subjects, relations, objects = (np.asarray(a, dtype=np.int64) for a in (subjects, relations, objects))
+        if not len(subjects) == len(relations) == len(objects):
+            raise ValueError("subjects, relations and objects must have the same length")
+        if len(subjects) and (min(subjects.min(), objects.min()) < 0 or max(subjects.max(), objects.max()) >= n_entities):
+            raise ValueError(f"fact entities out of range for a graph of {n_entities} entities")
+        if len(relations) and (relations.min() < 0 or relations.max() >= n_relations):
+            raise ValueError(f"fact relations out of range for a graph of {n_relations} relations")
+        self.n_entities = int(n_entities)
+        self.n_base_relations = int(n_relations)
+        self.inverse = inverse
+        self.n_facts = int(len(subjects))
+        if inverse:
+            subjects, relations, objects = (
+                np.concatenate([subjects, objects]),
+                np.concatenate([relations, relations + n_relations]),
+                np.concatenate([objects, subjects]),
+            )
+        order = np.argsort(subjects, kind="stable")
+        # int32 halves the memory of a large graph; torch's gather and scatter take it.
+        index_type = np.int32 if self.n_entities < 2**31 else np.int64
+        self.subjects = torch.from_numpy(subjects[order].astype(index_type))
+        self.relations = torch.from_numpy(relations[order].astype(np.int32))
+        self.objects = torch.from_numpy(objects[order].astype(index_type))
+        offsets = np.searchsorted(subjects[order], np.arange(self.n_entities + 1))
+        self.offsets = torch.from_numpy(offsets.astype(np.int64))
+
+    @property
+    def n_relations(self) -> int:
+        """The relations of the graph: R, or 2R with inverse relations."""
+        return self.n_base_relations * (2 if self.inverse else 1)
+
+    @classmethod
+    def from_kb(cls, kb: RefinedKB, inverse: bool = True, n_relations: Optional[int] = None) -> "FactGraph":
+        """The facts of all segments of `kb`.
+
+        kb (RefinedKB): The KB.
+        inverse (bool): Also hold each fact reversed (relation R + r).
+        n_relations (Optional[int]): R; facts with a relation number >= R
+            (relations added to the KB after a model was sized) are left out.
+            None: the KB's relations.
+        RETURNS (FactGraph): The graph.
+        """
+        n_relations = len(kb.relation_ids) if n_relations is None else n_relations
+        parts = [(s.fact_subjects, s.fact_relations, s.fact_objects) for s in kb.segments]
+        subjects, relations, objects = (
+            np.concatenate([np.asarray(p[i], dtype=np.int64) for p in parts]) if parts else np.zeros(0, np.int64)
+            for i in range(3)
+        )
+        known = relations < n_relations
+        return cls(len(kb), n_relations, subjects[known], relations[known], objects[known], inverse=inverse)
+
+    def relation_names(self, names: Sequence[str]) -> List[str]:
+        """Names of the graph's relations from the base relations' `names`
+        (inverse relations get the suffix "^-1")."""
+        names = list(names)[: self.n_base_relations]
+        return names + [f"{name}^-1" for name in names] if self.inverse else names
+
+    def fact_rows(self, entities: torch.Tensor) -> torch.Tensor:
+        """Positions of the facts whose subject is one of `entities` (distinct indices)."""
+        starts = self.offsets[entities]
+        lengths = self.offsets[entities + 1] - starts
+        total = int(lengths.sum())
+        if total == 0:
+            return torch.zeros(0, dtype=torch.int64)
+        # concatenated ranges [start, start + length) without a Python loop
+        shifts = torch.repeat_interleave(starts - (torch.cumsum(lengths, 0) - lengths), lengths)
+        return torch.arange(total, dtype=torch.int64) + shifts
+
+    def follow(self, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """One step over the graph: `M_obj^T ((M_subj x) * (M_rel r))`.
+
+        x (torch.Tensor): (B, N) entity weights (e.g. distributions).
+        r (torch.Tensor): (B, n_relations) relation weights.
+        RETURNS (torch.Tensor): (B, N): each entity's weight is the sum, over
+            the facts reaching it, of subject weight times relation weight.
+        """
+        if x.shape[1] != self.n_entities or r.shape[1] != self.n_relations or x.shape[0] != r.shape[0]:
+            raise ValueError(
+                f"follow: x {tuple(x.shape)} and r {tuple(r.shape)} do not fit a graph of "
+                f"{self.n_entities} entities and {self.n_relations} relations"
+            )
+        device = x.device
+        support = torch.nonzero(x.detach().ne(0).any(dim=0)).squeeze(1).cpu()
+        rows = self.fact_rows(support)
+        subjects = self.subjects[rows].to(device)
+        relations = self.relations[rows].to(device)
+        objects = self.objects[rows].to(device)
+        passed = x.index_select(1, subjects) * r.index_select(1, relations)
+        return x.new_zeros(x.shape).index_add(1, objects, passed)
+
+
+def intersect(*xs: torch.Tensor) -> torch.Tensor:
+    """Entities reached by all of several entity vectors: their element-wise
+    minimum (Sen et al. 2021), differentiable (the gradient goes to the
+    smallest input of each entry).
+
+    xs (torch.Tensor): Entity weights of the same shape, e.g. (B, N) each.
+    RETURNS (torch.Tensor): Their element-wise minimum.
+    """
+    if not xs:
+        raise ValueError("intersect needs at least one entity vector")
+    result = xs[0]
+    for x in xs[1:]:
+        result = torch.minimum(result, x)
+    return result
+
+
+def saturate(x: torch.Tensor) -> torch.Tensor:
+    """Entity weights above 1 scaled down to 1, differentiably (as
+    TransferNet does after each hop): a path reaching an entity through many
+    facts counts once, and the weights stay in [0, 1] over the hops."""
+    return x / torch.clamp(x.detach(), min=1.0)

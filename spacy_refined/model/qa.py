@@ -1,0 +1,436 @@
+"""Question answering over the KB as a thinc `Model`: token vectors from any
+spaCy tok2vec or transformer listener, and PyTorch heads that resolve the
+question's entities, follow relations over the KB's facts and intersect.
+
+The heads (`QAHeads`), for a batch of questions:
+
+* Entity resolution (Rigel, Oliya et al. 2021): each candidate span (the
+  component gives the spans of the question that name KB entities, with
+  their candidates) gets a score from its boundary tokens, its width and its
+  best candidate's features; each of its candidates a score from its
+  features (prior, label match) and from how well the relations around the
+  candidate in the KB fit the question. The start distribution is
+  `x0 = sum over spans P(span) * sum over e P(e | span)`, a differentiable
+  function of both scores, so the whole model trains from answers alone.
+* Reasoning (ReifiedKB, Cohen et al. 2020): at hop t a relation
+  distribution from an attention over the question's tokens (a query per
+  hop) and the previous hop's relations, then `x_t = follow(x_{t-1}, r_t)`
+  (`follow.py`); the answer mixes the hops by a learned hop distribution, so
+  a question need not say how many hops it takes.
+* Intersection (Sen et al. 2021): with two or more candidate spans, the two
+  most probable non-overlapping ones are followed separately (each with
+  relations conditioned on its span) and intersected by element-wise
+  minimum; a learned gate mixes the intersection into the answer.
+
+The model's input is a `QAInput`; its output a `QAOutput` whose `answers`
+(B, N) are the scores of the KB's entities, and `backprop` takes their
+gradient.
+"""
+from dataclasses import dataclass
+from typing import Callable, List, NamedTuple, Optional, Tuple
+
+import numpy as np
+import torch
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
+from thinc.layers.pytorchwrapper import forward as pytorch_forward
+from thinc.types import Floats2d
+
+from ._torch import serializable, shim_device, torch_shim
+from .follow import FactGraph, intersect, saturate
+
+# Features of a (span, candidate) pair, in this order, computed by the component.
+CANDIDATE_FEATURES = ("log_prior", "label_match", "label_match_lower", "popularity")
+
+
+@dataclass
+class QASpans:
+    """Candidate spans of a batch of questions and their KB candidates.
+
+    doc, start, end (np.ndarray): (S,) question index and token range of each span.
+    entities (np.ndarray): (S, K) global KB indices of the candidates, -1 padded.
+    features (np.ndarray): (S, K, F) candidate features (`CANDIDATE_FEATURES`).
+    """
+
+    doc: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    entities: np.ndarray
+    features: np.ndarray
+
+    @classmethod
+    def empty(cls, n_features: int = len(CANDIDATE_FEATURES)) -> "QASpans":
+        empty = np.zeros(0, dtype=np.int64)
+        return cls(empty, empty, empty, np.zeros((0, 1), np.int64), np.zeros((0, 1, n_features), np.float32))
+
+    def __len__(self) -> int:
+        return len(self.doc)
+
+
+@dataclass
+class QAInput:
+    """The model's input: the questions, their candidate spans and the KB's facts."""
+
+    docs: List[Doc]
+    spans: QASpans
+    graph: FactGraph
+
+
+@dataclass
+class QAOutput:
+    """The model's output (numpy/cupy arrays).
+
+    answers: (B, N) answer score of each KB entity.
+    span_probs: (S,) P(span) within its question.
+    candidate_probs: (S, K) P(e | span).
+    relations: (B, T, R) relation distribution at each hop.
+    hops: (B, T) hop distribution.
+    gate: (B,) weight of the intersection in the answer (0 without one).
+    """
+
+    answers: Floats2d
+    span_probs: np.ndarray
+    candidate_probs: np.ndarray
+    relations: np.ndarray
+    hops: np.ndarray
+    gate: np.ndarray
+
+
+class QAHeadsOutput(NamedTuple):
+    answers: torch.Tensor
+    span_probs: torch.Tensor
+    candidate_probs: torch.Tensor
+    relations: torch.Tensor
+    hops: torch.Tensor
+    gate: torch.Tensor
+
+
+class _HeadsInput(NamedTuple):
+    tokens: Floats2d
+    lengths: np.ndarray
+    spans: QASpans
+    graph: FactGraph
+    is_train: bool
+
+
+@registry.architectures("spacy_refined.QAModel.v1")
+def build_qa_model(
+    tok2vec: Model[List[Doc], List[Floats2d]],
+    hidden_width: int = 128,
+    hops: int = 3,
+    max_span_width: int = 12,
+    intersection: bool = True,
+    mask_topic: bool = True,
+    dropout: float = 0.1,
+) -> Model[QAInput, QAOutput]:
+    """Question answering over the KB: entity resolution, multi-hop
+    relation following and intersection, trained from answers.
+
+    tok2vec (Model[List[Doc], List[Floats2d]]): Token vectors, e.g.
+        `spacy.HashEmbedCNN.v2`, `spacy.Tok2VecListener.v1` or
+        `spacy-transformers.TransformerListener.v1`.
+    hidden_width (int): Width of the span, candidate and relation layers.
+    hops (int): T, the most relations a question's answer may be away from
+        its entities.
+    max_span_width (int): The longest span (tokens) considered as an entity
+        mention.
+    intersection (bool): Follow the two most probable entities separately
+        and intersect (with a learned gate); false for the ablation.
+    mask_topic (bool): Remove the resolved entities themselves from the
+        answers (questions do not ask for their own entity).
+    dropout (float): Dropout of the heads.
+    RETURNS (Model[QAInput, QAOutput]): The model.
+    """
+    heads = Model(
+        "refined_qa_heads",
+        pytorch_forward,
+        dims={"nI": None, "n_relations": None},
+        attrs={
+            "convert_inputs": _heads_inputs,
+            "convert_outputs": _heads_outputs,
+            "hidden_width": hidden_width,
+            "hops": hops,
+            "intersection": intersection,
+            "mask_topic": mask_topic,
+            "dropout": dropout,
+        },
+        shims=[torch_shim()],
+    )
+    return Model(
+        "refined_qa",
+        _forward,
+        init=_init,
+        layers=[tok2vec, heads],
+        refs={"tok2vec": tok2vec, "heads": heads},
+        attrs={"max_span_width": max_span_width},
+    )
+
+
+def set_relation_count(model: Model, n_relations: int) -> None:
+    """Size the relation layers (before `initialize`): the relations of the
+    `FactGraph` the model follows (inverse ones included)."""
+    model.get_ref("heads").set_dim("n_relations", n_relations, force=True)
+
+
+def _init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
+    tok2vec = model.get_ref("tok2vec")
+    heads = model.get_ref("heads")
+    docs = [doc for doc in (X or []) if len(doc)]
+    tok2vec.initialize(X=docs or None)
+    if tok2vec.has_dim("nO") is True:
+        width = tok2vec.get_dim("nO")
+    elif docs:
+        width = tok2vec.predict(docs[:1])[0].shape[1]
+    else:
+        raise ValueError("cannot infer the token vector width of the tok2vec layer: initialize the model with sample docs")
+    heads.set_dim("nI", width, force=True)
+    module = QAHeads(
+        width=width,
+        n_relations=heads.get_dim("n_relations"),
+        hidden_width=heads.attrs["hidden_width"],
+        hops=heads.attrs["hops"],
+        max_span_width=model.attrs["max_span_width"],
+        intersection=heads.attrs["intersection"],
+        mask_topic=heads.attrs["mask_topic"],
+        dropout=heads.attrs["dropout"],
+    )
+    heads.shims[0] = torch_shim(module)
+
+
+def _forward(model: Model, inputs: QAInput, is_train: bool) -> Tuple[QAOutput, Callable[[Floats2d], List[Doc]]]:
+    tok2vec = model.get_ref("tok2vec")
+    heads = model.get_ref("heads")
+    lengths = np.array([len(doc) for doc in inputs.docs], dtype="int64")
+    tokvecs, backprop_tok2vec = tok2vec(inputs.docs, is_train)
+    tokens = model.ops.flatten(tokvecs) if lengths.sum() else model.ops.alloc2f(0, heads.get_dim("nI"))
+    output, backprop_heads = heads(_HeadsInput(tokens, lengths, inputs.spans, inputs.graph, is_train), is_train)
+
+    def backprop(d_answers: Floats2d) -> List[Doc]:
+        d_tokens = backprop_heads(d_answers)
+        return backprop_tok2vec(model.ops.unflatten(d_tokens, model.ops.asarray1i(lengths)))
+
+    return output, backprop
+
+
+def _heads_inputs(model: Model, inputs: _HeadsInput, is_train: bool) -> Tuple[ArgsKwargs, Callable]:
+    device = shim_device(model)
+    spans = inputs.spans
+    tokens = xp2torch(inputs.tokens, requires_grad=is_train, device=device)
+    arguments = ArgsKwargs(
+        args=(tokens, torch.as_tensor(inputs.lengths, device=device)),
+        kwargs={
+            "span_doc": torch.as_tensor(spans.doc, device=device),
+            "span_start": torch.as_tensor(spans.start, device=device),
+            "span_end": torch.as_tensor(spans.end, device=device),
+            "entities": torch.as_tensor(spans.entities, device=device),
+            "features": torch.as_tensor(spans.features, dtype=torch.float32, device=device),
+            "graph": inputs.graph,
+        },
+    )
+
+    def get_d_inputs(d_arguments: ArgsKwargs) -> Floats2d:
+        d_tokens = d_arguments.args[0]
+        return torch2xp(d_tokens, ops=model.ops) if d_tokens is not None else model.ops.alloc2f(*inputs.tokens.shape)
+
+    return arguments, get_d_inputs
+
+
+def _heads_outputs(model: Model, inputs_outputs: Tuple[_HeadsInput, QAHeadsOutput], is_train: bool) -> Tuple[QAOutput, Callable]:
+    outputs = inputs_outputs[1]
+    answers = torch2xp(outputs.answers, ops=model.ops)
+    rest = {name: t.detach().cpu().numpy() for name, t in outputs._asdict().items() if name != "answers"}
+
+    def get_d_outputs(d_answers: Floats2d) -> ArgsKwargs:
+        d = xp2torch(d_answers, device=outputs.answers.device)
+        return ArgsKwargs(args=((outputs.answers,),), kwargs={"grad_tensors": [d]})
+
+    return QAOutput(answers=answers, **rest), get_d_outputs
+
+
+@serializable
+class QAHeads(torch.nn.Module):
+    """The QA heads over token vectors (see the module docstring)."""
+
+    def __init__(
+        self,
+        width: int,
+        n_relations: int,
+        hidden_width: int,
+        hops: int,
+        max_span_width: int,
+        intersection: bool,
+        mask_topic: bool,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.config = {
+            "width": width, "n_relations": n_relations, "hidden_width": hidden_width, "hops": hops,
+            "max_span_width": max_span_width, "intersection": intersection, "mask_topic": mask_topic, "dropout": dropout,
+        }
+        n_features = len(CANDIDATE_FEATURES)
+        self.hops = hops
+        self.intersection = intersection
+        self.mask_topic = mask_topic
+        self.dropout = torch.nn.Dropout(dropout)
+        self.span_width = torch.nn.Embedding(max_span_width + 1, 16)
+        self.span_layer = torch.nn.Sequential(torch.nn.Linear(2 * width + 16, hidden_width), torch.nn.ReLU())
+        self.span_score = torch.nn.Linear(hidden_width + n_features, 1)
+        self.candidate_features = torch.nn.Linear(n_features, 1)
+        self.candidate_query = torch.nn.Linear(hidden_width, hidden_width)
+        self.relation_keys = torch.nn.Linear(n_relations, hidden_width, bias=False)
+        self.hop_queries = torch.nn.Parameter(torch.randn(hops, width) * 0.1)
+        self.relation_layer = torch.nn.Sequential(
+            torch.nn.Linear(width + hidden_width + n_relations, hidden_width), torch.nn.ReLU(), torch.nn.Linear(hidden_width, n_relations)
+        )
+        self.hop_layer = torch.nn.Linear(width, hops)
+        self.gate_layer = torch.nn.Linear(width + 1, 1)
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        lengths: torch.Tensor,
+        *,
+        span_doc: torch.Tensor,
+        span_start: torch.Tensor,
+        span_end: torch.Tensor,
+        entities: torch.Tensor,
+        features: torch.Tensor,
+        graph: FactGraph,
+    ) -> QAHeadsOutput:
+        n_docs = len(lengths)
+        n_relations = self.config["n_relations"]
+        padded, mask = _pad(self.dropout(tokens), lengths)
+        # ---- entity resolution
+        offsets = torch.cumsum(lengths, 0) - lengths
+        first = offsets[span_doc] + span_start
+        last = offsets[span_doc] + span_end - 1
+        width = torch.clamp(span_end - span_start, max=self.span_width.num_embeddings - 1)
+        span_vectors = self.span_layer(torch.cat([tokens[first], tokens[last], self.span_width(width)], dim=1))
+        valid = entities >= 0
+        signatures = _relation_signatures(graph, entities.clamp(min=0), n_relations) * valid.unsqueeze(-1)
+        candidate_logits = self.candidate_features(features).squeeze(-1)
+        candidate_logits = candidate_logits + (self.candidate_query(span_vectors).unsqueeze(1) * self.relation_keys(signatures)).sum(-1)
+        candidate_probs = _masked_softmax(candidate_logits, valid, dim=1)
+        best_features = (features * candidate_probs.unsqueeze(-1)).sum(1)
+        span_logits = self.span_score(torch.cat([span_vectors, best_features], dim=1)).squeeze(1)
+        span_probs = _grouped_softmax(span_logits, span_doc, n_docs)
+        x0 = _scatter_entities(span_probs.unsqueeze(1) * candidate_probs, span_doc, entities, n_docs, graph.n_entities)
+        context = torch.zeros(n_docs, span_vectors.shape[1], device=tokens.device).index_add(0, span_doc, span_probs.unsqueeze(1) * span_vectors)
+        # ---- reasoning
+        pooled = (padded * mask.unsqueeze(-1)).sum(1) / lengths.clamp(min=1).unsqueeze(1)
+        hop_probs = torch.softmax(self.hop_layer(pooled), dim=1)
+        answers, relations = self._follow(x0, padded, mask, context, hop_probs, graph)
+        gate = tokens.new_zeros(n_docs)
+        if self.intersection and len(span_doc):
+            answers, gate = self._intersect(answers, padded, mask, pooled, hop_probs, graph, span_doc, span_probs, candidate_probs, span_vectors, entities, span_start, span_end, n_docs)
+        if self.mask_topic:
+            answers = answers * (1.0 - torch.clamp(x0, max=1.0))
+        return QAHeadsOutput(answers, span_probs, candidate_probs, relations, hop_probs, gate)
+
+    def _follow(self, x: torch.Tensor, padded: torch.Tensor, mask: torch.Tensor, context: torch.Tensor, hop_probs: torch.Tensor, graph: FactGraph) -> Tuple[torch.Tensor, torch.Tensor]:
+        """T hops from `x` with relations conditioned on `context`; the hops mixed by `hop_probs`."""
+        previous = x.new_zeros(x.shape[0], self.config["n_relations"])
+        answer = torch.zeros_like(x)
+        relations = []
+        for t in range(self.hops):
+            query = _attend(padded, mask, self.hop_queries[t].expand(x.shape[0], -1))
+            r = torch.softmax(self.relation_layer(torch.cat([query, context, previous], dim=1)), dim=1)
+            x = saturate(graph.follow(x, r))
+            answer = answer + hop_probs[:, t : t + 1] * x
+            relations.append(r)
+            previous = r
+        return answer, torch.stack(relations, dim=1)
+
+    def _intersect(self, answers, padded, mask, pooled, hop_probs, graph, span_doc, span_probs, candidate_probs, span_vectors, entities, span_start, span_end, n_docs):
+        """Mix in the intersection of the answers of the two most probable non-overlapping spans."""
+        first, second = _top_two_spans(span_doc, span_probs, span_start, span_end, n_docs)
+        has_two = second >= 0
+        if not bool(has_two.any()):
+            return answers, answers.new_zeros(n_docs)
+        docs = torch.nonzero(has_two).squeeze(1)
+        branches = []
+        for chosen in (first[docs], second[docs]):
+            x = _scatter_entities(candidate_probs[chosen], torch.arange(len(docs), device=answers.device), entities[chosen], len(docs), graph.n_entities)
+            branch, _ = self._follow(x, padded[docs], mask[docs], span_vectors[chosen], hop_probs[docs], graph)
+            branches.append(branch)
+        gate = torch.sigmoid(self.gate_layer(torch.cat([pooled[docs], span_probs[second[docs]].unsqueeze(1)], dim=1))).squeeze(1)
+        mixed = answers.clone()
+        mixed[docs] = (1.0 - gate.unsqueeze(1)) * answers[docs] + gate.unsqueeze(1) * intersect(*branches)
+        gates = answers.new_zeros(n_docs).index_put((docs,), gate)
+        return mixed, gates
+
+
+def _pad(tokens: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(sum(lengths), W) -> (B, L, W) zero-padded, and the (B, L) mask of real tokens."""
+    n_docs = len(lengths)
+    max_length = int(lengths.max()) if n_docs else 0
+    max_length = max(max_length, 1)
+    mask = torch.arange(max_length, device=tokens.device).unsqueeze(0) < lengths.unsqueeze(1)
+    padded = tokens.new_zeros(n_docs, max_length, tokens.shape[1])
+    padded[mask] = tokens
+    return padded, mask
+
+
+def _attend(padded: torch.Tensor, mask: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    """Attention pooling of each question's tokens by its query (B, W); zeros for an empty question."""
+    scores = (padded * query.unsqueeze(1)).sum(-1) / padded.shape[2] ** 0.5
+    weights = _masked_softmax(scores, mask, dim=1)
+    return (weights.unsqueeze(-1) * padded).sum(1)
+
+
+def _masked_softmax(logits: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """Softmax over the entries where `mask`; all-zero where none is."""
+    logits = logits.masked_fill(~mask, -1e9)
+    return torch.softmax(logits, dim=dim) * mask.any(dim=dim, keepdim=True) * mask
+
+
+def _grouped_softmax(logits: torch.Tensor, groups: torch.Tensor, n_groups: int) -> torch.Tensor:
+    """Softmax of `logits` within each group (S,) -> (S,)."""
+    if not len(logits):
+        return logits
+    maxima = torch.full((n_groups,), -1e9, device=logits.device).scatter_reduce(0, groups, logits.detach(), reduce="amax")
+    exp = torch.exp(logits - maxima[groups])
+    totals = torch.zeros(n_groups, device=logits.device).index_add(0, groups, exp)
+    return exp / totals[groups]
+
+
+def _scatter_entities(weights: torch.Tensor, rows: torch.Tensor, entities: torch.Tensor, n_rows: int, n_entities: int) -> torch.Tensor:
+    """(S, K) weights of the candidates `entities` (-1: none) of spans in rows `rows` -> (n_rows, N)."""
+    valid = entities >= 0
+    flat_rows = rows.unsqueeze(1).expand_as(entities)[valid]
+    out = weights.new_zeros(n_rows * n_entities)
+    out = out.index_add(0, flat_rows * n_entities + entities[valid], weights[valid])
+    return out.view(n_rows, n_entities)
+
+
+def _relation_signatures(graph: FactGraph, entities: torch.Tensor, n_relations: int) -> torch.Tensor:
+    """(S, K, R): which relations (inverse ones included) leave each candidate in the KB."""
+    unique, inverse = torch.unique(entities.cpu(), return_inverse=True)
+    rows = graph.fact_rows(unique)
+    lengths = graph.offsets[unique + 1] - graph.offsets[unique]
+    owner = torch.repeat_interleave(torch.arange(len(unique)), lengths)
+    table = torch.zeros(len(unique), n_relations)
+    if len(rows):
+        relations = graph.relations[rows].long()
+        keep = relations < n_relations
+        table[owner[keep], relations[keep]] = 1.0
+    return table[inverse].to(entities.device)
+
+
+def _top_two_spans(span_doc: torch.Tensor, span_probs: torch.Tensor, start: torch.Tensor, end: torch.Tensor, n_docs: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per question, the most probable span and the most probable one not
+    overlapping it (-1: none)."""
+    first = torch.full((n_docs,), -1, dtype=torch.long)
+    second = torch.full((n_docs,), -1, dtype=torch.long)
+    order = torch.argsort(span_probs.detach().cpu(), descending=True, stable=True).tolist()
+    docs, starts, ends = span_doc.cpu().tolist(), start.cpu().tolist(), end.cpu().tolist()
+    for s in order:
+        d = docs[s]
+        if first[d] < 0:
+            first[d] = s
+        elif second[d] < 0:
+            f = int(first[d])
+            if ends[s] <= starts[f] or starts[s] >= ends[f]:
+                second[d] = s
+    return first.to(span_doc.device), second.to(span_doc.device)

@@ -37,7 +37,7 @@ def test_missing_inputs_are_one_line_errors(tmp_path):
 def test_train_config(tmp_path, bert_path):
     result = run_cli("train-config", "tok2vec", tmp_path / "tok2vec.cfg")
     assert result.returncode == 0, result.stderr
-    assert spacy.util.load_config(tmp_path / "tok2vec.cfg")["nlp"]["pipeline"] == ["refined_linker"]
+    assert spacy.util.load_config(tmp_path / "tok2vec.cfg")["nlp"]["pipeline"] == ["refined_kb", "refined_linker"]
     result = run_cli("train-config", bert_path, tmp_path / "trf.cfg")
     assert result.returncode == 0, result.stderr
     config = spacy.util.load_config(tmp_path / "trf.cfg", interpolate=True)
@@ -55,12 +55,12 @@ def test_missing_encoder_is_one_line_error(tmp_path):
 def test_demo_prints_entities(kb_path, records, tmp_path):
     from spacy.training import Example
 
+    from conftest import add_linker
     from spacy_refined.training.corpus import docs_from_jsonl
 
     spacy.util.fix_random_seed(0)
     nlp = spacy.blank("en")
-    nlp.add_pipe("refined_linker", config={"extra_labels": ["DATE"]})
-    nlp.config["initialize"]["components"]["refined_linker"] = {"kb_path": str(kb_path)}
+    add_linker(nlp, kb_path, config={"extra_labels": ["DATE"]})
     examples = [Example(nlp.make_doc(doc.text), doc) for doc in docs_from_jsonl(nlp, records)]
     optimizer = nlp.initialize(lambda: examples)
     for _ in range(60):

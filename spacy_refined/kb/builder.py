@@ -37,6 +37,7 @@ import srsly
 from spacy.strings import get_string_id
 from tqdm import tqdm
 
+from ..ids import NIL, UNKNOWN, entity_status
 from ..util import DumpError, PathLike, open_text, read_jsonl
 from .arrays import NpyAppender, StringTable, StringTableWriter, load_array, save_array
 from .errors import KBError
@@ -882,7 +883,7 @@ def read_mention_counts(path: PathLike) -> Iterable[Tuple[str, str, float]]:
             for label in doc.get("labels") or []:
                 entity_id = label.get("entity_id")
                 start, end = label.get("span", (None, None))
-                if not entity_id or entity_id.startswith("<") or not isinstance(start, int):
+                if entity_status(entity_id) in (NIL, UNKNOWN) or not isinstance(start, int):
                     continue
                 yield text[start:end], entity_id, 1.0
         return

@@ -87,6 +87,7 @@ class QAOutput:
     relations: (B, T, R) relation distribution at each hop.
     hops: (B, T) hop distribution.
     gate: (B,) weight of the intersection in the answer (0 without one).
+    spans: the input's candidate spans, which the other fields refer to.
     """
 
     answers: Floats2d
@@ -95,6 +96,7 @@ class QAOutput:
     relations: np.ndarray
     hops: np.ndarray
     gate: np.ndarray
+    spans: Optional[QASpans] = None
 
 
 class QAHeadsOutput(NamedTuple):
@@ -205,6 +207,7 @@ def _forward(model: Model, inputs: QAInput, is_train: bool) -> Tuple[QAOutput, C
     tokvecs, backprop_tok2vec = tok2vec(inputs.docs, is_train)
     tokens = model.ops.flatten(tokvecs) if lengths.sum() else model.ops.alloc2f(0, heads.get_dim("nI"))
     output, backprop_heads = heads(_HeadsInput(tokens, lengths, inputs.spans, inputs.graph, is_train), is_train)
+    output.spans = inputs.spans
 
     def backprop(d_answers: Floats2d) -> List[Doc]:
         d_tokens = backprop_heads(d_answers)

@@ -45,7 +45,7 @@ from ..ids import ENTITY_LABEL, NIL
 from ..kb.candidates import CandidateGenerator
 from ..kb.errors import KBError
 from ..kb.store import RefinedKB
-from ..labels import CoarseLabels
+from ..labels import DEFAULT_LABEL, DEFAULT_TYPE_LABELS, CoarseLabels
 from ..model.architecture import set_output_sizes
 from ..model.types import Candidates, Logits, Mentions, RefinedInput, RefinedOutput
 from ..model.losses import sigmoid_loss, softmax_loss
@@ -96,15 +96,8 @@ DEFAULT_CONFIG = {
     "threshold": 0.0,
     "nil_bias": 0.0,
     "keep_nil": True,
-    "type_labels": {
-        "Q5": "PERSON",  # human
-        "Q6256": "GPE",  # country
-        "Q515": "GPE",  # city
-        "Q56061": "GPE",  # administrative territorial entity
-        "Q2221906": "LOC",  # geographic location
-        "Q43229": "ORG",  # organization
-    },
-    "default_label": "MISC",
+    "type_labels": DEFAULT_TYPE_LABELS,
+    "default_label": DEFAULT_LABEL,
     "input_key": "mentions",
     "spans_key": "refined",
     "top_candidates": 5,

@@ -1,0 +1,509 @@
+"""The `refined_qa` component: answers questions from the KB's facts.
+
+It reads a question `Doc`, resolves its entities in the KB, follows
+relations from them over the KB's facts (`model/follow.py`), intersects
+when the question names several entities, and writes the ranked answers
+with their explanation. The model is `spacy_refined.QAModel.v1`
+(`model/qa.py`); the settings are documented on the factory.
+
+Design notes:
+
+* The KB is the one of the pipeline's `refined_kb` component (as for the
+  linker), so a KB grown with `kb add` answers about the new entities at
+  once: the fact graph is rebuilt whenever the KB changes, and entity
+  resolution reads the KB's alias table.
+* Trained from (question, answers) pairs alone with the default
+  `entities = "learned"`: the loss is on the answers only (TransferNet's
+  weighted squared error), and the spans and candidates that start the
+  traversal get their gradients through it.
+* The candidate spans of a question are all its spans of up to
+  `max_span_width` tokens that name a KB entity (the alias table, through
+  the same candidate generator as the linker's).
+"""
+import os
+from itertools import islice
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+
+import numpy as np
+import srsly
+import torch
+from spacy import util
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc, Span, SpanGroup
+from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.vocab import Vocab
+from thinc.api import Config, Model, NumpyOps, Optimizer, set_dropout_rate
+
+from ..evaluation.qa import ANSWERS_KEY, TOPIC_KEY, make_qa_scorer  # noqa: F401  (registers the scorer)
+from ..ids import NIL
+from ..kb.candidates import CandidateGenerator
+from ..kb.errors import KBError
+from ..kb.store import RefinedKB
+from ..model.follow import FactGraph
+from ..model.qa import CANDIDATE_FEATURES, QAInput, QAOutput, QASpans, set_relation_count
+from ..model.threads import torch_threads
+from .knowledge_base import KnowledgeBaseComponent
+
+ENTITY_MODES = ("learned", "gold", "linker")
+EXTENSIONS = ("answers", "qa_entities", "qa_path", "qa_status")
+QA_ENTITY_LABEL = "QA_ENTITY"
+
+DEFAULT_MODEL = """
+[model]
+@architectures = "spacy_refined.QAModel.v1"
+hidden_width = 128
+hops = 3
+max_span_width = 12
+intersection = true
+mask_topic = true
+dropout = 0.1
+
+[model.tok2vec]
+@architectures = "spacy.HashEmbedCNN.v2"
+pretrained_vectors = null
+width = 96
+depth = 4
+embed_size = 5000
+window_size = 1
+maxout_pieces = 3
+subword_features = true
+"""
+DEFAULT_MODEL_CONFIG = Config().from_str(DEFAULT_MODEL)["model"]
+DEFAULT_CONFIG = {
+    "model": DEFAULT_MODEL_CONFIG,
+    "kb_component": "*",
+    "entities": "learned",
+    "get_candidates": {"@misc": "spacy_refined.PriorCandidates.v1", "person_names": False},
+    "n_candidates": 10,
+    "topic_key": TOPIC_KEY,
+    "spans_key": "qa_entities",
+    "top_k": 10,
+    "answer_threshold": 0.5,
+    "min_entity_score": 0.1,
+    "top_relations": 3,
+    "answer_weight": 10.0,
+    "cpu_threads": 1,
+    "scorer": {"@scorers": "spacy_refined.qa_scorer.v1"},
+}
+
+
+@Language.factory(
+    "refined_qa",
+    assigns=["doc._.answers", "doc._.qa_entities", "doc._.qa_path", "doc._.qa_status", "doc.spans"],
+    default_config=DEFAULT_CONFIG,
+    default_score_weights={"qa_hits1": 1.0, "qa_hits_k": 0.0, "qa_f1": 0.0, "qa_er_acc": 0.0},
+)
+def make_refined_qa(
+    nlp: Language,
+    name: str,
+    model: Model[QAInput, QAOutput],
+    kb_component: str,
+    entities: str,
+    get_candidates: CandidateGenerator,
+    n_candidates: int,
+    topic_key: str,
+    spans_key: str,
+    top_k: int,
+    answer_threshold: float,
+    min_entity_score: float,
+    top_relations: int,
+    answer_weight: float,
+    cpu_threads: int,
+    scorer: Optional[Callable],
+) -> "RefinedQA":
+    """Construct a `RefinedQA`: question answering over the KB of a `refined_kb` component.
+
+    model (Model[QAInput, QAOutput]): The model (`spacy_refined.QAModel.v1`):
+        an encoder (tok2vec or a transformer listener) and the QA heads.
+    kb_component (str): The `refined_kb` component whose KB this one uses;
+        "*" for any (the pipeline's one).
+    entities (str): Where the entities that start the traversal come from:
+        "learned" (the question's spans are scored and their KB candidates
+        ranked, trained from answers only), "gold" (the annotated topic
+        entities of `doc.spans[topic_key]`, by `kb_id_`) or "linker"
+        (`doc.ents` with their `kb_id_`, e.g. from a `refined_linker`).
+    get_candidates (Callable[[RefinedKB, Sequence[str], int], CandidateCSR]):
+        The candidate generator (as the linker's) for "learned".
+    n_candidates (int): Candidates per span.
+    topic_key (str): The span group of annotated topic entities ("gold").
+    spans_key (str): The span group that receives the resolved entities,
+        with their `kb_id_` and scores in `attrs["scores"]`.
+    top_k (int): How many (entity ID, score) pairs go to `doc._.answers`.
+    answer_threshold (float): The score from which an answer belongs to the
+        predicted answer set (answer-set F1).
+    min_entity_score (float): Resolved spans with P(span) below it are not
+        reported in `doc._.qa_entities` (the best span always is).
+    top_relations (int): Relations reported per hop in `doc._.qa_path`.
+    answer_weight (float): Weight of the gold answers in the squared-error
+        loss (the other entities have weight 1).
+    cpu_threads (int): Torch's intra-op threads during prediction on CPU (0:
+        torch's setting).
+    scorer (Optional[Callable]): The scoring method (`spacy_refined.qa_scorer.v1`).
+    RETURNS (RefinedQA): The component.
+    """
+    return RefinedQA(
+        nlp.vocab, model, name, kb_component=kb_component, entities=entities, get_candidates=get_candidates,
+        n_candidates=n_candidates, topic_key=topic_key, spans_key=spans_key, top_k=top_k,
+        answer_threshold=answer_threshold, min_entity_score=min_entity_score, top_relations=top_relations,
+        answer_weight=answer_weight, cpu_threads=cpu_threads, scorer=scorer,
+    )
+
+
+def install_extensions() -> None:
+    """Register the doc extensions the component writes (once per process)."""
+    for extension in EXTENSIONS:
+        if not Doc.has_extension(extension):
+            Doc.set_extension(extension, default=None)
+
+
+class RefinedQA(TrainablePipe):
+    """Question answering over a `RefinedKB`'s facts."""
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model[QAInput, QAOutput],
+        name: str,
+        *,
+        kb_component: str,
+        entities: str,
+        get_candidates: CandidateGenerator,
+        n_candidates: int,
+        topic_key: str,
+        spans_key: str,
+        top_k: int,
+        answer_threshold: float,
+        min_entity_score: float,
+        top_relations: int,
+        answer_weight: float,
+        cpu_threads: int,
+        scorer: Optional[Callable],
+    ) -> None:
+        """Initialize the component; see `make_refined_qa` for the settings."""
+        if entities not in ENTITY_MODES:
+            raise ValueError(f"[{name}] unknown entities {entities!r}: use one of {', '.join(ENTITY_MODES)}")
+        if cpu_threads < 0:
+            raise ValueError(f"[{name}] cpu_threads must be 0 (torch's setting) or more, not {cpu_threads}")
+        install_extensions()
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.kb_component = kb_component
+        self.entities = entities
+        self.get_candidates = get_candidates
+        self.n_candidates = n_candidates
+        self.topic_key = topic_key
+        self.spans_key = spans_key
+        self.top_k = top_k
+        self.answer_threshold = answer_threshold
+        self.min_entity_score = min_entity_score
+        self.top_relations = top_relations
+        self.answer_weight = answer_weight
+        self.cpu_threads = cpu_threads
+        self.scorer = scorer
+        self.cfg: Dict[str, Any] = {"relation_ids": None}
+        self._kb_source: Optional[KnowledgeBaseComponent] = None
+        self._graph: Optional[FactGraph] = None
+        self._graph_key: Optional[Tuple[int, int, int]] = None
+        self._labels: Dict[int, str] = {}
+        self._owner_pid = os.getpid()
+
+    # --------------------------------------------------------------------- KB
+
+    def listen_to_kb(self, source: KnowledgeBaseComponent) -> None:
+        """Take the KB from `source` (called by the `refined_kb` component)."""
+        self._kb_source = source
+
+    @property
+    def kb(self) -> Optional[RefinedKB]:
+        """The KB of the `refined_kb` component this component listens to (None before it has one)."""
+        return self._kb_source.kb if self._kb_source is not None else None
+
+    def _require_kb(self) -> RefinedKB:
+        if self._kb_source is None:
+            raise KBError(
+                f"[{self.name}] no KB component: add one before this component "
+                f'(nlp.add_pipe("refined_kb", before="{self.name}")), or set `kb_component` to its name'
+            )
+        kb = self.kb
+        return kb if kb is not None else self._kb_source.require_kb(self.name)
+
+    @property
+    def relation_ids(self) -> List[str]:
+        """The KB relations the model was sized for (their inverses follow them in the graph)."""
+        if self.cfg["relation_ids"] is None:
+            raise ValueError(f"[{self.name}] not initialized: call nlp.initialize() or load a trained pipeline")
+        return self.cfg["relation_ids"]
+
+    @property
+    def graph(self) -> FactGraph:
+        """The KB's facts for `follow`, rebuilt when the KB changes (another
+        KB, or one that `kb add` grew and `reload` re-opened)."""
+        kb = self._require_kb()
+        key = (id(kb), len(kb), len(kb.segments))
+        if self._graph is None or key != self._graph_key:
+            relation_ids = self.relation_ids
+            if list(kb.relation_ids[: len(relation_ids)]) != list(relation_ids):
+                raise KBError(
+                    f"[{self.name}] the KB at {kb.path} has relations {kb.relation_ids[:len(relation_ids)]}, but the "
+                    f"model was trained with {relation_ids}: use the KB it was trained with (or one grown from it)"
+                )
+            self._graph = FactGraph.from_kb(kb, inverse=True, n_relations=len(relation_ids))
+            self._graph_key = key
+            self._labels = {}
+        return self._graph
+
+    # ------------------------------------------------------------- training
+
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
+        """Size the relation layers from the KB's relations and initialize the model.
+
+        RAISES (KBError): If the KB has no facts: there is nothing to follow.
+        """
+        validate_get_examples(get_examples, "RefinedQA.initialize")
+        kb = self._require_kb()
+        n_facts = sum(len(segment.fact_subjects) for segment in kb.segments)
+        if n_facts == 0 or not kb.relation_ids:
+            raise KBError(
+                f"[{self.name}] the KB at {kb.path} has no facts, so there are no relations to follow: build it "
+                f"with facts (`kb build --triples kb.tsv`, or entities with \"facts\")"
+            )
+        self.cfg["relation_ids"] = list(kb.relation_ids)
+        self._graph = None
+        set_relation_count(self.model, self.graph.n_relations)
+        docs = [eg.predicted for eg in islice(get_examples(), 10)]
+        self.model.initialize(X=docs)
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optional[Optimizer] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        """Learn from a batch of questions with their gold answers (`Example.reference.user_data["qa_answers"]`)."""
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, "RefinedQA.update")
+        if not any(len(eg.predicted) for eg in examples):
+            return losses
+        set_dropout_rate(self.model, drop)
+        docs = [eg.predicted for eg in examples]
+        output, backprop = self.model.begin_update(self._input(docs))
+        loss, d_answers = self.get_loss(examples, output)
+        backprop(d_answers)
+        if sgd is not None:
+            self.finish_update(sgd)
+        losses[self.name] += loss
+        return losses
+
+    def get_loss(self, examples: Iterable[Example], output: QAOutput) -> Tuple[float, Any]:
+        """Weighted squared error of the answer scores against the gold answers, and its gradient."""
+        examples = list(examples)
+        ops = self.model.ops
+        targets = np.zeros(output.answers.shape, dtype="float32")
+        kb = self._require_kb()
+        for i, eg in enumerate(examples):
+            found = kb.find(eg.reference.user_data.get(ANSWERS_KEY, []))
+            targets[i, found[found >= 0]] = 1.0
+        targets = ops.asarray2f(targets)
+        weights = 1.0 + (self.answer_weight - 1.0) * targets
+        diff = output.answers - targets
+        n = max(1, len(examples))
+        loss = float((weights * diff**2).sum()) / n
+        return loss, 2.0 * weights * diff / n
+
+    # ------------------------------------------------------------ prediction
+
+    def predict(self, docs: Iterable[Doc]) -> QAOutput:
+        """Answer scores of the KB's entities for each question, with the explanation."""
+        docs = list(docs)
+        with torch_threads(self.cpu_threads if isinstance(self.model.ops, NumpyOps) else 0, self._owner_pid):
+            return self.model.predict(self._input(docs))
+
+    def set_annotations(self, docs: Iterable[Doc], output: QAOutput) -> None:
+        """Write `doc._.answers`, `doc._.qa_entities` (and the span group
+        `spans_key`), `doc._.qa_path` and `doc._.qa_status`."""
+        docs = list(docs)
+        kb = self._require_kb()
+        spans = output.spans
+        answers = self.model.ops.to_numpy(output.answers)
+        n_top = min(self.top_k, answers.shape[1])
+        top = torch.topk(torch.from_numpy(np.ascontiguousarray(answers)), n_top, dim=1) if len(docs) else None
+        relation_names = self.graph.relation_names(self.relation_ids)
+        by_doc: Dict[int, List[int]] = {}
+        for s, d in enumerate(spans.doc.tolist()):
+            by_doc.setdefault(d, []).append(s)
+        for i, doc in enumerate(docs):
+            scores = top.values[i].tolist() if top is not None else []
+            indices = top.indices[i].tolist() if top is not None else []
+            kept = [(index, score) for index, score in zip(indices, scores) if score > 0]
+            ids = kb.entity_ids([index for index, _ in kept])
+            doc._.answers = [(entity_id, float(score)) for entity_id, (_, score) in zip(ids, kept)]
+            doc._.qa_entities = self._resolved(doc, spans, by_doc.get(i, []), output, kb)
+            doc._.qa_path = [
+                {
+                    "hop": t + 1,
+                    "weight": float(output.hops[i, t]),
+                    "relations": [(relation_names[r], float(output.relations[i, t, r])) for r in np.argsort(-output.relations[i, t])[: self.top_relations]],
+                }
+                for t in range(output.hops.shape[1])
+            ] if doc._.qa_entities else []
+            group = SpanGroup(doc, name=self.spans_key, attrs={"scores": [e["score"] for e in doc._.qa_entities], "intersection": float(output.gate[i])})
+            for entity in doc._.qa_entities:
+                group.append(Span(doc, entity["start"], entity["end"], label=QA_ENTITY_LABEL, kb_id=entity["kb_id"]))
+            doc.spans[self.spans_key] = group
+            if not len(doc):
+                doc._.qa_status = "empty"
+            elif not doc._.qa_entities:
+                doc._.qa_status = "no_entity"
+            elif not doc._.answers:
+                doc._.qa_status = "no_answer"
+            else:
+                doc._.qa_status = "answered"
+
+    def _resolved(self, doc: Doc, spans: QASpans, rows: List[int], output: QAOutput, kb: RefinedKB) -> List[Dict[str, Any]]:
+        """The question's resolved spans, most probable first: their best candidate and its score."""
+        rows = sorted(rows, key=lambda s: -output.span_probs[s])
+        rows = [s for n, s in enumerate(rows) if n == 0 or output.span_probs[s] >= self.min_entity_score]
+        resolved = []
+        for s in rows:
+            best = int(np.argmax(output.candidate_probs[s]))
+            resolved.append({
+                "start": int(spans.start[s]),
+                "end": int(spans.end[s]),
+                "text": doc[int(spans.start[s]) : int(spans.end[s])].text,
+                "kb_id": kb.entity_id(int(spans.entities[s, best])),
+                "score": float(output.span_probs[s] * output.candidate_probs[s, best]),
+            })
+        return resolved
+
+    # ------------------------------------------------------ spans and input
+
+    def _input(self, docs: List[Doc]) -> QAInput:
+        return QAInput(docs, self._spans(docs), self.graph)
+
+    def _spans(self, docs: List[Doc]) -> QASpans:
+        """The candidate spans of the questions and their candidates, by the `entities` setting."""
+        kb = self._require_kb()
+        if self.entities == "learned":
+            return self._learned_spans(docs, kb)
+        rows: List[Tuple[int, int, int]] = []
+        ids: List[str] = []
+        scores: List[float] = []
+        for i, doc in enumerate(docs):
+            given = doc.spans[self.topic_key] if self.entities == "gold" and self.topic_key in doc.spans else (doc.ents if self.entities == "linker" else [])
+            for span in given:
+                if span.kb_id_ and span.kb_id_ != NIL:
+                    rows.append((i, span.start, span.end))
+                    ids.append(span.kb_id_)
+                    score = span._.kb_score if self.entities == "linker" and Span.has_extension("kb_score") else None
+                    scores.append(1.0 if score is None else float(score))
+        found = kb.find(ids) if ids else np.zeros(0, dtype=np.int64)
+        keep = found >= 0
+        if not keep.any():
+            return QASpans.empty()
+        rows_kept = np.array(rows, dtype=np.int64)[keep]
+        entities = found[keep][:, None]
+        features = np.zeros((len(entities), 1, len(CANDIDATE_FEATURES)), dtype=np.float32)
+        features[:, 0, 0] = np.log(np.clip(np.array(scores, dtype=np.float32)[keep], 1e-6, 1.0))
+        features[:, 0, 1:3] = 1.0
+        features[:, 0, 3] = kb.popularities(entities[:, 0])
+        return QASpans(rows_kept[:, 0], rows_kept[:, 1], rows_kept[:, 2], entities, features)
+
+    def _learned_spans(self, docs: List[Doc], kb: RefinedKB) -> QASpans:
+        """All spans of up to `max_span_width` tokens that have KB candidates, with features."""
+        max_width = self.model.attrs["max_span_width"]
+        rows: List[Tuple[int, int, int]] = []
+        texts: List[str] = []
+        for i, doc in enumerate(docs):
+            n = len(doc)
+            bad_start = [token.is_punct or token.is_space for token in doc]
+            bad_end = [token.is_space for token in doc]
+            for start in range(n):
+                if bad_start[start]:
+                    continue
+                for end in range(start + 1, min(n, start + max_width) + 1):
+                    if not bad_end[end - 1]:
+                        rows.append((i, start, end))
+                        texts.append(doc[start:end].text)
+        if not rows:
+            return QASpans.empty()
+        batch = self.get_candidates(kb, texts, self.n_candidates)
+        lengths = batch.lengths
+        has = np.flatnonzero(lengths > 0)
+        if not len(has):
+            return QASpans.empty()
+        k = int(lengths.max())
+        entities = np.full((len(has), k), -1, dtype=np.int64)
+        priors = np.zeros((len(has), k), dtype=np.float32)
+        for row, m in enumerate(has.tolist()):
+            candidates, candidate_priors = batch[m]
+            entities[row, : len(candidates)] = candidates
+            priors[row, : len(candidates)] = candidate_priors
+        valid = entities >= 0
+        features = np.zeros((len(has), k, len(CANDIDATE_FEATURES)), dtype=np.float32)
+        features[..., 0] = np.where(valid, np.log(np.clip(priors, 1e-6, 1.0)), 0.0)
+        labels = self._entity_labels(kb, entities[valid])
+        span_texts = [texts[m] for m in has.tolist()]
+        match = np.zeros(entities.shape, dtype=np.float32)
+        match_lower = np.zeros(entities.shape, dtype=np.float32)
+        for (row, col), label in zip(zip(*np.nonzero(valid)), labels):
+            text = span_texts[row]
+            match[row, col] = float(text == label or text == label.replace("_", " "))
+            match_lower[row, col] = float(text.casefold() == label.casefold() or text.casefold() == label.replace("_", " ").casefold())
+        features[..., 1] = match
+        features[..., 2] = match_lower
+        features[valid, 3] = kb.popularities(entities[valid])
+        kept = np.array(rows, dtype=np.int64)[has]
+        return QASpans(kept[:, 0], kept[:, 1], kept[:, 2], entities, features)
+
+    def _entity_labels(self, kb: RefinedKB, indices: np.ndarray) -> List[str]:
+        """Labels of KB entities (cached until the KB changes)."""
+        labels = self._labels
+        for index in set(indices.tolist()) - labels.keys():
+            labels[index] = kb.label(index)
+        return [labels[index] for index in indices.tolist()]
+
+    # -------------------------------------------------------- serialization
+
+    def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
+        """Save the settings and the weights under `path` (the KB is saved by its `refined_kb` component)."""
+        serialize = {
+            "cfg": lambda p: srsly.write_json(p, self.cfg),
+            "model": lambda p: self.model.to_disk(p),
+        }
+        util.to_disk(path, serialize, exclude)
+
+    def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "RefinedQA":
+        """Load the settings and the weights saved by `to_disk`."""
+        deserialize = {
+            "cfg": lambda p: self.cfg.update(srsly.read_json(p)),
+            "model": lambda p: self.model.from_bytes(p.read_bytes()),
+        }
+        util.from_disk(path, deserialize, exclude)
+        self._graph = None
+        return self
+
+    def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
+        serialize = {"cfg": lambda: srsly.json_dumps(self.cfg), "model": lambda: self.model.to_bytes()}
+        return util.to_bytes(serialize, exclude)
+
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "RefinedQA":
+        deserialize = {"cfg": lambda b: self.cfg.update(srsly.json_loads(b)), "model": lambda b: self.model.from_bytes(b)}
+        util.from_bytes(bytes_data, deserialize, exclude)
+        self._graph = None
+        return self
+
+
+def find_qa(nlp: Language, name: Optional[str] = None) -> RefinedQA:
+    """The `RefinedQA` called `name` of a pipeline (None: the first one); ValueError if there is none."""
+    for component_name, component in nlp.pipeline:
+        if isinstance(component, RefinedQA) and name in (None, component_name):
+            return component
+    raise ValueError(f"the pipeline has no refined_qa component{f' called {name!r}' if name else ''} (it has: {', '.join(nlp.pipe_names) or 'none'})")

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import typer
 
-from spacy_refined.kb.store import RefinedKB
-from spacy_refined.util import open_binary
 from spacy_refined.kb.mediawiki import iter_pages as read_articles
+from spacy_refined.kb.store import RefinedKB
 from spacy_refined.training.wikipedia_corpus import wikitext_paragraphs
+from spacy_refined.util import open_binary
 
 PAGE_RE = re.compile(rb"[ \t]*<page>.*?</page>\n", re.DOTALL)
 TITLE_RE = re.compile(rb"<title>(.*?)</title>")

@@ -3,7 +3,6 @@ import bz2
 import json
 
 import pytest
-
 from test_kb import ENTITIES, write_jsonl
 
 

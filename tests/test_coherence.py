@@ -4,13 +4,12 @@ from typing import List
 import numpy as np
 import pytest
 import spacy
+from conftest import ENTITIES, build_kb
 
 from spacy_refined.kb import RefinedKB
 from spacy_refined.kb.candidates import person_name_candidates
 from spacy_refined.model.types import Mentions
 from spacy_refined.pipeline.coherence import document_coherence
-
-from conftest import ENTITIES, build_kb
 
 FACTS = {
     "Q41421": [{"relation": "member of sports team", "object": "Q128109"}],  # Michael Jordan -> Chicago Bulls

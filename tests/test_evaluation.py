@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import spacy
 import srsly
+from conftest import add_linker
 from spacy.training import Example
 from thinc.api import get_current_ops
 
-from conftest import add_linker
 from spacy_refined.evaluation import DocumentResult, FormatError, Mention, read_documents, read_nif, score
 from spacy_refined.ids import NIL, UNKNOWN, entity_status
 from spacy_refined.kb import RefinedKB
@@ -286,6 +286,6 @@ def test_convert_docs_command(run_cli, tmp_path):
 @pytest.mark.skipif(not SHARED_TESTB.exists(), reason="the shared AIDA data is absent")
 def test_aida_testb_gold_counts():
     records = read_documents(SHARED_TESTB)
-    result = score(DocumentResult(r["id"], [Mention(*l["span"], entity_status(l["entity_id"])) for l in r["labels"]], []) for r in records)
+    result = score(DocumentResult(r["id"], [Mention(*label["span"], entity_status(label["entity_id"])) for label in r["labels"]], []) for r in records)
     assert result["gold"]["mentions"] == 5616 and result["gold"]["nil"] == 1131 and result["gold"]["linked"] == 4484
     assert result["el"]["nil_fp"]["micro"]["fn"] == 4484

@@ -290,7 +290,7 @@ def test_spacy_entity_linker_uses_the_kb(tmp_path):
     gold = {"entities": [(0, 12, "PERSON"), (21, 26, "GPE")], "links": {(0, 12): {"Q47899": 1.0}, (21, 26): {"Q90": 1.0}}}
     examples = [Example.from_dict(nlp.make_doc(text), gold)]
     for eg in examples:
-        eg.predicted.set_ents([eg.predicted.char_span(s, e, label=l) for s, e, l in gold["entities"]])
+        eg.predicted.set_ents([eg.predicted.char_span(s, e, label=label) for s, e, label in gold["entities"]])
     kb_loader = spacy.registry.misc.get("spacy_refined.KBFromPath.v1")(path)
     linker.set_kb(kb_loader)
     optimizer = nlp.initialize(lambda: examples)
@@ -300,7 +300,7 @@ def test_spacy_entity_linker_uses_the_kb(tmp_path):
 
     def predict(pipeline):
         doc = pipeline.make_doc(text)
-        doc.set_ents([doc.char_span(s, e, label=l) for s, e, l in gold["entities"]])
+        doc.set_ents([doc.char_span(s, e, label=label) for s, e, label in gold["entities"]])
         for _, proc in pipeline.pipeline:
             doc = proc(doc)
         return [(ent.text, ent.kb_id_) for ent in doc.ents]

@@ -10,8 +10,9 @@ from typing import Dict, List, Tuple
 
 import numpy
 import pytest
-import torch
 import spacy
+import torch
+from conftest import add_linker
 from spacy import displacy
 from spacy.language import Language
 from spacy.tokens import Doc, Span
@@ -20,14 +21,11 @@ from thinc.api import NumpyOps
 
 from spacy_refined.kb import KBError, RefinedKB
 from spacy_refined.kb.builder import append_segment
-from spacy_refined.pipeline import find_linker
-from spacy_refined.training import embed_kb
 from spacy_refined.model._torch import wrapped_module
 from spacy_refined.model.losses import sigmoid_loss
+from spacy_refined.pipeline import find_linker
 from spacy_refined.pipeline.linker import DEFAULT_MODEL_CONFIG
-from spacy_refined.training import docs_from_jsonl
-
-from conftest import add_linker
+from spacy_refined.training import docs_from_jsonl, embed_kb
 
 LONG_DOC_TOKENS = 20_000
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import spacy
+from conftest import add_linker
 from spacy.cli.package import get_third_party_dependencies
 
 import spacy_refined
-from conftest import add_linker
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -53,9 +53,9 @@ def test_missing_encoder_is_one_line_error(tmp_path):
 
 
 def test_demo_prints_entities(kb_path, records, tmp_path):
+    from conftest import add_linker
     from spacy.training import Example
 
-    from conftest import add_linker
     from spacy_refined.training.corpus import docs_from_jsonl
 
     spacy.util.fix_random_seed(0)

@@ -65,3 +65,15 @@ def test_readme_cli_table_lists_the_commands():
         for part in name.split():
             command = command.commands[part]
     assert {name.split()[0] for name in shown} == set(group.commands)
+
+
+def test_readme_settings_table_lists_every_setting():
+    from spacy.language import Language
+
+    import spacy_refined.pipeline  # noqa: F401 (the factories)
+
+    rows = re.findall(r"^\| `(refined_\w+)` \| `([\w`, ]+)` \|", section("Linking with a trained pipeline"), flags=re.M)
+    shown = {(component, name.strip("` ")) for component, names in rows for name in names.split(",")}
+    for factory in ("refined_kb", "refined_linker"):
+        settings = set(Language.get_factory_meta(factory).default_config) - {"model"}
+        assert {name for component, name in shown if component == factory} == settings, factory

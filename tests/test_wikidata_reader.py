@@ -27,8 +27,8 @@ def statement(prop, value, rank="normal", snaktype="value", datatype="wikibase-i
     return {"mainsnak": snak, "type": "statement", "rank": rank}
 
 
-def terms(language, *values):
-    return {language: {"language": language, "value": value} for value in values}
+def terms(language, value):
+    return {language: {"language": language, "value": value}}
 
 
 ENTITIES = [

@@ -11,8 +11,8 @@ import traceback
 import typer
 
 from ..kb.errors import DumpError, KBError
-from ._app import app
 from . import calibrate, corpus, evaluate, kb, project_commands  # noqa: F401  (registers the commands)
+from ._app import app
 
 # DumpError covers evaluation.formats.FormatError; KBError covers UnknownEntityError.
 USER_ERRORS = (DumpError, KBError, FileNotFoundError, NotADirectoryError)

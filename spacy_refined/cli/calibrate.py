@@ -39,7 +39,7 @@ def calibrate(
         result = calibrate_pipeline(nlp, records, mentions=mentions, batch_size=batch_size, l2=l2)
     except ValueError as error:  # nothing to fit on, or an unknown --mentions
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     typer.echo(
         f"{result['mentions']:,} dev mentions: loss {result['loss_before']:.4f} -> {result['loss_after']:.4f}, "
         f"accuracy (NIL included) {100 * result['accuracy_before']:.1f} -> {100 * result['accuracy_after']:.1f}"

@@ -73,7 +73,7 @@ def info(path: Path = typer.Argument(..., help="KB directory"), as_json: bool = 
         "bytes": sizes,
         "total_bytes": kb.nbytes,
         "sources": kb.manifest.get("build", {}).get("sources", []),
-        "top_types": [{"id": t, "label": l} for t, l in list(zip(kb.type_ids, kb.type_labels))[:20]],
+        "top_types": [{"id": t, "label": label} for t, label in list(zip(kb.type_ids, kb.type_labels))[:20]],
     }
     if as_json:
         typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 from urllib.parse import unquote
 
-
 from ..ids import RECORD_NIL
-from ..util import read_jsonl
 from ..kb.errors import DumpError
+from ..util import read_jsonl
 
 FORMATS = ("jsonl", "nif", "aida")
 NIF = "http://persistence.uni-leipzig.org/nlp2rdf/ontologies/nif-core#"

@@ -13,14 +13,14 @@ object. This module computes it from the KB's subject-sorted fact arrays
 gather of the facts' subject columns, `M_obj^T (...)` a scatter-add into
 their objects, and both are differentiable, so gradients reach `x` and `r`.
 
-Only the facts whose subject carries weight in some row of `x` are touched:
-the facts are sorted by subject, so they are contiguous ranges found by
-offsets. Entity distributions reached from a few seed entities stay small,
-and so does the work; the result (and the gradient with respect to the
-parameters that produced `x`) is the same as the whole-graph product. The
-gradient with respect to `x` itself is computed on its support (the entities
-with weight in some row); elsewhere it is zero, as no upstream parameter can
-give weight to those entities without making them part of the support.
+Only the facts whose subject carries weight in a row of `x` are touched, for
+that row: the facts are sorted by subject, so those of an entity are a
+contiguous range found by offsets. Entity distributions reached from a few
+seed entities stay small, and so does the work; the result (and the gradient
+with respect to the parameters that produced `x`) is the same as the
+whole-graph product. The gradient with respect to `x` itself is computed on
+its support (the nonzero entries); elsewhere it is zero, as no upstream
+parameter can give weight to an entity without making it part of the support.
 
 Inverse relations: with `inverse=True` the graph also holds each fact
 reversed, as relation `R + r`, so that `r (B, 2R)` can follow a relation from
@@ -29,7 +29,7 @@ its object back to its subject ("the films directed by X").
 The module is shared: the QA component (`model/qa.py`) follows relations
 with it, and any other component that reasons over the KB's facts can.
 """
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -76,7 +76,6 @@ class FactGraph:
         order = np.argsort(subjects, kind="stable")
         # int32 halves the memory of a large graph; torch's gather and scatter take it.
         index_type = np.int32 if self.n_entities < 2**31 else np.int64
-        self.subjects = torch.from_numpy(subjects[order].astype(index_type))
         self.relations = torch.from_numpy(relations[order].astype(np.int32))
         self.objects = torch.from_numpy(objects[order].astype(index_type))
         offsets = np.searchsorted(subjects[order], np.arange(self.n_entities + 1))
@@ -113,16 +112,19 @@ class FactGraph:
         names = list(names)[: self.n_base_relations]
         return names + [f"{name}^-1" for name in names] if self.inverse else names
 
-    def fact_rows(self, entities: torch.Tensor) -> torch.Tensor:
-        """Positions of the facts whose subject is one of `entities` (distinct indices)."""
+    def fact_rows(self, entities: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The facts whose subject is one of `entities` (CPU indices, repeats allowed).
+
+        entities (torch.Tensor): (E,) entity indices.
+        RETURNS (Tuple[torch.Tensor, torch.Tensor]): The facts' positions in
+            the graph's arrays, and for each the position in `entities` of its subject.
+        """
         starts = self.offsets[entities]
         lengths = self.offsets[entities + 1] - starts
-        total = int(lengths.sum())
-        if total == 0:
-            return torch.zeros(0, dtype=torch.int64)
+        owner = torch.repeat_interleave(torch.arange(len(entities)), lengths)
         # concatenated ranges [start, start + length) without a Python loop
         shifts = torch.repeat_interleave(starts - (torch.cumsum(lengths, 0) - lengths), lengths)
-        return torch.arange(total, dtype=torch.int64) + shifts
+        return torch.arange(len(owner), dtype=torch.int64) + shifts, owner
 
     def follow(self, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         """One step over the graph: `M_obj^T ((M_subj x) * (M_rel r))`.
@@ -137,14 +139,17 @@ class FactGraph:
                 f"follow: x {tuple(x.shape)} and r {tuple(r.shape)} do not fit a graph of "
                 f"{self.n_entities} entities and {self.n_relations} relations"
             )
-        device = x.device
-        support = torch.nonzero(x.detach().ne(0).any(dim=0)).squeeze(1).cpu()
-        rows = self.fact_rows(support)
-        subjects = self.subjects[rows].to(device)
-        relations = self.relations[rows].to(device)
-        objects = self.objects[rows].to(device)
-        passed = x.index_select(1, subjects) * r.index_select(1, relations)
-        return x.new_zeros(x.shape).index_add(1, objects, passed)
+        n_rows, n_entities = x.shape
+        rows, entities = torch.nonzero(x.detach()).unbind(1)  # each row's support
+        weights = x[rows, entities]
+        facts, owner = self.fact_rows(entities.cpu())
+        owner = owner.to(x.device)
+        relations = self.relations[facts].to(x.device).long()
+        objects = self.objects[facts].to(x.device).long()
+        fact_rows = rows[owner]
+        passed = weights[owner] * r[fact_rows, relations]
+        out = x.new_zeros(n_rows * n_entities).index_add(0, fact_rows * n_entities + objects, passed)
+        return out.view(n_rows, n_entities)
 
 
 def intersect(*xs: torch.Tensor) -> torch.Tensor:

@@ -124,6 +124,7 @@ def build_qa_model(
     max_span_width: int = 12,
     intersection: bool = True,
     mask_topic: bool = True,
+    prune: float = 0.001,
     dropout: float = 0.1,
 ) -> Model[QAInput, QAOutput]:
     """Question answering over the KB: entity resolution, multi-hop
@@ -141,6 +142,10 @@ def build_qa_model(
         and intersect (with a learned gate); false for the ablation.
     mask_topic (bool): Remove the resolved entities themselves from the
         answers (questions do not ask for their own entity).
+    prune (float): Entity weights below it are dropped before each hop, so
+        that the weak paths of relations with small weights do not spread
+        over the graph; in prediction, an intersection whose gate is below it
+        is not computed.
     dropout (float): Dropout of the heads.
     RETURNS (Model[QAInput, QAOutput]): The model.
     """
@@ -155,6 +160,7 @@ def build_qa_model(
             "hops": hops,
             "intersection": intersection,
             "mask_topic": mask_topic,
+            "prune": prune,
             "dropout": dropout,
         },
         shims=[torch_shim()],
@@ -195,6 +201,7 @@ def _init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
         max_span_width=model.attrs["max_span_width"],
         intersection=heads.attrs["intersection"],
         mask_topic=heads.attrs["mask_topic"],
+        prune=heads.attrs["prune"],
         dropout=heads.attrs["dropout"],
     )
     heads.shims[0] = torch_shim(module)
@@ -264,17 +271,19 @@ class QAHeads(torch.nn.Module):
         max_span_width: int,
         intersection: bool,
         mask_topic: bool,
+        prune: float,
         dropout: float,
     ) -> None:
         super().__init__()
         self.config = {
             "width": width, "n_relations": n_relations, "hidden_width": hidden_width, "hops": hops,
-            "max_span_width": max_span_width, "intersection": intersection, "mask_topic": mask_topic, "dropout": dropout,
+            "max_span_width": max_span_width, "intersection": intersection, "mask_topic": mask_topic, "prune": prune, "dropout": dropout,
         }
         n_features = len(CANDIDATE_FEATURES)
         self.hops = hops
         self.intersection = intersection
         self.mask_topic = mask_topic
+        self.prune = prune
         self.dropout = torch.nn.Dropout(dropout)
         self.span_width = torch.nn.Embedding(max_span_width + 1, 16)
         self.span_layer = torch.nn.Sequential(torch.nn.Linear(2 * width + 16, hidden_width), torch.nn.ReLU())
@@ -339,7 +348,7 @@ class QAHeads(torch.nn.Module):
         for t in range(self.hops):
             query = _attend(padded, mask, self.hop_queries[t].expand(x.shape[0], -1))
             r = torch.softmax(self.relation_layer(torch.cat([query, context, previous], dim=1)), dim=1)
-            x = saturate(graph.follow(x, r))
+            x = saturate(graph.follow(x.masked_fill(x.detach() < self.prune, 0.0), r))
             answer = answer + hop_probs[:, t : t + 1] * x
             relations.append(r)
             previous = r
@@ -351,13 +360,16 @@ class QAHeads(torch.nn.Module):
         has_two = second >= 0
         if not bool(has_two.any()):
             return answers, answers.new_zeros(n_docs)
+        gate = torch.sigmoid(self.gate_layer(torch.cat([pooled, span_probs[second.clamp(min=0)].unsqueeze(1)], dim=1))).squeeze(1)
+        if not self.training:  # a closed gate adds nothing: skip its branches
+            has_two = has_two & (gate >= self.prune)
         docs = torch.nonzero(has_two).squeeze(1)
+        gate = gate[docs]
         branches = []
         for chosen in (first[docs], second[docs]):
             x = _scatter_entities(candidate_probs[chosen], torch.arange(len(docs), device=answers.device), entities[chosen], len(docs), graph.n_entities)
             branch, _ = self._follow(x, padded[docs], mask[docs], span_vectors[chosen], hop_probs[docs], graph)
             branches.append(branch)
-        gate = torch.sigmoid(self.gate_layer(torch.cat([pooled[docs], span_probs[second[docs]].unsqueeze(1)], dim=1))).squeeze(1)
         mixed = answers.clone()
         mixed[docs] = (1.0 - gate.unsqueeze(1)) * answers[docs] + gate.unsqueeze(1) * intersect(*branches)
         gates = answers.new_zeros(n_docs).index_put((docs,), gate)
@@ -410,9 +422,7 @@ def _scatter_entities(weights: torch.Tensor, rows: torch.Tensor, entities: torch
 def _relation_signatures(graph: FactGraph, entities: torch.Tensor, n_relations: int) -> torch.Tensor:
     """(S, K, R): which relations (inverse ones included) leave each candidate in the KB."""
     unique, inverse = torch.unique(entities.cpu(), return_inverse=True)
-    rows = graph.fact_rows(unique)
-    lengths = graph.offsets[unique + 1] - graph.offsets[unique]
-    owner = torch.repeat_interleave(torch.arange(len(unique)), lengths)
+    rows, owner = graph.fact_rows(unique)
     table = torch.zeros(len(unique), n_relations)
     if len(rows):
         relations = graph.relations[rows].long()

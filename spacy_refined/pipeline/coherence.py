@@ -21,8 +21,8 @@ from typing import Callable, Sequence
 import numpy as np
 from spacy.util import registry
 
-from ..kb.normalize import alias_keys
 from ..kb.candidates import CandidateCSR
+from ..kb.normalize import alias_keys
 from ..kb.store import RefinedKB
 from ..util import concatenated_ranges, sorted_positions
 

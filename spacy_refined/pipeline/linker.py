@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from hashlib import sha256
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import srsly
@@ -46,11 +46,11 @@ from ..kb.candidates import CandidateGenerator
 from ..kb.errors import KBError
 from ..kb.store import RefinedKB
 from ..labels import DEFAULT_LABEL, DEFAULT_TYPE_LABELS, CoarseLabels
-from ..model.architecture import set_output_sizes
-from ..model.types import Candidates, Logits, Mentions, RefinedInput, RefinedOutput
-from ..model.losses import sigmoid_loss, softmax_loss
 from ..model._torch import wrapped_module
+from ..model.architecture import set_output_sizes
+from ..model.losses import sigmoid_loss, softmax_loss
 from ..model.threads import torch_threads
+from ..model.types import Candidates, Logits, Mentions, RefinedInput, RefinedOutput
 from ..util import concatenated_ranges
 from .cache import EmbeddingCache
 from .coherence import N_COHERENCE, CoherenceFeatures
@@ -781,6 +781,7 @@ def find_linker(nlp: Language, name: Optional[str] = None) -> RefinedLinker:
 
 def _top_columns(scores: np.ndarray, n: int) -> np.ndarray:
     """Column indices of each row's `n` highest scores, best first (torch's
-    top-k: ten times faster than numpy's argpartition over a KB's types)."""
+    top-k, which is faster than numpy's argpartition and sort over a KB's
+    types: docs/experiments.md)."""
     n = min(n, scores.shape[1])
     return torch.topk(torch.from_numpy(np.ascontiguousarray(scores)), n, dim=1).indices.numpy()

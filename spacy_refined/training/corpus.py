@@ -18,11 +18,11 @@ from spacy.tokenizer import Tokenizer
 from spacy.tokens import Doc, Span
 from spacy.vocab import Vocab
 
-from ..util import read_jsonl
-from ..kb.store import RefinedKB
 from ..ids import ENTITY_LABEL, entity_status
+from ..kb.store import RefinedKB
 from ..labels import DEFAULT_LABEL, DEFAULT_TYPE_LABELS, CoarseLabels
 from ..pipeline.linker import find_linker
+from ..util import read_jsonl
 
 
 def coarse_labels(nlp: Optional[Language], kb: RefinedKB) -> CoarseLabels:

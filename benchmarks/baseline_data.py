@@ -6,6 +6,7 @@ leaves them out of its disambiguation loss. The mentions stay, for `ner`.
 
 Usage: python benchmarks/baseline_data.py IN.spacy KB_DIR OUT.spacy
 """
+
 import sys
 from pathlib import Path
 

@@ -7,6 +7,7 @@ free of embeddings of one particular model.
 
 Usage: python benchmarks/baseline_kb.py KB_DIR PIPELINE OUT_DIR
 """
+
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,9 @@ def main(kb: Path, pipeline: Path, output: Path) -> None:
     if output.exists():
         shutil.rmtree(output)
     shutil.copytree(kb, output)
-    subprocess.run([sys.executable, "-m", "spacy_refined", "kb", "embed", str(pipeline), str(output), "--no-progress"], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "spacy_refined", "kb", "embed", str(pipeline), str(output), "--no-progress"], check=True
+    )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ Usage:
   python el_table.py RESULTS_DIR TABLE.json [--merge] [--out OUT] [--data DATA]
   python el_table.py --markdown TABLE.json|RESULTS_DIR [--update ../BENCHMARKS.md]
 """
+
 import argparse
 import json
 import os
@@ -80,7 +81,11 @@ def portable(path: Optional[str], places: Dict[str, Path]) -> Optional[str]:
 
 def command(settings: Dict[str, Any], places: Dict[str, Path]) -> str:
     """The `evaluate` command behind a results file."""
-    parts = ["python -m spacy_refined evaluate", portable(settings["pipeline"], places), portable(settings["documents"], places)]
+    parts = [
+        "python -m spacy_refined evaluate",
+        portable(settings["pipeline"], places),
+        portable(settings["documents"], places),
+    ]
     if settings["gold_spans"]:
         parts.append("--gold-spans")
     if settings.get("kb_option"):
@@ -106,9 +111,16 @@ def rows_of(path: Path, places: Dict[str, Path]) -> List[Dict[str, Any]]:
     """Table rows of one `evaluate` output (this machine and today where the output does not name its machine and date)."""
     track, dataset, system, *variant = path.stem.split("__")
     metrics = json.loads(path.read_text())
-    base = {"track": track, "dataset": dataset, "system": system, "docs_per_s": round(metrics["speed"]["docs_per_s"], 1),
-            "machine": metrics.get("machine") or this_machine(), "date": metrics.get("date") or date.today().isoformat(),
-            "command": command(metrics["settings"], places), "source": "ours"}
+    base = {
+        "track": track,
+        "dataset": dataset,
+        "system": system,
+        "docs_per_s": round(metrics["speed"]["docs_per_s"], 1),
+        "machine": metrics.get("machine") or this_machine(),
+        "date": metrics.get("date") or date.today().isoformat(),
+        "command": command(metrics["settings"], places),
+        "source": "ours",
+    }
     if variant == ["blis"]:  # a speed-only run with thinc's default matrix products
         return [{**base, "metric": BLIS, "value": base["docs_per_s"]}]
     gold, ed = metrics["gold"], metrics["ed"]
@@ -148,12 +160,38 @@ def write_table(results: Path, output: Path, places: Dict[str, Path], merge: boo
     rows = read_results(results, places)
     if merge and output.exists():
         given = {row_key(r) for r in rows}
-        rows += [r for r in json.loads(output.read_text(encoding="utf8")) if r["source"] == "ours" and row_key(r) not in given]
-    rows += [{"track": t, "dataset": d, "system": s, "metric": m, "value": v, "docs_per_s": None,
-              "machine": "published", "date": None, "command": None, "source": "published"} for t, d, s, m, v in ANCHORS]
+        rows += [
+            r
+            for r in json.loads(output.read_text(encoding="utf8"))
+            if r["source"] == "ours" and row_key(r) not in given
+        ]
+    rows += [
+        {
+            "track": t,
+            "dataset": d,
+            "system": s,
+            "metric": m,
+            "value": v,
+            "docs_per_s": None,
+            "machine": "published",
+            "date": None,
+            "command": None,
+            "source": "published",
+        }
+        for t, d, s, m, v in ANCHORS
+    ]
     order = [metric for _, _, _, metric, _ in ANCHORS] + [EL_FP, EL_IGNORED]
-    rows.sort(key=lambda r: (r["track"], r["dataset"] != "aida-testb" and r["dataset"] != "testb", r["dataset"],
-                             order.index(r["metric"]) if r["metric"] in order else len(order), r["metric"], r["source"] != "published", r["system"]))
+    rows.sort(
+        key=lambda r: (
+            r["track"],
+            r["dataset"] != "aida-testb" and r["dataset"] != "testb",
+            r["dataset"],
+            order.index(r["metric"]) if r["metric"] in order else len(order),
+            r["metric"],
+            r["source"] != "published",
+            r["system"],
+        )
+    )
     output.write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n", encoding="utf8")
     return rows
 
@@ -185,11 +223,19 @@ def pivot(rows: Iterable[Dict[str, Any]]) -> str:
     for section in sorted(tables, key=lambda s: list(SECTIONS).index(s) if s in SECTIONS else len(SECTIONS)):
         systems = tables[section]
         columns = [c for c in COLUMNS if any(c in cells for cells in systems.values())]
-        lines += [f"**{SECTIONS.get(section, ' '.join(section))}{notes.get(section, '')}**", "",
-                  "| system | " + " | ".join(COLUMNS[c] for c in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+        lines += [
+            f"**{SECTIONS.get(section, ' '.join(section))}{notes.get(section, '')}**",
+            "",
+            "| system | " + " | ".join(COLUMNS[c] for c in columns) + " |",
+            "|---" * (len(columns) + 1) + "|",
+        ]
         for system in sorted(systems, key=lambda s: system_order(s, sources[s])):
             name = f"{system}, published" if sources[system] == "published" else system
-            lines.append(f"| {name} | " + " | ".join(f"{systems[system][c]:.1f}" if c in systems[system] else "–" for c in columns) + " |")
+            lines.append(
+                f"| {name} | "
+                + " | ".join(f"{systems[system][c]:.1f}" if c in systems[system] else "–" for c in columns)
+                + " |"
+            )
         lines.append("")
     return "\n".join(lines).rstrip("\n")
 
@@ -210,12 +256,23 @@ def main() -> None:
     parser.add_argument("--merge", action="store_true", help="keep the rows of TABLE that RESULTS does not give again")
     parser.add_argument("--out", type=Path, help="the benchmark's output directory, written $OUT in commands")
     parser.add_argument("--data", type=Path, help="the data directory, written $DATA in commands")
-    parser.add_argument("--markdown", type=Path, metavar="TABLE", help="print TABLE (JSON, or a directory of `evaluate` outputs) as pivoted Markdown tables")
-    parser.add_argument("--update", type=Path, metavar="FILE", help="with --markdown: write the tables into FILE between its markers")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        metavar="TABLE",
+        help="print TABLE (JSON, or a directory of `evaluate` outputs) as pivoted Markdown tables",
+    )
+    parser.add_argument(
+        "--update", type=Path, metavar="FILE", help="with --markdown: write the tables into FILE between its markers"
+    )
     args = parser.parse_args()
     places = {name: Path(os.path.abspath(p)) for name, p in (("OUT", args.out), ("DATA", args.data)) if p is not None}
     if args.markdown:
-        rows = read_results(args.markdown, places) if args.markdown.is_dir() else json.loads(args.markdown.read_text(encoding="utf8"))
+        rows = (
+            read_results(args.markdown, places)
+            if args.markdown.is_dir()
+            else json.loads(args.markdown.read_text(encoding="utf8"))
+        )
         text = pivot(rows)
         if args.update:
             update(args.update, text)

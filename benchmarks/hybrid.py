@@ -3,6 +3,7 @@ trained `refined_linker` linking their entities (mode "ents"), and save it.
 
 Usage: python benchmarks/hybrid.py NER_PIPELINE REFINED_PIPELINE OUT
 """
+
 import sys
 from pathlib import Path
 

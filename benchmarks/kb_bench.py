@@ -5,6 +5,7 @@ and a projection for the full Wikidata dump. Prints a Markdown report.
 
 Each build runs in a freshly spawned process so that its peak memory (max RSS) is its own.
 """
+
 import argparse
 import multiprocessing
 import os
@@ -46,8 +47,16 @@ def _build(send, wikidata: str, wikipedia: Optional[str], popularity: str, proce
         t2 = time.perf_counter()
         builder.add_popularity(popularity)
     t3 = time.perf_counter()
-    send.send({"wikidata_s": t1 - t0, "wikipedia_s": t2 - t1, "finish_s": t3 - t2, "total_s": t3 - t0,
-               "entities": builder.stats["entities"], "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+    send.send(
+        {
+            "wikidata_s": t1 - t0,
+            "wikipedia_s": t2 - t1,
+            "finish_s": t3 - t2,
+            "total_s": t3 - t0,
+            "entities": builder.stats["entities"],
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+    )
 
 
 def build_once(wikidata: Path, wikipedia: Optional[Path], popularity: Path, processes: int, output: Path) -> dict:
@@ -55,7 +64,9 @@ def build_once(wikidata: Path, wikipedia: Optional[Path], popularity: Path, proc
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
     args = (send, str(wikidata), None if wikipedia is None else str(wikipedia), str(popularity), processes, str(output))
-    process = context.Process(target=_build, args=args)  # not a Pool: its daemonic workers could not start the build's own
+    process = context.Process(
+        target=_build, args=args
+    )  # not a Pool: its daemonic workers could not start the build's own
     process.start()
     send.close()
     try:
@@ -84,8 +95,12 @@ def parse_rate_full_records(wikidata: Path, limit: int = 674) -> dict:
             parse_record(line)
     seconds = (time.perf_counter() - start) / 3
     size = sum(len(line) for line in big)
-    return {"records": len(big), "mean_bytes": size / max(len(big), 1), "records_per_s": len(big) / seconds,
-            "mb_per_s": size / seconds / 1e6}
+    return {
+        "records": len(big),
+        "mean_bytes": size / max(len(big), 1),
+        "records_per_s": len(big) / seconds,
+        "mb_per_s": size / seconds / 1e6,
+    }
 
 
 def decompress_rate(wikidata: Path) -> dict:
@@ -129,8 +144,14 @@ def lookup_benchmark(kb_path: Path, n: int = 100_000) -> dict:
         batch = kb.candidates(mentions, k=30)
         timings.append(time.perf_counter() - start)
     hits = int((batch.lengths > 0).sum())
-    return {"open_s_first": opens[0], "open_s_median": float(np.median(opens)), "mentions": n,
-            "lookups_per_s": n / min(timings), "hit_rate": hits / n, "candidates": int(len(batch.entities))}
+    return {
+        "open_s_first": opens[0],
+        "open_s_median": float(np.median(opens)),
+        "mentions": n,
+        "lookups_per_s": n / min(timings),
+        "hit_rate": hits / n,
+        "candidates": int(len(batch.entities)),
+    }
 
 
 def main() -> None:
@@ -143,31 +164,45 @@ def main() -> None:
     popularity = args.data / "wikidata" / "pagerank.tsv.gz"
     if not wikidata.exists():
         sys.exit(f"error: {wikidata} not found (pass --data)")
-    print(f"# KB benchmark — {platform.node()}, {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-          f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}\n")
+    print(
+        f"# KB benchmark — {platform.node()}, {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}\n"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         builds = {}
         for processes in args.processes:
             builds[processes] = build_once(wikidata, wikipedia, popularity, processes, Path(tmp) / f"kb{processes}")
-        print("## Build (mini dump: 71,771 items + 722 properties, 83 MB JSON, 8.3 MB bz2; + Wikipedia sample + PageRank)\n")
-        print("| processes | Wikidata pass s | Wikipedia pass s | finish s | total s | entities/s | entities/s per process | peak RSS MB |")
+        print(
+            "## Build (mini dump: 71,771 items + 722 properties, 83 MB JSON, 8.3 MB bz2; + Wikipedia sample + PageRank)\n"
+        )
+        print(
+            "| processes | Wikidata pass s | Wikipedia pass s | finish s | total s | entities/s | entities/s per process | peak RSS MB |"
+        )
         print("|---|---|---|---|---|---|---|---|")
         for processes, b in builds.items():
             rate = b["entities"] / b["wikidata_s"]
-            print(f"| {processes} | {b['wikidata_s']:.2f} | {b['wikipedia_s']:.2f} | {b['finish_s']:.2f} | {b['total_s']:.2f} "
-                  f"| {b['entities'] / b['total_s']:,.0f} | {rate / processes:,.0f} (Wikidata pass) | {b['peak_rss_mb']:.0f} |")
+            print(
+                f"| {processes} | {b['wikidata_s']:.2f} | {b['wikipedia_s']:.2f} | {b['finish_s']:.2f} | {b['total_s']:.2f} "
+                f"| {b['entities'] / b['total_s']:,.0f} | {rate / processes:,.0f} (Wikidata pass) | {b['peak_rss_mb']:.0f} |"
+            )
         lookups = lookup_benchmark(Path(tmp) / f"kb{args.processes[0]}")
         kb_bytes = sum(p.stat().st_size for p in (Path(tmp) / f"kb{args.processes[0]}").rglob("*") if p.is_file())
         print("\n## Open and lookup\n")
-        print(f"- open: first {lookups['open_s_first'] * 1000:.1f} ms, median of 5 {lookups['open_s_median'] * 1000:.1f} ms")
-        print(f"- candidates for a batch of {lookups['mentions']:,} mentions (k=30): {lookups['lookups_per_s']:,.0f} lookups/s "
-              f"(hit rate {lookups['hit_rate']:.0%}, {lookups['candidates']:,} candidates)")
+        print(
+            f"- open: first {lookups['open_s_first'] * 1000:.1f} ms, median of 5 {lookups['open_s_median'] * 1000:.1f} ms"
+        )
+        print(
+            f"- candidates for a batch of {lookups['mentions']:,} mentions (k=30): {lookups['lookups_per_s']:,.0f} lookups/s "
+            f"(hit rate {lookups['hit_rate']:.0%}, {lookups['candidates']:,} candidates)"
+        )
     full = parse_rate_full_records(wikidata)
     decompress = decompress_rate(wikidata)
     writes_per_s = main_process_rate(wikidata)
     print("\n## Rates behind the projection\n")
-    print(f"- parsing full-size records ({full['records']} records of mean {full['mean_bytes'] / 1000:.0f} kB, all languages): "
-          f"{full['records_per_s']:,.0f} records/s = {full['mb_per_s']:.1f} MB/s per process")
+    print(
+        f"- parsing full-size records ({full['records']} records of mean {full['mean_bytes'] / 1000:.0f} kB, all languages): "
+        f"{full['records_per_s']:,.0f} records/s = {full['mb_per_s']:.1f} MB/s per process"
+    )
     print(f"- main process writing entity columns and evidence: {writes_per_s:,.0f} entities/s")
     for name, rate in decompress.items():
         print(f"- bz2 decompression ({name}): {rate:.0f} MB/s of JSON")
@@ -183,22 +218,30 @@ def main() -> None:
     scale = FULL_ITEMS / one["entities"]
     finish_h = one["finish_s"] * scale * np.log(FULL_ITEMS) / np.log(one["entities"]) / 3600
     print(f"\n## Projection for the full dumps ({CORES} cores)\n")
-    print(f"Assumed (public figures, approximate): {FULL_ITEMS / 1e6:.0f}M items, {FULL_JSON_BYTES / 1e12:.1f} TB of Wikidata JSON, "
-          f"{FULL_FACTS / 1e6:.0f}M item-valued facts, {FULL_EVIDENCE_ROWS / 1e6:.0f}M alias evidence rows, "
-          f"{FULL_ENWIKI_XML_BYTES / 1e9:.0f} GB of enwiki XML.\n")
+    print(
+        f"Assumed (public figures, approximate): {FULL_ITEMS / 1e6:.0f}M items, {FULL_JSON_BYTES / 1e12:.1f} TB of Wikidata JSON, "
+        f"{FULL_FACTS / 1e6:.0f}M item-valued facts, {FULL_EVIDENCE_ROWS / 1e6:.0f}M alias evidence rows, "
+        f"{FULL_ENWIKI_XML_BYTES / 1e9:.0f} GB of enwiki XML.\n"
+    )
     print("| stage | how it scales | hours |")
     print("|---|---|---|")
-    print(f"| Wikidata pass | lbzip2 + parsing on {CORES - 1} cores, main process writing in parallel | {wikidata_h:.2f} |")
+    print(
+        f"| Wikidata pass | lbzip2 + parsing on {CORES - 1} cores, main process writing in parallel | {wikidata_h:.2f} |"
+    )
     print(f"| Wikipedia pass | one process, {xml_mb_per_s:.0f} MB/s of XML | {wikipedia_h:.2f} |")
     print(f"| finish (index, types, facts, priors) | mini-dump finish x n log n | {finish_h:.2f} |")
     print(f"| **total** | | **{wikidata_h + wikipedia_h + finish_h:.1f}** |")
     disk = kb_bytes / one["entities"] * FULL_ITEMS + FULL_FACTS * 24
     temp = FULL_EVIDENCE_ROWS * 21 + FULL_FACTS * 16 + FULL_ITEMS * 40
     ram = max(FULL_FACTS * 16, FULL_ITEMS * 24, FULL_EVIDENCE_ROWS / 64 * 21 * 6) + 2e9
-    print(f"\nDisk: KB {disk / 1e9:.0f} GB ({kb_bytes / one['entities']:.0f} B per entity measured + 24 B per fact), "
-          f"plus {temp / 1e9:.0f} GB of temporary files during the build.")
-    print(f"RAM: peak {ram / 1e9:.0f} GB, set by the by-object sort of the facts (16 B per fact); "
-          f"the entity-ID index takes 24 B per entity, an evidence bucket 1/64 of the rows; ~2 GB for the subclass graph.")
+    print(
+        f"\nDisk: KB {disk / 1e9:.0f} GB ({kb_bytes / one['entities']:.0f} B per entity measured + 24 B per fact), "
+        f"plus {temp / 1e9:.0f} GB of temporary files during the build."
+    )
+    print(
+        f"RAM: peak {ram / 1e9:.0f} GB, set by the by-object sort of the facts (16 B per fact); "
+        f"the entity-ID index takes 24 B per entity, an evidence bucket 1/64 of the rows; ~2 GB for the subclass graph."
+    )
 
 
 def main_process_rate(wikidata: Path) -> float:
@@ -211,10 +254,19 @@ def main_process_rate(wikidata: Path) -> float:
         writer = SegmentWriter(Path(tmp) / "segment", Path(tmp) / "work", 0, 64)
         start = time.perf_counter()
         for r in records:
-            writer.add_entity(EntityRecord(
-                id=r.id, label=r.label or "", description=r.description or "", aliases=r.aliases, types=r.instance_of,
-                subclass_of=r.subclass_of, facts=r.facts, sitelinks=r.sitelink_count, title=r.sitelink_title,
-            ))
+            writer.add_entity(
+                EntityRecord(
+                    id=r.id,
+                    label=r.label or "",
+                    description=r.description or "",
+                    aliases=r.aliases,
+                    types=r.instance_of,
+                    subclass_of=r.subclass_of,
+                    facts=r.facts,
+                    sitelinks=r.sitelink_count,
+                    title=r.sitelink_title,
+                )
+            )
         writer.close()
         return len(records) / (time.perf_counter() - start)
 

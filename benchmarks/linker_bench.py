@@ -7,6 +7,7 @@ The encoder is the pipeline's `transformer` component when there is one, else
 the linker's own tok2vec layer. "Overhead" is everything but the encoder:
 mention detection, candidate lookup, typing, scoring and writing the Doc.
 """
+
 import argparse
 import contextlib
 import os
@@ -91,16 +92,28 @@ def report(args: argparse.Namespace) -> None:
     full_s = best_time(full, args.repeats)
     import torch
 
-    device = f"GPU {args.gpu_id}" if args.gpu_id >= 0 else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads, {args.gemm} matrix products)"
-    print(f"# Linker speed — {args.pipeline} on {args.docs.name} ({len(texts)} docs, {n_tokens:,} tokens), "
-          f"{device}, {platform.node()}, {time.strftime('%Y-%m-%d')}, best of {args.repeats}\n")
+    device = (
+        f"GPU {args.gpu_id}"
+        if args.gpu_id >= 0
+        else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads, {args.gemm} matrix products)"
+    )
+    print(
+        f"# Linker speed — {args.pipeline} on {args.docs.name} ({len(texts)} docs, {n_tokens:,} tokens), "
+        f"{device}, {platform.node()}, {time.strftime('%Y-%m-%d')}, best of {args.repeats}\n"
+    )
     print("| what | seconds | docs/s | tokens/s | mentions/s |")
     print("|---|---|---|---|---|")
-    print(f"| bare encoder: {encoder_name} | {encoder_s:.2f} | {len(texts) / encoder_s:,.0f} | {n_tokens / encoder_s:,.0f} | |")
-    print(f"| full pipeline (nlp.pipe, batch {args.batch_size}) | {full_s:.2f} | {len(texts) / full_s:,.0f} | "
-          f"{n_tokens / full_s:,.0f} | {full.n_mentions / full_s:,.0f} |")
-    print(f"\nEverything but the encoder adds {100 * (full_s - encoder_s) / encoder_s:.0f}% to the encoder's time "
-          f"({full.n_mentions:,} mentions linked; KB embeddings {'precomputed' if linker.kb.has_embeddings else 'computed on the fly, cached'}).")
+    print(
+        f"| bare encoder: {encoder_name} | {encoder_s:.2f} | {len(texts) / encoder_s:,.0f} | {n_tokens / encoder_s:,.0f} | |"
+    )
+    print(
+        f"| full pipeline (nlp.pipe, batch {args.batch_size}) | {full_s:.2f} | {len(texts) / full_s:,.0f} | "
+        f"{n_tokens / full_s:,.0f} | {full.n_mentions / full_s:,.0f} |"
+    )
+    print(
+        f"\nEverything but the encoder adds {100 * (full_s - encoder_s) / encoder_s:.0f}% to the encoder's time "
+        f"({full.n_mentions:,} mentions linked; KB embeddings {'precomputed' if linker.kb.has_embeddings else 'computed on the fly, cached'})."
+    )
 
 
 if __name__ == "__main__":

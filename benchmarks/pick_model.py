@@ -9,6 +9,7 @@ with both accuracies.
 
 Usage: python benchmarks/pick_model.py TRAINING_DIR DEV.jsonl OUTPUT [--gpu-id N]
 """
+
 import argparse
 import json
 import os
@@ -24,8 +25,23 @@ def accuracy(model: Path, dev: Path, gpu_id: int) -> float:
     """In-KB accuracy of `model` on the gold mentions of `dev`, NIL not an answer."""
     with tempfile.TemporaryDirectory() as tmp:
         output = Path(tmp) / "metrics.json"
-        subprocess.run([sys.executable, "-m", "spacy_refined", "evaluate", str(model), str(dev), "--gold-spans",
-                        "--gpu-id", str(gpu_id), "--output", str(output)], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "spacy_refined",
+                "evaluate",
+                str(model),
+                str(dev),
+                "--gold-spans",
+                "--gpu-id",
+                str(gpu_id),
+                "--output",
+                str(output),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         return json.loads(output.read_text(encoding="utf8"))["ed"]["accuracy_in_kb_forced"]
 
 
@@ -41,8 +57,12 @@ def main() -> None:
     if args.output.is_symlink() or args.output.exists():
         args.output.unlink()
     os.symlink(os.path.relpath(args.training / best, args.output.parent), args.output, target_is_directory=True)
-    Path(f"{args.output}.json").write_text(json.dumps({"picked": best, "accuracy_in_kb_forced": scores}, indent=1) + "\n", encoding="utf8")
-    print(f"{args.output} -> {args.training / best} (dev ED accuracy {', '.join(f'{m} {100 * s:.1f}' for m, s in scores.items())})")
+    Path(f"{args.output}.json").write_text(
+        json.dumps({"picked": best, "accuracy_in_kb_forced": scores}, indent=1) + "\n", encoding="utf8"
+    )
+    print(
+        f"{args.output} -> {args.training / best} (dev ED accuracy {', '.join(f'{m} {100 * s:.1f}' for m, s in scores.items())})"
+    )
 
 
 if __name__ == "__main__":

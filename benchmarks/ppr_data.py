@@ -18,6 +18,7 @@ Writes to OUT:
 
 Usage: python benchmarks/ppr_data.py ../shared/data/el/aida OUT
 """
+
 import bz2
 import json
 import sys
@@ -50,7 +51,9 @@ def build(aida: Path, out: Path) -> None:
             for c in candidates:
                 title_of[c["page_id"]] = c["title"]
                 types[c["title"]] = c["type"]
-                entities.setdefault(c["title"], {"id": c["title"], "label": c["name"], "type": c["type"], "popularity": c["in_count"]})
+                entities.setdefault(
+                    c["title"], {"id": c["title"], "label": c["name"], "type": c["type"], "popularity": c["in_count"]}
+                )
                 links[c["title"]].update(c["links"])
                 for surface in {mention["text"], mention["ppr_text"]}:
                     prior[(surface, c["title"])] = c["in_count"] + 1
@@ -60,7 +63,10 @@ def build(aida: Path, out: Path) -> None:
                 gold_by_span[(document["id"], *mention["span"])] = (gold or "<NIL>", gold_type)
     with (out / "entities.jsonl").open("w", encoding="utf8") as file:
         for title, entity in entities.items():
-            linked = sorted({title_of[p] for p in links[title] if p in title_of} - {title}, key=lambda t: (-entities[t]["popularity"], t))
+            linked = sorted(
+                {title_of[p] for p in links[title] if p in title_of} - {title},
+                key=lambda t: (-entities[t]["popularity"], t),
+            )
             names = [entities[t]["label"] for t in linked[:MAX_LINKED_NAMES]]
             record = {
                 "id": title,
@@ -77,7 +83,10 @@ def build(aida: Path, out: Path) -> None:
                 file.write(f"{surface}\t{title}\t{count}\n")
     for split in SPLITS:
         n_linked = 0
-        with (aida / f"{split}.jsonl").open(encoding="utf8") as source, (out / f"{split}.jsonl").open("w", encoding="utf8") as target:
+        with (
+            (aida / f"{split}.jsonl").open(encoding="utf8") as source,
+            (out / f"{split}.jsonl").open("w", encoding="utf8") as target,
+        ):
             for line in source:
                 record = json.loads(line)
                 labels: List[Dict[str, Any]] = []
@@ -85,10 +94,17 @@ def build(aida: Path, out: Path) -> None:
                     gold = gold_by_span.get((record["id"], *label["span"]))
                     if gold is None:
                         title = label.get("wikipedia_title")
-                        gold = (title, entities[title]["type"]) if title in entities else (title or "<NIL>", "UNK" if title else "NIL")
+                        gold = (
+                            (title, entities[title]["type"])
+                            if title in entities
+                            else (title or "<NIL>", "UNK" if title else "NIL")
+                        )
                     n_linked += gold[0] != "<NIL>"
                     labels.append({"span": label["span"], "entity_id": gold[0], "type": gold[1]})
-                target.write(json.dumps({"id": record["id"], "text": record["text"], "labels": labels}, ensure_ascii=False) + "\n")
+                target.write(
+                    json.dumps({"id": record["id"], "text": record["text"], "labels": labels}, ensure_ascii=False)
+                    + "\n"
+                )
         print(f"{split}: {n_linked} linked mentions")
     print(f"{len(entities)} entities, {len(prior)} (surface, candidate) pairs written to {out}")
 

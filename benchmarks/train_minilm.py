@@ -14,6 +14,7 @@ to `spacy train` (config overrides).
 
 Usage: python benchmarks/train_minilm.py OUTPUT --steps N --evaluations K --dev-docs D [--encoder auto] [--gpu-id -1] [overrides]
 """
+
 import argparse
 import subprocess
 import sys
@@ -34,7 +35,9 @@ def find_encoder(encoder: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("output", type=Path)
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--evaluations", type=int, default=1, help="evaluations on the dev set during training")
@@ -43,13 +46,31 @@ def main() -> None:
     parser.add_argument("--gpu-id", type=int, default=-1)
     args, overrides = parser.parse_known_args()
     command = [
-        sys.executable, "-m", "spacy", "train", str(CONFIG), "--output", str(args.output), "--gpu-id", str(args.gpu_id),
-        "--paths.encoder", find_encoder(args.encoder), "--components.refined_linker.train_descriptions", "false",
-        "--training.max_steps", str(args.steps), "--training.eval_frequency", str(max(args.steps // args.evaluations, 1)),
-        "--corpora.dev.limit", str(args.dev_docs),
-        "--training.optimizer.learn_rate.total_steps", str(args.steps),
-        "--training.optimizer.learn_rate.warmup_steps", str(args.steps // 10),
-        "--training.optimizer.learn_rate.initial_rate", "1e-4",
+        sys.executable,
+        "-m",
+        "spacy",
+        "train",
+        str(CONFIG),
+        "--output",
+        str(args.output),
+        "--gpu-id",
+        str(args.gpu_id),
+        "--paths.encoder",
+        find_encoder(args.encoder),
+        "--components.refined_linker.train_descriptions",
+        "false",
+        "--training.max_steps",
+        str(args.steps),
+        "--training.eval_frequency",
+        str(max(args.steps // args.evaluations, 1)),
+        "--corpora.dev.limit",
+        str(args.dev_docs),
+        "--training.optimizer.learn_rate.total_steps",
+        str(args.steps),
+        "--training.optimizer.learn_rate.warmup_steps",
+        str(args.steps // 10),
+        "--training.optimizer.learn_rate.initial_rate",
+        "1e-4",
     ]
     if args.gpu_id < 0:
         command += ["--system.gpu_allocator", "null"]

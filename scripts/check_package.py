@@ -10,6 +10,7 @@ failure.
 
     python scripts/check_package.py packages/en_x-0.1.0/dist/en_x-0.1.0-py3-none-any.whl en_x
 """
+
 import os
 import shutil
 import subprocess
@@ -49,7 +50,9 @@ def run(command: List[Union[str, Path]], show: bool = False, **kwargs: Any) -> N
     result = subprocess.run([str(c) for c in command], capture_output=True, text=True, **kwargs)
     if result.returncode != 0:
         typer.echo((result.stdout + result.stderr)[-3000:], err=True)
-        typer.echo(f"error: `{' '.join(str(c) for c in command[:4])} ...` failed with exit code {result.returncode}", err=True)
+        typer.echo(
+            f"error: `{' '.join(str(c) for c in command[:4])} ...` failed with exit code {result.returncode}", err=True
+        )
         raise typer.Exit(1)
     if show:
         typer.echo(result.stdout.rstrip())
@@ -63,7 +66,9 @@ def main(
 ) -> None:
     """Check that the pipeline package installs and links text without the source tree or the network."""
     if not package_wheel.exists():
-        typer.echo(f"error: package wheel {package_wheel} does not exist (run `python -m spacy project run package`)", err=True)
+        typer.echo(
+            f"error: package wheel {package_wheel} does not exist (run `python -m spacy project run package`)", err=True
+        )
         raise typer.Exit(1)
     work_dir = work_dir.resolve()
     shutil.rmtree(work_dir, ignore_errors=True)
@@ -76,7 +81,20 @@ def main(
     frozen = subprocess.run([*pip, "freeze", "--exclude-editable"], capture_output=True, text=True, check=True).stdout
     constraints.write_text(frozen, encoding="utf8")
     typer.echo("gathering the dependencies' wheels")
-    run([*pip, "wheel", "--quiet", "--wheel-dir", wheelhouse, "--find-links", wheelhouse, "--constraint", constraints, package_wheel])
+    run(
+        [
+            *pip,
+            "wheel",
+            "--quiet",
+            "--wheel-dir",
+            wheelhouse,
+            "--find-links",
+            wheelhouse,
+            "--constraint",
+            constraints,
+            package_wheel,
+        ]
+    )
     venv_dir = work_dir / "venv"
     typer.echo(f"installing {package_wheel.name} into a fresh venv, with --no-index")
     venv.create(venv_dir, with_pip=True)

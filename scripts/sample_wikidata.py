@@ -7,6 +7,7 @@ entities their claims use. Records are copied verbatim.
 
     python scripts/sample_wikidata.py DUMP POPULARITY.tsv.gz OUTPUT.json.bz2 --n 3000
 """
+
 import bz2
 import gzip
 import json
@@ -42,7 +43,8 @@ def main(
                 yield value["id"]
 
     eligible = [
-        qid for qid, (_, data) in records.items()
+        qid
+        for qid, (_, data) in records.items()
         if data["type"] == "item" and language in data.get("labels", {}) and site in data.get("sitelinks", {})
     ]
     eligible.sort(key=lambda qid: -scores.get(qid, 0.0))

@@ -7,6 +7,7 @@ dump order.
 
     python scripts/sample_wikipedia.py DUMP KB OUTPUT.xml.bz2 --max-bytes 900000
 """
+
 import bz2
 import re
 from pathlib import Path
@@ -35,7 +36,9 @@ def main(
     for article in articles:
         if article.redirect:
             continue
-        titles = [redirects.get(t, t) for p in wikitext_paragraphs(article.wikitext, article.skipped) for _, _, t in p.links]
+        titles = [
+            redirects.get(t, t) for p in wikitext_paragraphs(article.wikitext, article.skipped) for _, _, t in p.links
+        ]
         hits[article.title] = int((kb.find_titles(titles) >= 0).sum()) if titles else 0
     with open_binary(dump) as file_:
         data = file_.read()

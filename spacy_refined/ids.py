@@ -11,6 +11,7 @@ A gold or predicted mention carries one of three kinds of ID:
   detection, but it is left out of the disambiguation loss and of every
   linking score.
 """
+
 from typing import Optional
 
 NIL = "NIL"

@@ -2,6 +2,7 @@
 fine-grained KB types of their entities or from the typing head's
 predictions. The linker writes them to `doc.ents`; training data and
 evaluation label gold mentions the same way."""
+
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 import numpy as np

@@ -1,6 +1,7 @@
 """Generic helpers shared by every room of the package: path types,
 vectorised operations on sorted and CSR-shaped numpy arrays, and reading
 (possibly compressed) input files."""
+
 import bz2
 import gzip
 import io

@@ -4,6 +4,7 @@
 (`spacy.require_gpu`): the models the tests build in their own process are
 trained and run there (commands the tests start as subprocesses stay on CPU).
 """
+
 import json
 import os
 import sys
@@ -31,15 +32,78 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 ENTITIES: List[Dict[str, Any]] = [
-    {"id": "Q90", "label": "Paris", "aliases": ["City of Light"], "description": "capital and largest city of France", "types": ["Q515"], "popularity": 0.9},
-    {"id": "Q47899", "label": "Paris Hilton", "aliases": ["Paris"], "description": "American media personality and businesswoman", "types": ["Q5"], "popularity": 0.5},
-    {"id": "Q41421", "label": "Michael Jordan", "aliases": ["Jordan", "MJ"], "description": "American basketball player", "types": ["Q5"], "popularity": 0.8},
-    {"id": "Q810", "label": "Jordan", "aliases": ["Hashemite Kingdom of Jordan"], "description": "country in Western Asia", "types": ["Q6256"], "popularity": 0.7},
-    {"id": "Q72", "label": "Zürich", "aliases": ["Zurich"], "description": "largest city in Switzerland", "types": ["Q515"], "popularity": 0.6},
-    {"id": "Q128109", "label": "Chicago Bulls", "aliases": ["Bulls"], "description": "American professional basketball team", "types": ["Q43229", "Q13393265"], "popularity": 0.6},
-    {"id": "Q1297", "label": "Chicago", "aliases": ["Windy City"], "description": "city in Illinois, United States", "types": ["Q515"], "popularity": 0.8},
-    {"id": "Q61", "label": "Washington, D.C.", "aliases": ["Washington"], "description": "capital city of the United States", "types": ["Q515"], "popularity": 0.5},
-    {"id": "Q23", "label": "George Washington", "aliases": ["Washington"], "description": "first president of the United States", "types": ["Q5"], "popularity": 0.9},
+    {
+        "id": "Q90",
+        "label": "Paris",
+        "aliases": ["City of Light"],
+        "description": "capital and largest city of France",
+        "types": ["Q515"],
+        "popularity": 0.9,
+    },
+    {
+        "id": "Q47899",
+        "label": "Paris Hilton",
+        "aliases": ["Paris"],
+        "description": "American media personality and businesswoman",
+        "types": ["Q5"],
+        "popularity": 0.5,
+    },
+    {
+        "id": "Q41421",
+        "label": "Michael Jordan",
+        "aliases": ["Jordan", "MJ"],
+        "description": "American basketball player",
+        "types": ["Q5"],
+        "popularity": 0.8,
+    },
+    {
+        "id": "Q810",
+        "label": "Jordan",
+        "aliases": ["Hashemite Kingdom of Jordan"],
+        "description": "country in Western Asia",
+        "types": ["Q6256"],
+        "popularity": 0.7,
+    },
+    {
+        "id": "Q72",
+        "label": "Zürich",
+        "aliases": ["Zurich"],
+        "description": "largest city in Switzerland",
+        "types": ["Q515"],
+        "popularity": 0.6,
+    },
+    {
+        "id": "Q128109",
+        "label": "Chicago Bulls",
+        "aliases": ["Bulls"],
+        "description": "American professional basketball team",
+        "types": ["Q43229", "Q13393265"],
+        "popularity": 0.6,
+    },
+    {
+        "id": "Q1297",
+        "label": "Chicago",
+        "aliases": ["Windy City"],
+        "description": "city in Illinois, United States",
+        "types": ["Q515"],
+        "popularity": 0.8,
+    },
+    {
+        "id": "Q61",
+        "label": "Washington, D.C.",
+        "aliases": ["Washington"],
+        "description": "capital city of the United States",
+        "types": ["Q515"],
+        "popularity": 0.5,
+    },
+    {
+        "id": "Q23",
+        "label": "George Washington",
+        "aliases": ["Washington"],
+        "description": "first president of the United States",
+        "types": ["Q5"],
+        "popularity": 0.9,
+    },
 ]
 
 
@@ -55,12 +119,30 @@ def _record(doc_id: str, text: str, mentions: List[Tuple]) -> Dict[str, Any]:
 
 
 RECORDS = [
-    _record("d1", "Tourists in Paris spotted Paris Hilton on Monday .", [("Paris", "Q90"), ("Paris Hilton", "Q47899"), ("Monday", None, "DATE")]),
-    _record("d2", "Jordan scored 30 points as the Bulls beat the Knicks .", [("Jordan", "Q41421"), ("Bulls", "Q128109"), ("Knicks", "<NIL>")]),
-    _record("d3", "King Abdullah returned to Jordan on Friday .", [("Abdullah", "<NIL>"), ("Jordan", "Q810"), ("Friday", None, "DATE")]),
-    _record("d4", "Officials in Washington praised the deal signed in Zürich .", [("Washington", "Q61"), ("Zürich", "Q72")]),
+    _record(
+        "d1",
+        "Tourists in Paris spotted Paris Hilton on Monday .",
+        [("Paris", "Q90"), ("Paris Hilton", "Q47899"), ("Monday", None, "DATE")],
+    ),
+    _record(
+        "d2",
+        "Jordan scored 30 points as the Bulls beat the Knicks .",
+        [("Jordan", "Q41421"), ("Bulls", "Q128109"), ("Knicks", "<NIL>")],
+    ),
+    _record(
+        "d3",
+        "King Abdullah returned to Jordan on Friday .",
+        [("Abdullah", "<NIL>"), ("Jordan", "Q810"), ("Friday", None, "DATE")],
+    ),
+    _record(
+        "d4", "Officials in Washington praised the deal signed in Zürich .", [("Washington", "Q61"), ("Zürich", "Q72")]
+    ),
     _record("d5", "It was a quiet day .", []),
-    _record("d6", "Michael Jordan visited Chicago with the Bulls .", [("Michael Jordan", "Q41421"), ("Chicago", "Q1297"), ("Bulls", "Q128109")]),
+    _record(
+        "d6",
+        "Michael Jordan visited Chicago with the Bulls .",
+        [("Michael Jordan", "Q41421"), ("Chicago", "Q1297"), ("Bulls", "Q128109")],
+    ),
 ]
 
 
@@ -109,12 +191,21 @@ def bert_path(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny-bert")
     words = {w.lower() for record in RECORDS for w in record["text"].split()}
     characters = list("abcdefghijklmnopqrstuvwxyz0123456789.,:;'\"-()")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + characters + ["##" + c for c in characters] + sorted(words - set(characters))
+    vocab = (
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        + characters
+        + ["##" + c for c in characters]
+        + sorted(words - set(characters))
+    )
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf8")
     BertTokenizerFast(vocab_file=str(path / "vocab.txt"), model_max_length=128).save_pretrained(path)
     config = BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128,
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
     )
     BertModel(config).save_pretrained(path)
     return path

@@ -1,4 +1,5 @@
 """spacy_refined.whitespace_augmenter.v1: whitespace tokens in training docs, gold links kept."""
+
 import random
 
 import pytest
@@ -9,7 +10,9 @@ from spacy.util import registry
 
 from spacy_refined.training import docs_from_jsonl
 
-TEXT = "EU rejects German call to boycott British lamb . Peter Blackburn BRUSSELS 1996-08-22 The European Commission said"
+TEXT = (
+    "EU rejects German call to boycott British lamb . Peter Blackburn BRUSSELS 1996-08-22 The European Commission said"
+)
 
 
 def make_augmenter(**settings):
@@ -37,7 +40,9 @@ def test_inserts_whitespace_and_keeps_links(example):
         (new,) = augment(nlp, eg)
         reference = new.reference
         assert sum(t.is_space for t in reference) >= 3
-        assert [(e.text, e.label_, e.kb_id_) for e in reference.ents] == [(e.text, e.label_, e.kb_id_) for e in eg.reference.ents]
+        assert [(e.text, e.label_, e.kb_id_) for e in reference.ents] == [
+            (e.text, e.label_, e.kb_id_) for e in eg.reference.ents
+        ]
         assert not any(t.is_space for e in reference.ents for t in e)
         assert new.predicted.text == reference.text and reference.text.split() == TEXT.split()
         assert reference.user_data["id"] == "1"

@@ -1,4 +1,5 @@
 """The command line, run in-process through its entry point."""
+
 import bz2
 import json
 
@@ -9,8 +10,19 @@ from test_kb import ENTITIES, write_jsonl
 @pytest.fixture
 def kb_path(tmp_path, run_cli):
     entities = write_jsonl(tmp_path / "entities.jsonl", ENTITIES)
-    code, out, err = run_cli("kb", "build", "--entities", entities, "--output", tmp_path / "kb",
-                             "--n-types", 10, "--max-type-share", 1.0, "--no-progress")
+    code, out, err = run_cli(
+        "kb",
+        "build",
+        "--entities",
+        entities,
+        "--output",
+        tmp_path / "kb",
+        "--n-types",
+        10,
+        "--max-type-share",
+        1.0,
+        "--no-progress",
+    )
     assert code == 0, err
     assert "11 entities" in out
     return tmp_path / "kb"
@@ -29,7 +41,9 @@ def test_build_info_lookup(kb_path, run_cli):
 
 
 def test_add_entities(kb_path, tmp_path, run_cli):
-    new = write_jsonl(tmp_path / "new.jsonl", [{"id": "N1", "label": "Lutetia", "description": "Roman city", "types": ["city"]}])
+    new = write_jsonl(
+        tmp_path / "new.jsonl", [{"id": "N1", "label": "Lutetia", "description": "Roman city", "types": ["city"]}]
+    )
     code, out, err = run_cli("kb", "add", kb_path, new)
     assert code == 0, err
     assert "added 1 entities" in out
@@ -44,7 +58,10 @@ def test_add_entities(kb_path, tmp_path, run_cli):
         (["kb", "build", "--entities", "{tmp}/missing.jsonl", "--output", "{tmp}/kb"], "missing.jsonl does not exist"),
         (["kb", "info", "{tmp}"], "manifest.json is missing"),
         (["kb", "lookup", "{tmp}/nowhere", "Paris"], "manifest.json is missing"),
-        (["kb", "build", "--wikidata", "{tmp}/truncated.json.bz2", "--output", "{tmp}/kb", "--no-progress"], "truncated.json.bz2"),
+        (
+            ["kb", "build", "--wikidata", "{tmp}/truncated.json.bz2", "--output", "{tmp}/kb", "--no-progress"],
+            "truncated.json.bz2",
+        ),
         (["convert", "{tmp}/truncated.jsonl", "{tmp}/kb/train.spacy"], "truncated.jsonl (line 2): not valid JSON"),
         (["calibrate", "{tmp}/nowhere", "{tmp}/truncated.jsonl", "-o", "{tmp}/kb"], "is not a spaCy pipeline"),
     ],
@@ -61,8 +78,14 @@ def test_bad_input_exits_1_with_one_line(args, message, tmp_path, run_cli):
 
 
 def test_every_command_has_help(run_cli):
-    for args in (["--help"], ["kb", "--help"], ["kb", "build", "--help"], ["kb", "info", "--help"],
-                 ["kb", "lookup", "--help"], ["kb", "add", "--help"]):
+    for args in (
+        ["--help"],
+        ["kb", "--help"],
+        ["kb", "build", "--help"],
+        ["kb", "info", "--help"],
+        ["kb", "lookup", "--help"],
+        ["kb", "add", "--help"],
+    ):
         code, out, _ = run_cli(*args)
         assert code == 0 and "Usage" in out
 

@@ -1,4 +1,5 @@
 """Document coherence from the KB's facts: which candidates fit the document's other mentions."""
+
 from typing import List
 
 import numpy as np
@@ -22,7 +23,9 @@ FACTS = {
 @pytest.fixture(scope="module")
 def kb(tmp_path_factory) -> RefinedKB:
     entities = [{**e, "facts": FACTS.get(e["id"], [])} for e in ENTITIES]
-    entities.append({"id": "Q30", "label": "United States", "description": "country in North America", "types": ["Q6256"]})
+    entities.append(
+        {"id": "Q30", "label": "United States", "description": "country in North America", "types": ["Q6256"]}
+    )
     return RefinedKB.load(build_kb(tmp_path_factory.mktemp("kb") / "facts", entities))
 
 
@@ -51,7 +54,9 @@ def test_candidate_connected_to_other_mentions_gets_coherence(kb):
     assert player[0] == pytest.approx(1.0)  # Bulls has one candidate, prior 1
     assert country == (0.0, 0.0)
     assert found[(1, "Q128109")][1] == 1.0  # connected to one of Jordan's candidates
-    assert found[(1, "Q128109")][0] == pytest.approx(kb.candidates(["Jordan"])[0][1][list(kb.entity_ids(kb.candidates(["Jordan"])[0][0])).index("Q41421")])
+    assert found[(1, "Q128109")][0] == pytest.approx(
+        kb.candidates(["Jordan"])[0][1][list(kb.entity_ids(kb.candidates(["Jordan"])[0][0])).index("Q41421")]
+    )
 
 
 def test_coherence_is_a_share_of_the_other_mentions(kb):
@@ -74,7 +79,10 @@ def test_no_facts_or_single_mention_gives_zeros(kb_path):
     batch = person_name_candidates(plain, ["Jordan", "Bulls"])
     assert not document_coherence(plain, ["Jordan", "Bulls"], batch.lengths, batch.entities, batch.priors).any()
     batch = person_name_candidates(plain, ["Jordan"])
-    assert document_coherence(plain, ["Jordan"], batch.lengths, batch.entities, batch.priors).shape == (len(batch.entities), 2)
+    assert document_coherence(plain, ["Jordan"], batch.lengths, batch.entities, batch.priors).shape == (
+        len(batch.entities),
+        2,
+    )
 
 
 def test_linker_passes_coherence_with_each_candidate(kb):

@@ -1,5 +1,6 @@
 """The evaluation: metrics on hand-made documents with known values, the NIF
 and AIDA readers on small real-format fixtures, and the evaluate command."""
+
 import json
 from datetime import date
 from pathlib import Path
@@ -31,8 +32,21 @@ def documents():
     a gold link out of the KB predicted NIL; B: empty; C: a missed link."""
     a = DocumentResult(
         "A",
-        gold=[m(0, 5, "Q1", "PER"), m(10, 15, "Q2", "ORG"), m(20, 25, NIL, "NIL"), m(30, 35, UNKNOWN), m(40, 45, "Q3", "PER")],
-        predicted=[m(0, 5, "Q1"), m(10, 15, "Q9"), m(20, 25, "Q4"), m(30, 35, "Q5"), m(50, 55, "Q6", "LOC"), m(40, 45, NIL)],
+        gold=[
+            m(0, 5, "Q1", "PER"),
+            m(10, 15, "Q2", "ORG"),
+            m(20, 25, NIL, "NIL"),
+            m(30, 35, UNKNOWN),
+            m(40, 45, "Q3", "PER"),
+        ],
+        predicted=[
+            m(0, 5, "Q1"),
+            m(10, 15, "Q9"),
+            m(20, 25, "Q4"),
+            m(30, 35, "Q5"),
+            m(50, 55, "Q6", "LOC"),
+            m(40, 45, NIL),
+        ],
         n_tokens=12,
         in_kb=[True, True, False, False, False],
         candidate_ranks=[0, 3, -1, -1, -1],
@@ -64,7 +78,9 @@ def test_el_micro_macro_both_nil_variants(documents):
     assert {k: strict["micro"][k] for k in ("tp", "fp", "fn")} == {"tp": 1, "fp": 3, "fn": 3}
     assert {k: lenient["micro"][k] for k in ("tp", "fp", "fn")} == {"tp": 1, "fp": 2, "fn": 3}
     assert strict["micro"]["p"] == pytest.approx(0.25) and strict["micro"]["r"] == pytest.approx(0.25)
-    assert lenient["micro"]["p"] == pytest.approx(1 / 3) and lenient["micro"]["f"] == pytest.approx(2 * (1 / 3) * 0.25 / (1 / 3 + 0.25))
+    assert lenient["micro"]["p"] == pytest.approx(1 / 3) and lenient["micro"]["f"] == pytest.approx(
+        2 * (1 / 3) * 0.25 / (1 / 3 + 0.25)
+    )
     # GERBIL macro: A (P 1/4, R 1/3), B perfect (nothing to find, nothing found), C 0
     f_a = 2 * 0.25 * (1 / 3) / (0.25 + 1 / 3)
     assert strict["macro"]["p"] == pytest.approx((0.25 + 1) / 3)
@@ -122,10 +138,18 @@ def test_without_kb_every_linked_mention_counts():
 
 def test_nif_reader():
     records = read_documents(DATA / "gerbil_sample.ttl", id_map={"Angela_Merkel": "Q567", "France": "Q142"})
-    assert [r["id"] for r in records] == ["http://www.aksw.org/gerbil/test/doc1", "http://www.aksw.org/gerbil/test/doc2"]
+    assert [r["id"] for r in records] == [
+        "http://www.aksw.org/gerbil/test/doc1",
+        "http://www.aksw.org/gerbil/test/doc2",
+    ]
     doc1, doc2 = records
     assert doc1["text"] == 'Angela Merkel met "Zizou" in Zürich with Ann Smith.'
-    assert [doc1["text"][s:e] for s, e in (label["span"] for label in doc1["labels"])] == ["Angela Merkel", "Zizou", "Zürich", "Ann Smith"]
+    assert [doc1["text"][s:e] for s, e in (label["span"] for label in doc1["labels"])] == [
+        "Angela Merkel",
+        "Zizou",
+        "Zürich",
+        "Ann Smith",
+    ]
     assert [label["entity_id"] for label in doc1["labels"]] == ["Q567", "Q1835", None, "<NIL>"]
     assert doc1["labels"][2]["wikipedia_title"] == "Zürich"
     assert doc2["text"] == "Paris is in France.\n"
@@ -134,9 +158,9 @@ def test_nif_reader():
 
 def test_nif_errors():
     with pytest.raises(FormatError, match="undeclared prefix"):
-        read_nif("<http://x/d#char=0,1> nif:isString \"a\" .")
+        read_nif('<http://x/d#char=0,1> nif:isString "a" .')
     with pytest.raises(FormatError, match="line 2"):
-        read_nif("@prefix nif: <http://x#> .\n<http://x/d> nif:isString \"unterminated .\n")
+        read_nif('@prefix nif: <http://x#> .\n<http://x/d> nif:isString "unterminated .\n')
 
 
 def test_aida_reader():
@@ -188,7 +212,12 @@ def test_evaluate_command_gold_spans(pipeline_path, records, tmp_path, run_cli):
     assert metrics["ed"]["recall_at_k"]["1"] == pytest.approx(0.8) and metrics["ed"]["recall_at_k"]["5"] == 1.0
     assert len(metrics["per_document"]) == 6 and metrics["per_document"][4]["md"]["tp"] == 0
     speed = metrics["speed"]
-    assert speed["documents"] == 6 and speed["docs_per_s"] > 0 and speed["warm_up_seconds"] > 0 and speed["peak_memory_mb"] > 0
+    assert (
+        speed["documents"] == 6
+        and speed["docs_per_s"] > 0
+        and speed["warm_up_seconds"] > 0
+        and speed["peak_memory_mb"] > 0
+    )
     # six short documents take milliseconds: timed again, the median pass reported
     assert 1 < speed["timed_passes"] <= 10
     assert set(metrics["per_type"]) <= {"PERSON", "GPE", "LOC", "ORG", "MISC", "DATE"}
@@ -230,7 +259,12 @@ def test_evaluate_command_splits_accuracy_by_training_entities(pipeline_path, re
     assert code == 0, err
     metrics = json.loads(output.read_text())
     seen = {label["entity_id"] for record in records[:2] for label in record["labels"]} - {"<NIL>", None}
-    in_kb = [label["entity_id"] for record in records for label in record["labels"] if str(label["entity_id"]).startswith("Q")]
+    in_kb = [
+        label["entity_id"]
+        for record in records
+        for label in record["labels"]
+        if str(label["entity_id"]).startswith("Q")
+    ]
     by_training = metrics["ed"]["by_training"]
     assert by_training["seen"]["in_kb"] == sum(entity in seen for entity in in_kb) > 0
     assert by_training["unseen"]["in_kb"] == sum(entity not in seen for entity in in_kb) > 0
@@ -266,7 +300,9 @@ def test_evaluate_command_detect_and_nif(pipeline_path, run_cli, tmp_path):
     code, out, err = run_cli("evaluate", pipeline_path, DATA / "gerbil_sample.ttl", "--output", output)
     assert code == 0, err
     metrics = json.loads(output.read_text())
-    assert metrics["gold"]["mentions"] == 6 and metrics["gold"]["nil"] == 2 and metrics["settings"]["gold_spans"] is False
+    assert (
+        metrics["gold"]["mentions"] == 6 and metrics["gold"]["nil"] == 2 and metrics["settings"]["gold_spans"] is False
+    )
     # the Wikipedia titles and the Wikidata ID of the fixture are not in the tiny KB
     assert metrics["gold"]["not_in_kb"] == 4 and metrics["ed"]["accuracy_in_kb"] == 0.0
 
@@ -286,6 +322,11 @@ def test_convert_docs_command(run_cli, tmp_path):
 @pytest.mark.skipif(not SHARED_TESTB.exists(), reason="the shared AIDA data is absent")
 def test_aida_testb_gold_counts():
     records = read_documents(SHARED_TESTB)
-    result = score(DocumentResult(r["id"], [Mention(*label["span"], entity_status(label["entity_id"])) for label in r["labels"]], []) for r in records)
+    result = score(
+        DocumentResult(
+            r["id"], [Mention(*label["span"], entity_status(label["entity_id"])) for label in r["labels"]], []
+        )
+        for r in records
+    )
     assert result["gold"]["mentions"] == 5616 and result["gold"]["nil"] == 1131 and result["gold"]["linked"] == 4484
     assert result["el"]["nil_fp"]["micro"]["fn"] == 4484

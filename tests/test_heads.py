@@ -1,4 +1,5 @@
 """The model's heads: the PyTorch modules, and the thinc layer around them."""
+
 from dataclasses import fields
 
 import numpy as np
@@ -61,7 +62,9 @@ def test_tagger_reads_the_whole_document_through_its_lstm():
     """With the LSTM, a token's tags depend on tokens beyond the encoder's
     window; each document is read on its own, and empty documents are fine."""
     torch.manual_seed(0)
-    heads = RefinedHeads(width=4, n_tags=3, n_types=2, entity_width=4, hidden_width=8, dropout=0.0, context_width=5).eval()
+    heads = RefinedHeads(
+        width=4, n_tags=3, n_types=2, entity_width=4, hidden_width=8, dropout=0.0, context_width=5
+    ).eval()
     tokens = torch.randn(10, 4)
     with torch.no_grad():
         tags = heads(tokens, torch.tensor([6, 0, 4])).tag_logits
@@ -75,7 +78,10 @@ def test_tagger_reads_the_whole_document_through_its_lstm():
     assert torch.allclose(tags[6:], alone, atol=1e-6)
     without = RefinedHeads(width=4, n_tags=3, n_types=2, entity_width=4, hidden_width=8, dropout=0.0).eval()
     with torch.no_grad():
-        assert torch.allclose(without(tokens, torch.tensor([6, 0, 4])).tag_logits[:5], without(changed, torch.tensor([6, 0, 4])).tag_logits[:5])
+        assert torch.allclose(
+            without(tokens, torch.tensor([6, 0, 4])).tag_logits[:5],
+            without(changed, torch.tensor([6, 0, 4])).tag_logits[:5],
+        )
 
 
 def test_without_mentions_only_the_tags_are_computed():
@@ -107,9 +113,14 @@ def test_the_number_of_coherence_features_is_a_setting():
     message = srsly.msgpack_loads(serialize_module(heads))
     assert deserialize_module(None, srsly.msgpack_dumps(message), torch.device("cpu")).config["n_coherence"] == 3
     # heads saved before it was a setting have 2
-    saved = srsly.msgpack_loads(serialize_module(RefinedHeads(width=4, n_tags=3, n_types=2, entity_width=4, hidden_width=8, dropout=0.0)))
+    saved = srsly.msgpack_loads(
+        serialize_module(RefinedHeads(width=4, n_tags=3, n_types=2, entity_width=4, hidden_width=8, dropout=0.0))
+    )
     del saved["config"]["n_coherence"]
-    assert deserialize_module(None, srsly.msgpack_dumps(saved), torch.device("cpu")).scorer.in_features == N_OWN_FEATURES + 2 * 2
+    assert (
+        deserialize_module(None, srsly.msgpack_dumps(saved), torch.device("cpu")).scorer.in_features
+        == N_OWN_FEATURES + 2 * 2
+    )
 
 
 def test_outputs_are_matched_to_logits_by_name():
@@ -137,7 +148,9 @@ def model():
     tok2vec = build_hash_embed_cnn_tok2vec(
         width=8, depth=1, embed_size=100, window_size=1, maxout_pieces=2, subword_features=True, pretrained_vectors=None
     )
-    model = build_refined_model(tok2vec, build_hash_description_encoder(width=6, embed_width=4, n_rows=50), hidden_width=5, dropout=0.0)
+    model = build_refined_model(
+        tok2vec, build_hash_description_encoder(width=6, embed_width=4, n_rows=50), hidden_width=5, dropout=0.0
+    )
     set_output_sizes(model, n_tags=3, n_types=4, n_coherence=1)
     return model
 
@@ -159,7 +172,15 @@ def test_model_runs_standalone_with_a_lookup(model, docs):
     detected = model.predict(RefinedInput(docs, None, lookup))
     assert detected.tag_logits.shape == (9, 3)
     copy = build_refined_model(
-        build_hash_embed_cnn_tok2vec(width=8, depth=1, embed_size=100, window_size=1, maxout_pieces=2, subword_features=True, pretrained_vectors=None),
+        build_hash_embed_cnn_tok2vec(
+            width=8,
+            depth=1,
+            embed_size=100,
+            window_size=1,
+            maxout_pieces=2,
+            subword_features=True,
+            pretrained_vectors=None,
+        ),
         build_hash_description_encoder(width=6, embed_width=4, n_rows=50),
         hidden_width=5,
         dropout=0.0,

@@ -1,4 +1,5 @@
 """The KB store and builder on a small custom KB (no Wikidata needed)."""
+
 import json
 import subprocess
 import sys
@@ -15,18 +16,63 @@ from spacy_refined.kb.candidates import make_prior_candidates, person_name_candi
 from spacy_refined.kb.format import SEGMENT_ARRAYS, SEGMENT_STRINGS
 
 ENTITIES = [
-    {"id": "Q90", "label": "Paris", "aliases": ["City of Light", "Paris, France"], "description": "capital city of France",
-     "types": ["Q515"], "facts": [["P17", "Q142"], ["P1376", "Q142"]], "popularity": 0.9},
-    {"id": "Q167646", "label": "Paris", "description": "son of Priam, king of Troy", "types": ["Q5"], "popularity": 0.2},
-    {"id": "Q47899", "label": "Paris Hilton", "aliases": ["Paris"], "description": "American media personality",
-     "types": ["Q5"], "facts": [{"relation": "P27", "object": "Q30"}], "popularity": 0.6},
-    {"id": "Q142", "label": "France", "aliases": ["French Republic"], "description": "country in Western Europe",
-     "types": ["Q6256"], "popularity": 1.0},
-    {"id": "Q76", "label": "Barack Obama", "aliases": ["Obama", "Barack Hussein Obama II"],
-     "description": "44th president of the United States", "types": ["Q5"], "facts": [["P27", "Q30"]], "popularity": 0.95},
-    {"id": "Q41773", "label": "Obama", "description": "city in Fukui Prefecture, Japan", "types": ["Q515"], "popularity": 0.1},
-    {"id": "Q30", "label": "United States", "aliases": ["USA", "the U.S."], "description": "country in North America",
-     "types": ["Q6256"], "popularity": 1.0},
+    {
+        "id": "Q90",
+        "label": "Paris",
+        "aliases": ["City of Light", "Paris, France"],
+        "description": "capital city of France",
+        "types": ["Q515"],
+        "facts": [["P17", "Q142"], ["P1376", "Q142"]],
+        "popularity": 0.9,
+    },
+    {
+        "id": "Q167646",
+        "label": "Paris",
+        "description": "son of Priam, king of Troy",
+        "types": ["Q5"],
+        "popularity": 0.2,
+    },
+    {
+        "id": "Q47899",
+        "label": "Paris Hilton",
+        "aliases": ["Paris"],
+        "description": "American media personality",
+        "types": ["Q5"],
+        "facts": [{"relation": "P27", "object": "Q30"}],
+        "popularity": 0.6,
+    },
+    {
+        "id": "Q142",
+        "label": "France",
+        "aliases": ["French Republic"],
+        "description": "country in Western Europe",
+        "types": ["Q6256"],
+        "popularity": 1.0,
+    },
+    {
+        "id": "Q76",
+        "label": "Barack Obama",
+        "aliases": ["Obama", "Barack Hussein Obama II"],
+        "description": "44th president of the United States",
+        "types": ["Q5"],
+        "facts": [["P27", "Q30"]],
+        "popularity": 0.95,
+    },
+    {
+        "id": "Q41773",
+        "label": "Obama",
+        "description": "city in Fukui Prefecture, Japan",
+        "types": ["Q515"],
+        "popularity": 0.1,
+    },
+    {
+        "id": "Q30",
+        "label": "United States",
+        "aliases": ["USA", "the U.S."],
+        "description": "country in North America",
+        "types": ["Q6256"],
+        "popularity": 1.0,
+    },
     {"id": "Q515", "label": "city", "subclass_of": ["Q486972"]},
     {"id": "Q486972", "label": "human settlement"},
     {"id": "Q6256", "label": "country"},
@@ -113,7 +159,11 @@ def test_mention_counts_change_priors(tmp_path):
 
 
 def test_mention_counts_from_documents(tmp_path):
-    doc = {"id": "d1", "text": "Hilton arrived.", "labels": [{"span": [0, 6], "entity_id": "Q47899"}, {"span": [7, 14], "entity_id": "<NIL>"}]}
+    doc = {
+        "id": "d1",
+        "text": "Hilton arrived.",
+        "labels": [{"span": [0, 6], "entity_id": "Q47899"}, {"span": [7, 14], "entity_id": "<NIL>"}],
+    }
     kb = RefinedKB.load(build_kb(tmp_path, mention_counts=write_jsonl(tmp_path / "docs.jsonl", [doc])))
     assert top_ids(kb, "Hilton") == ["Q47899"]
     assert top_ids(kb, "arrived") == []
@@ -174,9 +224,16 @@ def test_append_segment_without_rebuild(tmp_path):
     added = append_segment(
         path,
         [
-            {"id": "X1", "label": "Paris Saint-Germain", "aliases": ["PSG", "Paris"], "description": "football club",
-             "title": "Paris_Saint-Germain_F.C.",
-             "types": ["Q515"], "facts": [["P17", "Q142"], ["P159", "X2"]], "popularity": 0.99},
+            {
+                "id": "X1",
+                "label": "Paris Saint-Germain",
+                "aliases": ["PSG", "Paris"],
+                "description": "football club",
+                "title": "Paris_Saint-Germain_F.C.",
+                "types": ["Q515"],
+                "facts": [["P17", "Q142"], ["P159", "X2"]],
+                "popularity": 0.99,
+            },
             {"id": "X2", "label": "Parc des Princes", "description": "stadium in Paris", "types": ["human settlement"]},
         ],
         mention_counts=[("Paris", "X1", 1000.0)],
@@ -287,7 +344,10 @@ def test_spacy_entity_linker_uses_the_kb(tmp_path):
     nlp.add_pipe("sentencizer")
     linker = nlp.add_pipe("entity_linker", config={"generate_empty_kb": {"@misc": "spacy_refined.EmptyKB.v1"}})
     text = "Paris Hilton flew to Paris."
-    gold = {"entities": [(0, 12, "PERSON"), (21, 26, "GPE")], "links": {(0, 12): {"Q47899": 1.0}, (21, 26): {"Q90": 1.0}}}
+    gold = {
+        "entities": [(0, 12, "PERSON"), (21, 26, "GPE")],
+        "links": {(0, 12): {"Q47899": 1.0}, (21, 26): {"Q90": 1.0}},
+    }
     examples = [Example.from_dict(nlp.make_doc(text), gold)]
     for eg in examples:
         eg.predicted.set_ents([eg.predicted.char_span(s, e, label=label) for s, e, label in gold["entities"]])
@@ -403,7 +463,9 @@ def test_compressed_input_is_recognised_by_its_content(tmp_path):
     for name, compress in (("gz.jsonl", gzip.compress), ("bz2.jsonl", bz2.compress), ("plain.jsonl.bz2", lambda b: b)):
         source = tmp_path / name
         source.write_bytes(compress(text))
-        with KBBuilder(tmp_path / f"kb-{name}", n_types=20, min_type_count=1, max_type_share=1.0, progress=False) as builder:
+        with KBBuilder(
+            tmp_path / f"kb-{name}", n_types=20, min_type_count=1, max_type_share=1.0, progress=False
+        ) as builder:
             assert builder.add_entities_jsonl(source) == len(ENTITIES)
     with pytest.raises(DumpError, match="no such file"):
         with KBBuilder(tmp_path / "missing", progress=False) as builder:

@@ -1,4 +1,5 @@
 """`kb build` on the real development dumps (skipped when ../shared/data is absent)."""
+
 from pathlib import Path
 
 import numpy as np

@@ -1,4 +1,5 @@
 """The package's layout: no import cycles, every registered function found by entry point."""
+
 import ast
 import re
 from pathlib import Path

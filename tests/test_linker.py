@@ -1,4 +1,5 @@
 """The refined_linker component, trained to overfit a few documents of a tiny KB."""
+
 import json
 import os
 import shutil
@@ -42,14 +43,18 @@ def train(nlp: Language, kb_path: Path, records: List[dict], max_steps: int = 30
     """Update on `records` until the predictions equal the gold (checked every 10 steps)."""
     golds = list(docs_from_jsonl(nlp, records))
     examples = [Example(nlp.make_doc(doc.text), doc) for doc in golds]
-    nlp.config["initialize"]["components"]["refined_kb"] = {"kb_loader": {"@misc": "spacy_refined.KBFromPath.v1", "path": str(kb_path)}}
+    nlp.config["initialize"]["components"]["refined_kb"] = {
+        "kb_loader": {"@misc": "spacy_refined.KBFromPath.v1", "path": str(kb_path)}
+    }
     optimizer = nlp.initialize(lambda: examples)
     history = []
     for step in range(max_steps):
         losses: Dict[str, float] = {}
         nlp.update(examples, sgd=optimizer, losses=losses)
         history.append(losses["refined_linker"])
-        if step % 10 == 9 and all(links(doc) == links(gold) for doc, gold in zip(nlp.pipe(g.text for g in golds), golds)):
+        if step % 10 == 9 and all(
+            links(doc) == links(gold) for doc, gold in zip(nlp.pipe(g.text for g in golds), golds)
+        ):
             break
     return history, golds
 
@@ -75,17 +80,36 @@ def trained(kb_path, records):
 def trained_trf(kb_path, bert_path, records):
     spacy.util.fix_random_seed(0)
     nlp = spacy.blank("en")
-    nlp.add_pipe("transformer", config={"model": {
-        "@architectures": "spacy-transformers.TransformerModel.v3",
-        "name": str(bert_path),
-        "tokenizer_config": {"use_fast": True},
-        "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 32, "stride": 24},
-    }})
-    add_linker(nlp, config={"extra_labels": ["DATE"], "model": {
-        "@architectures": "spacy_refined.RefinedModel.v1",
-        "tok2vec": {"@architectures": "spacy-transformers.TransformerListener.v1", "pooling": {"@layers": "reduce_mean.v1"}},
-        "description_encoder": {"@architectures": "spacy_refined.TransformerDescriptionEncoder.v1", "name": str(bert_path), "width": 32, "max_length": 16},
-    }})
+    nlp.add_pipe(
+        "transformer",
+        config={
+            "model": {
+                "@architectures": "spacy-transformers.TransformerModel.v3",
+                "name": str(bert_path),
+                "tokenizer_config": {"use_fast": True},
+                "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 32, "stride": 24},
+            }
+        },
+    )
+    add_linker(
+        nlp,
+        config={
+            "extra_labels": ["DATE"],
+            "model": {
+                "@architectures": "spacy_refined.RefinedModel.v1",
+                "tok2vec": {
+                    "@architectures": "spacy-transformers.TransformerListener.v1",
+                    "pooling": {"@layers": "reduce_mean.v1"},
+                },
+                "description_encoder": {
+                    "@architectures": "spacy_refined.TransformerDescriptionEncoder.v1",
+                    "name": str(bert_path),
+                    "width": 32,
+                    "max_length": 16,
+                },
+            },
+        },
+    )
     history, golds = train(nlp, kb_path, records)
     return nlp, history, golds
 
@@ -109,7 +133,9 @@ def test_overfit_tok2vec(trained):
     # the most probable types, best first
     linker = nlp.get_pipe("refined_linker")
     type_probs = [p for _, p in paris._.kb_types]
-    assert len(type_probs) == min(linker.top_types, len(linker.kb.type_ids)) and type_probs == sorted(type_probs, reverse=True)
+    assert len(type_probs) == min(linker.top_types, len(linker.kb.type_ids)) and type_probs == sorted(
+        type_probs, reverse=True
+    )
     assert monday._.kb_score is None and monday.kb_id_ == ""
     group = docs[0].spans["refined"]
     assert [span.kb_id_ for span in group] == ["Q90", "Q47899"]
@@ -145,7 +171,13 @@ def run_python(code: str, *args: str, timeout: float) -> str:
     """Run `code` in a fresh Python process; its stdout. A process that does
     not finish in time fails the test, and its whole process group is killed
     (forked workers included)."""
-    process = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -308,16 +340,25 @@ def test_nil_bias_moves_answers_to_and_from_nil(saved, records):
     def answers(nil_bias):
         nlp = spacy.load(saved, config={"components": {"refined_linker": {"nil_bias": nil_bias}}})
         return [
-            [(span.start, span.end, span.kb_id_, [entity for entity, _ in span._.kb_candidates]) for span in doc.spans["refined"]]
+            [
+                (span.start, span.end, span.kb_id_, [entity for entity, _ in span._.kb_candidates])
+                for span in doc.spans["refined"]
+            ]
             for doc in nlp.pipe(texts)
         ]
 
     neutral, never, always = answers(0.0), answers(-30.0), answers(30.0)
     mentions = [m for doc in neutral for m in doc]
-    assert any(kb_id != "NIL" for _, _, kb_id, _ in mentions) and any(not candidates for _, _, _, candidates in mentions)
+    assert any(kb_id != "NIL" for _, _, kb_id, _ in mentions) and any(
+        not candidates for _, _, _, candidates in mentions
+    )
     for doc, doc_never, doc_always in zip(neutral, never, always):
         # The same mentions and candidate rankings; only the NIL decision moves.
-        assert [(s, e, c) for s, e, _, c in doc] == [(s, e, c) for s, e, _, c in doc_never] == [(s, e, c) for s, e, _, c in doc_always]
+        assert (
+            [(s, e, c) for s, e, _, c in doc]
+            == [(s, e, c) for s, e, _, c in doc_never]
+            == [(s, e, c) for s, e, _, c in doc_always]
+        )
         assert all(kb_id == (candidates[0] if candidates else "NIL") for _, _, kb_id, candidates in doc_never)
         assert all(kb_id == "NIL" for _, _, kb_id, _ in doc_always)
 
@@ -381,13 +422,20 @@ def test_spans_mode_links_given_spans(saved, records):
     doc.spans["mentions"] = [Span(doc, 4, 6), Span(doc, 4, 5), Span(doc, 2, 3)]  # overlapping
     doc = nlp(doc)
     assert doc.ents == ()
-    assert [(s.text, s.kb_id_) for s in doc.spans["refined"]] == [("Paris", "Q90"), ("Paris", "Q90"), ("Paris Hilton", "Q47899")]
+    assert [(s.text, s.kb_id_) for s in doc.spans["refined"]] == [
+        ("Paris", "Q90"),
+        ("Paris", "Q90"),
+        ("Paris Hilton", "Q47899"),
+    ]
 
 
 def test_unknown_entities_are_left_out_of_disambiguation(kb_path):
     nlp = spacy.blank("en")
     add_linker(nlp, kb_path)
-    record = {"text": "Jordan beat the Knicks .", "labels": [{"span": [0, 6], "entity_id": "Q999999"}, {"span": [16, 22], "entity_id": None}]}
+    record = {
+        "text": "Jordan beat the Knicks .",
+        "labels": [{"span": [0, 6], "entity_id": "Q999999"}, {"span": [16, 22], "entity_id": None}],
+    }
     examples = [Example(nlp.make_doc(d.text), d) for d in docs_from_jsonl(nlp, [record])]
     nlp.initialize(lambda: examples)
     losses = nlp.update(examples)
@@ -415,10 +463,19 @@ def test_zero_shot_entity_added_after_training(saved, kb_path, tmp_path):
     copy = shutil.copytree(kb_path, tmp_path / "kb")
     nlp = spacy.load(saved, config={"components": {"refined_kb": {"external_kb_path": str(copy)}}})
     linker = find_linker(nlp)
-    append_segment(linker.kb.path, [{
-        "id": "Q999001", "label": "Zorblaxia", "aliases": ["Kingdom of Zorblaxia"],
-        "description": "country in Western Asia", "types": ["Q6256"], "popularity": 0.5,
-    }])
+    append_segment(
+        linker.kb.path,
+        [
+            {
+                "id": "Q999001",
+                "label": "Zorblaxia",
+                "aliases": ["Kingdom of Zorblaxia"],
+                "description": "country in Western Asia",
+                "types": ["Q6256"],
+                "popularity": 0.5,
+            }
+        ],
+    )
     linker.kb.reload()
     assert embed_kb(nlp, copy, progress=False) == len(linker.kb)
     assert linker.kb.has_embeddings
@@ -455,7 +512,8 @@ def test_evaluate(trained):
 def test_docs_from_jsonl(kb_path):
     nlp = spacy.blank("en")
     record = {
-        "id": "x", "text": "Visit Zürich's old town in Paris-Nord with George Washington",
+        "id": "x",
+        "text": "Visit Zürich's old town in Paris-Nord with George Washington",
         "labels": [
             {"span": [6, 10], "entity_id": "Q72"},  # "Züri": expanded to the token
             {"span": [8, 14], "entity_id": "Q1"},  # overlaps: dropped
@@ -464,7 +522,11 @@ def test_docs_from_jsonl(kb_path):
         ],
     }
     doc = next(docs_from_jsonl(nlp, [record]))
-    assert [(e.text, e.label_, e.kb_id_) for e in doc.ents] == [("Zürich", "ENT", "Q72"), ("Paris", "ENT", "NIL"), ("George Washington", "ENT", "")]
+    assert [(e.text, e.label_, e.kb_id_) for e in doc.ents] == [
+        ("Zürich", "ENT", "Q72"),
+        ("Paris", "ENT", "NIL"),
+        ("George Washington", "ENT", ""),
+    ]
     assert doc.user_data["id"] == "x"
     doc = next(docs_from_jsonl(nlp.vocab, [record], kb=RefinedKB.load(kb_path)))
     assert [t.text for t in doc][:2] == ["Visit", "Zürich's"]
@@ -526,11 +588,23 @@ def test_weights_of_another_model_version_are_refused_clearly():
 def test_frozen_description_encoder_is_not_trained_and_embeddings_are_reused(kb_path, bert_path, records):
     spacy.util.fix_random_seed(0)
     nlp = spacy.blank("en")
-    linker = add_linker(nlp, kb_path, config={"train_descriptions": False, "model": {
-        "@architectures": "spacy_refined.RefinedModel.v1",
-        "tok2vec": DEFAULT_MODEL_CONFIG["tok2vec"],
-        "description_encoder": {"@architectures": "spacy_refined.TransformerDescriptionEncoder.v1", "name": str(bert_path), "width": 32, "max_length": 16},
-    }})
+    linker = add_linker(
+        nlp,
+        kb_path,
+        config={
+            "train_descriptions": False,
+            "model": {
+                "@architectures": "spacy_refined.RefinedModel.v1",
+                "tok2vec": DEFAULT_MODEL_CONFIG["tok2vec"],
+                "description_encoder": {
+                    "@architectures": "spacy_refined.TransformerDescriptionEncoder.v1",
+                    "name": str(bert_path),
+                    "width": 32,
+                    "max_length": 16,
+                },
+            },
+        },
+    )
     examples = [Example(nlp.make_doc(doc.text), doc) for doc in docs_from_jsonl(nlp, records)]
     optimizer = nlp.initialize(lambda: examples)
     encoder, heads = linker.model.get_ref("description_encoder"), linker.model.get_ref("heads")
@@ -571,7 +645,10 @@ def test_calibration_refits_a_nil_happy_scorer_and_nothing_else(saved, records, 
     old, new = _heads(nlp).state_dict(), _heads(calibrated).state_dict()
     changed = {name for name in old if not torch.equal(old[name], new[name])}
     assert changed == {"scorer.bias"} or changed == {"scorer.weight", "scorer.bias"}
-    assert find_linker(calibrated).model.get_ref("tok2vec").to_bytes() == find_linker(nlp).model.get_ref("tok2vec").to_bytes()
+    assert (
+        find_linker(calibrated).model.get_ref("tok2vec").to_bytes()
+        == find_linker(nlp).model.get_ref("tok2vec").to_bytes()
+    )
 
 
 def test_calibration_without_usable_mentions_fails_clearly(saved, tmp_path, run_cli):
@@ -635,10 +712,19 @@ def test_two_linkers_share_one_kb(saved, kb_path, tmp_path):
     loaded = spacy.load(tmp_path / "pipeline")
     assert loaded.get_pipe("refined_linker").kb is loaded.get_pipe("span_linker").kb
     kb = loaded.get_pipe("refined_kb").kb
-    append_segment(kb.path, [{
-        "id": "Q999001", "label": "Zorblaxia", "aliases": ["Kingdom of Zorblaxia"],
-        "description": "country in Western Asia", "types": ["Q6256"], "popularity": 0.5,
-    }])
+    append_segment(
+        kb.path,
+        [
+            {
+                "id": "Q999001",
+                "label": "Zorblaxia",
+                "aliases": ["Kingdom of Zorblaxia"],
+                "description": "country in Western Asia",
+                "types": ["Q6256"],
+                "popularity": 0.5,
+            }
+        ],
+    )
     kb.reload()
     doc = loaded.make_doc("King Abdullah returned to Zorblaxia on Friday .")
     doc.spans["mentions"] = [Span(doc, 4, 5)]

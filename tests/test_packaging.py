@@ -4,6 +4,7 @@ The full check (build the package, install it into a fresh venv with
 `--no-index`, link with `spacy.load`) is CI's last step:
 `python -m spacy project run check-package` (scripts/check_package.py).
 """
+
 import shutil
 import subprocess
 import sys
@@ -37,8 +38,22 @@ def test_spacy_package_writes_the_requirement(pipeline, tmp_path):
     pipeline.to_disk(tmp_path / "pipeline")
     (tmp_path / "packages").mkdir()
     result = subprocess.run(
-        [sys.executable, "-m", "spacy", "package", tmp_path / "pipeline", tmp_path / "packages", "--name", "tiny", "--version", "0.0.1", "--build", "none"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "spacy",
+            "package",
+            tmp_path / "pipeline",
+            tmp_path / "packages",
+            "--name",
+            "tiny",
+            "--version",
+            "0.0.1",
+            "--build",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     meta = spacy.util.load_meta(tmp_path / "packages" / "en_tiny-0.0.1" / "meta.json")
@@ -55,8 +70,18 @@ def test_large_kb_lives_outside_the_pipeline(pipeline, kb_path, tmp_path):
 
 def test_check_package_stops_on_a_missing_wheel(tmp_path):
     result = subprocess.run(
-        [sys.executable, ROOT / "scripts" / "check_package.py", tmp_path / "missing.whl", "en_x", "--work-dir", tmp_path / "work"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            ROOT / "scripts" / "check_package.py",
+            tmp_path / "missing.whl",
+            "en_x",
+            "--work-dir",
+            tmp_path / "work",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [f"error: package wheel {tmp_path / 'missing.whl'} does not exist (run `python -m spacy project run package`)"]
+    assert result.stderr.strip().splitlines() == [
+        f"error: package wheel {tmp_path / 'missing.whl'} does not exist (run `python -m spacy project run package`)"
+    ]

@@ -1,5 +1,6 @@
 """The spaCy project: project.yml, its steps and commands, and bad input. The
 `wikipedia-corpus` step is tested in test_wikipedia_corpus.py."""
+
 import hashlib
 import json
 import shutil
@@ -30,7 +31,10 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
 
 
 def test_missing_inputs_are_one_line_errors(tmp_path):
-    assert_one_line_error(run_cli("kb", "build", "--wikidata", tmp_path / "missing.json.bz2", "--output", tmp_path / "kb"), "does not exist")
+    assert_one_line_error(
+        run_cli("kb", "build", "--wikidata", tmp_path / "missing.json.bz2", "--output", tmp_path / "kb"),
+        "does not exist",
+    )
     assert_one_line_error(run_cli("demo", tmp_path / "no-pipeline"), "no-pipeline")
 
 
@@ -45,7 +49,9 @@ def test_train_config(tmp_path, bert_path):
 
 
 def test_missing_encoder_is_one_line_error(tmp_path):
-    assert_one_line_error(run_cli("train-config", tmp_path / "no-model", tmp_path / "c.cfg"), "encoder path", "does not exist")
+    assert_one_line_error(
+        run_cli("train-config", tmp_path / "no-model", tmp_path / "c.cfg"), "encoder path", "does not exist"
+    )
     assert_one_line_error(run_cli("train-config", "./models/nope", tmp_path / "c.cfg"), "does not exist")
     (tmp_path / "not-a-model").mkdir()
     assert_one_line_error(run_cli("train-config", tmp_path / "not-a-model", tmp_path / "c.cfg"), "config.json")
@@ -70,10 +76,13 @@ def test_demo_prints_entities(kb_path, records, tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[1].split() == ["text", "ID", "label", "score", "description"]
-    assert any(line.startswith("Chicago ") and "Q1297" in line and "city in Illinois" in line for line in lines[2:]), result.stdout
+    assert any(line.startswith("Chicago ") and "Q1297" in line and "city in Illinois" in line for line in lines[2:]), (
+        result.stdout
+    )
 
 
 # ---------------------------------------------------------------- project.yml
+
 
 @pytest.fixture(scope="module")
 def project():

@@ -1,4 +1,5 @@
 """The linking scorer on hand-made examples, and against the `evaluate` command."""
+
 from typing import List, Tuple
 
 import pytest
@@ -60,7 +61,15 @@ def test_precision_and_recall_differ():
 
 
 def test_no_examples_score_zero():
-    assert score_linking([]) == {"el_p": 0.0, "el_r": 0.0, "el_f": 0.0, "el_ed_acc": 0.0, "el_md_p": 0.0, "el_md_r": 0.0, "el_md_f": 0.0}
+    assert score_linking([]) == {
+        "el_p": 0.0,
+        "el_r": 0.0,
+        "el_f": 0.0,
+        "el_ed_acc": 0.0,
+        "el_md_p": 0.0,
+        "el_md_r": 0.0,
+        "el_md_f": 0.0,
+    }
 
 
 def test_registered_scorer_ignores_component_settings():
@@ -77,13 +86,21 @@ PREDICTED = {
     "Nothing here .": [(8, 12, "")],  # a span nobody linked: a detected mention, no link
 }
 GOLD = [
-    {"id": "1", "text": "Ann met Bob in Rome and Paris .", "labels": [
-        {"span": [0, 3], "entity_id": "Q1"},
-        {"span": [8, 11], "entity_id": "Q2"},
-        {"span": [15, 19], "entity_id": "<NIL>"},
-        {"span": [24, 29], "entity_id": "<NO_MAPPING>"},  # linked, ID unknown: left out of the links
-    ]},
-    {"id": "2", "text": "Carl visited Oslo .", "labels": [{"span": [0, 4], "entity_id": "Q5"}, {"span": [13, 17], "entity_id": None}]},
+    {
+        "id": "1",
+        "text": "Ann met Bob in Rome and Paris .",
+        "labels": [
+            {"span": [0, 3], "entity_id": "Q1"},
+            {"span": [8, 11], "entity_id": "Q2"},
+            {"span": [15, 19], "entity_id": "<NIL>"},
+            {"span": [24, 29], "entity_id": "<NO_MAPPING>"},  # linked, ID unknown: left out of the links
+        ],
+    },
+    {
+        "id": "2",
+        "text": "Carl visited Oslo .",
+        "labels": [{"span": [0, 4], "entity_id": "Q5"}, {"span": [13, 17], "entity_id": None}],
+    },
     {"id": "3", "text": "Nothing here .", "labels": []},
 ]
 

@@ -1,4 +1,5 @@
 """Mention detection's tag decoding: the best valid BIO sequence of each document."""
+
 import itertools
 
 import numpy as np
@@ -39,8 +40,10 @@ def test_no_mention_starts_with_an_i_tag():
 def test_an_i_tag_does_not_continue_another_label_or_document():
     # label 2's I after label 1's B, and a document starting with I after one ending with B
     scores = log_probs(
-        [0.1, 0.8, 0.02, 0.04, 0.04], [0.1, 0.02, 0.04, 0.04, 0.8],
-        [0.1, 0.8, 0.02, 0.04, 0.04], [0.1, 0.02, 0.8, 0.04, 0.04],
+        [0.1, 0.8, 0.02, 0.04, 0.04],
+        [0.1, 0.02, 0.04, 0.04, 0.8],
+        [0.1, 0.8, 0.02, 0.04, 0.04],
+        [0.1, 0.02, 0.8, 0.04, 0.04],
     )
     tags = best_tags(scores, np.array([2, 1, 1]))
     assert is_valid(tags[:2]) and is_valid(tags[2:3]) and is_valid(tags[3:])
@@ -56,10 +59,10 @@ def test_equals_an_exhaustive_search_over_valid_sequences():
         tags = best_tags(scores, lengths)
         start = 0
         for n in lengths.tolist():
-            rows = scores[start:start + n]
+            rows = scores[start : start + n]
             valid = (seq for seq in itertools.product(range(n_tags), repeat=n) if is_valid(seq))
             best = max(valid, key=lambda seq: sum(rows[i, tag] for i, tag in enumerate(seq)))
-            assert tuple(tags[start:start + n]) == best
+            assert tuple(tags[start : start + n]) == best
             start += n
 
 

@@ -1,5 +1,6 @@
 """Training data from Wikipedia hyperlinks: `training/wikipedia_corpus.py` and the
 `wikipedia-corpus` and `convert` commands; its links are the KB's anchors."""
+
 import bz2
 from collections import Counter
 from pathlib import Path
@@ -22,10 +23,30 @@ SAMPLES = {
 }
 
 ENTITIES = [
-    {"id": "Q916", "label": "Angola", "title": "Angola", "description": "country in southern Africa", "types": ["Q6256"]},
+    {
+        "id": "Q916",
+        "label": "Angola",
+        "title": "Angola",
+        "description": "country in southern Africa",
+        "types": ["Q6256"],
+    },
     {"id": "Q3897", "label": "Luanda", "title": "Luanda", "description": "capital of Angola", "types": ["Q515"]},
-    {"id": "Q97", "label": "Atlantic Ocean", "aliases": ["Atlantic"], "title": "Atlantic Ocean", "description": "ocean", "types": ["Q9430"]},
-    {"id": "Q1065", "label": "United Nations", "aliases": ["UN"], "title": "United Nations", "description": "intergovernmental organization", "types": ["Q43229"]},
+    {
+        "id": "Q97",
+        "label": "Atlantic Ocean",
+        "aliases": ["Atlantic"],
+        "title": "Atlantic Ocean",
+        "description": "ocean",
+        "types": ["Q9430"],
+    },
+    {
+        "id": "Q1065",
+        "label": "United Nations",
+        "aliases": ["UN"],
+        "title": "United Nations",
+        "description": "intergovernmental organization",
+        "types": ["Q43229"],
+    },
 ]
 ARTICLE = """{{Infobox country|name=Angola|capital=[[Luanda]]}}
 '''Angola''' ({{IPA|ænˈɡoʊlə}}), officially the Republic of Angola, is a country on the [[Atlantic Ocean|Atlantic]].<ref>{{cite web|url=http://x.org|title=[[Nope]]}}</ref> Its capital is [[Luanda]], and it is a member of the [[UN|United Nations]].
@@ -138,10 +159,18 @@ def test_kb_anchors_and_corpus_mentions_are_the_same_links(tmp_path):
     ]
     # the corpus those in the running text, with the same anchors
     mentions = mentions_of(dump_page.wikitext, dump_page.skipped)
-    assert mentions == [("Atlantic", "Atlantic Ocean"), ("Namibian", "Namibia"), ("CO2", "Carbon dioxide"), ("United Nations", "UN")]
+    assert mentions == [
+        ("Atlantic", "Atlantic Ocean"),
+        ("Namibian", "Namibia"),
+        ("CO2", "Carbon dioxide"),
+        ("United Nations", "UN"),
+    ]
     assert not Counter(mentions) - Counter(kb_page.links)
     texts = [p.text for p in wikitext_paragraphs(dump_page.wikitext, dump_page.skipped)]
-    assert texts == ["Angola borders the Atlantic and Namibian deserts. It emits CO2 and lies at . A United Nations member.", "An unclosed"]
+    assert texts == [
+        "Angola borders the Atlantic and Namibian deserts. It emits CO2 and lies at . A United Nations member.",
+        "An unclosed",
+    ]
 
 
 @pytest.mark.parametrize("name", SAMPLES)
@@ -199,7 +228,9 @@ def test_corpus_command_and_convert(dump, titled_kb, tmp_path, run_cli):
 
 
 def test_empty_corpus_is_one_line_error(titled_kb, tmp_path, run_cli):
-    unlinked = write_dump(tmp_path / "unlinked.xml.bz2", [page("Nothing", "A paragraph that links to [[Nowhere]], long enough.")])
+    unlinked = write_dump(
+        tmp_path / "unlinked.xml.bz2", [page("Nothing", "A paragraph that links to [[Nowhere]], long enough.")]
+    )
     assert_one_line_error(run_cli("wikipedia-corpus", unlinked, titled_kb, tmp_path / "out"), "corpus is empty")
     assert not (tmp_path / "out" / "train.jsonl").exists()
     empty = tmp_path / "empty.jsonl"
@@ -214,8 +245,12 @@ def test_missing_dump_is_one_line_error(titled_kb, tmp_path, run_cli):
 
 def test_bad_el_record_is_one_line_error_naming_its_line(tmp_path, run_cli):
     records = tmp_path / "bad.jsonl"
-    records.write_text('{"text": "Luanda", "labels": [{"span": [0, 6]}]}\n{"text": "Luanda", "labels": [{"start": 0}]}\n')
-    assert_one_line_error(run_cli("convert", records, tmp_path / "bad.spacy"), "bad.jsonl (line 2)", "'span' [start, end]")
+    records.write_text(
+        '{"text": "Luanda", "labels": [{"span": [0, 6]}]}\n{"text": "Luanda", "labels": [{"start": 0}]}\n'
+    )
+    assert_one_line_error(
+        run_cli("convert", records, tmp_path / "bad.spacy"), "bad.jsonl (line 2)", "'span' [start, end]"
+    )
     records.write_text('["Luanda"]\n')
     assert_one_line_error(run_cli("convert", records, tmp_path / "bad.spacy"), "bad.jsonl (line 1)", "'text' string")
     assert not (tmp_path / "bad.spacy").exists()

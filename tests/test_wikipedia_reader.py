@@ -212,9 +212,7 @@ def test_read_wikipedia_export(tmp_path, name, opener):
 def test_read_wikipedia_namespaces(tmp_path):
     path = write(tmp_path / "export.xml", EXPORT_XML)
     pages = list(read_wikipedia(path, namespaces=(1,)))
-    assert [(page.title, page.links) for page in pages] == [
-        ("Talk:Paris", [("Paris", "Paris")])
-    ]
+    assert [(page.title, page.links) for page in pages] == [("Talk:Paris", [("Paris", "Paris")])]
 
 
 def test_iter_pages(tmp_path):
@@ -248,8 +246,7 @@ def test_not_a_mediawiki_export_namespace(tmp_path):
 
 def test_truncated_bz2_raises(tmp_path):
     pages = "".join(
-        f"<page><title>P{i}</title><ns>0</ns><revision>"
-        f"<text>[[Link {i}]] {i * 7919}</text></revision></page>\n"
+        f"<page><title>P{i}</title><ns>0</ns><revision><text>[[Link {i}]] {i * 7919}</text></revision></page>\n"
         for i in range(3000)
     )
     text = EXPORT_XML.replace("</mediawiki>", pages + "</mediawiki>")
@@ -308,6 +305,4 @@ def test_sample_pages(sample_pages):
 def test_sample_default_namespace(sample_pages):
     pages = list(read_wikipedia(SAMPLE_DUMP))
     assert len(pages) == 205
-    assert [page.title for page in pages] == [
-        page.title for page in sample_pages if page.namespace == 0
-    ]
+    assert [page.title for page in pages] == [page.title for page in sample_pages if page.namespace == 0]

@@ -12,6 +12,7 @@ BENCHMARKS.md ("Design notes", coherence) and docs/experiments.md.
 
 Usage: python benchmarks/analysis/coherence_rules.py KB DOCS.jsonl
 """
+
 import sys
 
 import numpy as np

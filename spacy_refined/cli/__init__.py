@@ -4,6 +4,7 @@ Bad input (a missing file, a malformed dump, a KB that does not fit) ends
 with exit code 1 and a one-line reason; set `SPACY_REFINED_DEBUG=1` to see
 its traceback too. Any other exception is a bug and surfaces as a traceback.
 """
+
 import os
 import sys
 import traceback

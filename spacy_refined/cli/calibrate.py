@@ -1,4 +1,5 @@
 """`calibrate`: refit a trained pipeline's candidate scorer on dev documents."""
+
 from pathlib import Path
 from typing import Optional
 
@@ -12,11 +13,20 @@ from .evaluate import FORMAT_HELP
 @app.command("calibrate")
 def calibrate(
     pipeline: Path = typer.Argument(..., help="Trained pipeline directory"),
-    documents: Path = typer.Argument(..., help="Dev documents with gold links: EL JSONL, GERBIL NIF (.ttl) or AIDA-CoNLL TSV"),
-    output: Path = typer.Option(..., "--output", "-o", help="Where to write the calibrated pipeline (may be PIPELINE itself)"),
+    documents: Path = typer.Argument(
+        ..., help="Dev documents with gold links: EL JSONL, GERBIL NIF (.ttl) or AIDA-CoNLL TSV"
+    ),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Where to write the calibrated pipeline (may be PIPELINE itself)"
+    ),
     format: str = typer.Option("auto", "--format", help=FORMAT_HELP),
-    id_map: Optional[Path] = typer.Option(None, help="TSV title<TAB>ID mapping Wikipedia titles (NIF/AIDA input) to entity IDs"),
-    mentions: str = typer.Option("gold", help="Fit on the 'gold' mentions, or on the 'predicted' ones (those the pipeline finds; NIL for those that match no gold span)"),
+    id_map: Optional[Path] = typer.Option(
+        None, help="TSV title<TAB>ID mapping Wikipedia titles (NIF/AIDA input) to entity IDs"
+    ),
+    mentions: str = typer.Option(
+        "gold",
+        help="Fit on the 'gold' mentions, or on the 'predicted' ones (those the pipeline finds; NIL for those that match no gold span)",
+    ),
     l2: float = typer.Option(1e-4, help="Pull of the weights towards the trained ones"),
     batch_size: int = typer.Option(32, help="Documents per batch"),
     gpu_id: int = typer.Option(-1, help="GPU to use, -1 for CPU"),

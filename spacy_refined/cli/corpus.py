@@ -1,5 +1,6 @@
 """Training data: `wikipedia-corpus` (EL documents from Wikipedia hyperlinks)
 and `convert` (EL documents -> `.spacy`)."""
+
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
@@ -46,7 +47,9 @@ def wikipedia_corpus(
 
 @app.command("convert")
 def convert(
-    input_path: Path = typer.Argument(..., help="EL documents as JSONL: {id, text, labels: [{span: [start, end], entity_id}]}"),
+    input_path: Path = typer.Argument(
+        ..., help="EL documents as JSONL: {id, text, labels: [{span: [start, end], entity_id}]}"
+    ),
     output_path: Path = typer.Argument(..., help="Output .spacy file (DocBin)"),
     kb: Optional[Path] = typer.Option(None, help="KB directory: mentions get the coarse label of their entity's types"),
     lang: str = typer.Option("en", help="Language of the tokenizer"),
@@ -71,7 +74,9 @@ def convert(
         raise DumpError(input_path, "no documents: the corpus is empty")
     output_path.parent.mkdir(parents=True, exist_ok=True)
     docs.to_disk(output_path)
-    typer.echo(f"wrote {len(docs):,} documents ({n_mentions:,} mentions, {n_linked:,} with an entity ID) to {output_path}")
+    typer.echo(
+        f"wrote {len(docs):,} documents ({n_mentions:,} mentions, {n_linked:,} with an entity ID) to {output_path}"
+    )
 
 
 def _read_el_records(path: Path) -> Iterator[Dict[str, Any]]:

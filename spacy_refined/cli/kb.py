@@ -1,4 +1,5 @@
 """`kb` commands: build, info, lookup, add."""
+
 import json
 from pathlib import Path
 from typing import List, Optional
@@ -15,9 +16,15 @@ from ._app import kb_app
 def build(
     output: Path = typer.Option(..., "--output", "-o", help="KB directory to write (replaced only once complete)"),
     wikidata: Optional[Path] = typer.Option(None, help="Wikidata JSON dump (latest-all.json[.bz2|.gz])"),
-    wikipedia: Optional[Path] = typer.Option(None, help="Wikipedia pages-articles XML dump (.bz2): anchors and redirects"),
-    entities: List[Path] = typer.Option([], help="Your own entities as JSONL (id, label, aliases, description, types, facts)"),
-    mention_counts: List[Path] = typer.Option([], help="Mention->entity counts: TSV (mention, id, count) or EL documents JSONL"),
+    wikipedia: Optional[Path] = typer.Option(
+        None, help="Wikipedia pages-articles XML dump (.bz2): anchors and redirects"
+    ),
+    entities: List[Path] = typer.Option(
+        [], help="Your own entities as JSONL (id, label, aliases, description, types, facts)"
+    ),
+    mention_counts: List[Path] = typer.Option(
+        [], help="Mention->entity counts: TSV (mention, id, count) or EL documents JSONL"
+    ),
     popularity: Optional[Path] = typer.Option(None, help="Popularity scores, TSV(.gz) of id and score (e.g. PageRank)"),
     language: str = typer.Option("en", help="Language of labels, aliases and descriptions"),
     n_types: int = typer.Option(1400, help="Size of the type inventory"),
@@ -34,8 +41,13 @@ def build(
         if path is not None and not path.exists():
             raise FileNotFoundError(f"input file {path} does not exist")
     builder = KBBuilder(
-        output, language=language, n_types=n_types, max_type_share=max_type_share,
-        max_candidates=max_candidates, person_type=person_type, progress=progress,
+        output,
+        language=language,
+        n_types=n_types,
+        max_type_share=max_type_share,
+        max_candidates=max_candidates,
+        person_type=person_type,
+        progress=progress,
     )
     with builder:
         if wikidata is not None:
@@ -56,7 +68,10 @@ def build(
 
 
 @kb_app.command("info")
-def info(path: Path = typer.Argument(..., help="KB directory"), as_json: bool = typer.Option(False, "--json", help="Print JSON")) -> None:
+def info(
+    path: Path = typer.Argument(..., help="KB directory"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON"),
+) -> None:
     """Counts, types, languages and sizes of a KB."""
     kb = RefinedKB.load(path)
     sizes = {segment.path.name: segment.nbytes for segment in kb.segments}
@@ -81,7 +96,9 @@ def info(path: Path = typer.Argument(..., help="KB directory"), as_json: bool = 
     typer.echo(f"KB {path} (format {summary['format_version']}, language {summary['language']})")
     typer.echo(f"  entities   {summary['entities']:,} in {len(kb.segments)} segment(s), {kb.nbytes / 1e6:.1f} MB")
     for seg in kb.manifest["segments"]:
-        typer.echo(f"    {seg['name']}: {seg['n_entities']:,} entities, {seg['n_aliases']:,} aliases, {seg['n_facts']:,} facts, {sizes[seg['name']] / 1e6:.1f} MB")
+        typer.echo(
+            f"    {seg['name']}: {seg['n_entities']:,} entities, {seg['n_aliases']:,} aliases, {seg['n_facts']:,} facts, {sizes[seg['name']] / 1e6:.1f} MB"
+        )
     typer.echo(f"  types      {summary['types']:,} (hash {summary['type_hash']})")
     typer.echo(f"  relations  {summary['relations']:,}")
     typer.echo(f"  embeddings {summary['embeddings'] or 'none (run `kb embed`)'}")
@@ -99,7 +116,13 @@ def lookup(
     kb = RefinedKB.load(path)
     entities, priors = kb.candidates([mention], k)[0]
     rows = [
-        {"id": kb.entity_id(e), "prior": round(float(p), 4), "label": kb.label(e), "description": kb.description(e), "types": kb.types(e)[:5]}
+        {
+            "id": kb.entity_id(e),
+            "prior": round(float(p), 4),
+            "label": kb.label(e),
+            "description": kb.description(e),
+            "types": kb.types(e)[:5],
+        }
         for e, p in zip(entities, priors)
     ]
     if as_json:
@@ -114,8 +137,12 @@ def lookup(
 @kb_app.command("add")
 def add(
     path: Path = typer.Argument(..., help="KB directory"),
-    entities: Path = typer.Argument(..., help="Entities JSONL (id, label, aliases, description, types, facts, popularity in [0, 1])"),
-    mention_counts: Optional[Path] = typer.Option(None, help="Mention->entity counts for the new (or existing) entities"),
+    entities: Path = typer.Argument(
+        ..., help="Entities JSONL (id, label, aliases, description, types, facts, popularity in [0, 1])"
+    ),
+    mention_counts: Optional[Path] = typer.Option(
+        None, help="Mention->entity counts for the new (or existing) entities"
+    ),
 ) -> None:
     """Add entities to a built KB, without rebuilding it or retraining a model."""
     kb = RefinedKB.load(path)

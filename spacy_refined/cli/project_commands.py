@@ -1,5 +1,6 @@
 """Commands of the spaCy project (project.yml): `train-config`, `demo`; its data
 commands are in `corpus`."""
+
 import os
 import re
 from pathlib import Path
@@ -28,16 +29,23 @@ def check_encoder(encoder: str) -> None:
         return
     if encoder.startswith((".", "/", "~")) or encoder.count("/") > 1 or not HF_MODEL_ID_RE.fullmatch(encoder):
         raise FileNotFoundError(f"encoder path {encoder} does not exist")
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or os.environ.get("TRANSFORMERS_OFFLINE", "0") not in ("0", ""):
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or os.environ.get("TRANSFORMERS_OFFLINE", "0") not in (
+        "0",
+        "",
+    ):
         from huggingface_hub import try_to_load_from_cache
 
         if not isinstance(try_to_load_from_cache(encoder, "config.json"), str):
-            raise FileNotFoundError(f"encoder {encoder} is not in the Hugging Face cache, and downloads are off (HF_HUB_OFFLINE)")
+            raise FileNotFoundError(
+                f"encoder {encoder} is not in the Hugging Face cache, and downloads are off (HF_HUB_OFFLINE)"
+            )
 
 
 @app.command("train-config")
 def train_config(
-    encoder: str = typer.Argument(..., help=f"'{TOK2VEC}' (CNN, CPU-friendly), or a Hugging Face model name or local path"),
+    encoder: str = typer.Argument(
+        ..., help=f"'{TOK2VEC}' (CNN, CPU-friendly), or a Hugging Face model name or local path"
+    ),
     output: Path = typer.Argument(..., help="Training config to write"),
     configs: Path = typer.Option(Path("configs"), help="Directory of tok2vec.cfg and transformer.cfg"),
 ) -> None:
@@ -74,7 +82,9 @@ def demo(
     try:
         nlp = spacy.load(pipeline)
     except OSError:
-        raise FileNotFoundError(f"pipeline {pipeline} is neither a pipeline directory nor an installed pipeline package") from None
+        raise FileNotFoundError(
+            f"pipeline {pipeline} is neither a pipeline directory nor an installed pipeline package"
+        ) from None
     kb = find_linker(nlp).kb
     doc = nlp(text or DEMO_TEXT)
     typer.echo(doc.text)

@@ -10,6 +10,7 @@ title (spaces as underscores), mapped to an ID by `id_map` when one is given
 (an unmapped title then has ID null); GERBIL's `notInWiki` IRIs, AIDA's
 `--NME--` and phrases without an entity are NIL.
 """
+
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -55,7 +56,9 @@ def detect_format(path: Union[str, Path]) -> str:
     return "jsonl"
 
 
-def read_documents(path: Union[str, Path], format: str = "auto", id_map: Optional[Dict[str, str]] = None) -> List[Dict[str, Any]]:
+def read_documents(
+    path: Union[str, Path], format: str = "auto", id_map: Optional[Dict[str, str]] = None
+) -> List[Dict[str, Any]]:
     """EL records from a file in `format` ("auto": by suffix)."""
     path = Path(path)
     if not path.exists():
@@ -129,7 +132,7 @@ def parse_turtle(text: str, source: str = "<turtle>") -> Dict[str, Dict[str, Lis
         match = _TURTLE_TOKEN.match(text, position)
         if match is None:
             line = text.count("\n", 0, position) + 1
-            raise FormatError(source, f"cannot parse Turtle near {text[position:position + 30]!r}", line=line)
+            raise FormatError(source, f"cannot parse Turtle near {text[position : position + 30]!r}", line=line)
         position = match.end()
         kind = match.lastgroup
         if kind is not None:
@@ -210,7 +213,9 @@ def read_nif(text: str, id_map: Optional[Dict[str, str]] = None, source: str = "
 # ------------------------------------------------------------------ AIDA
 
 
-def read_aida(lines: Iterator[str], id_map: Optional[Dict[str, str]] = None, source: str = "<aida>") -> Iterator[Dict[str, Any]]:
+def read_aida(
+    lines: Iterator[str], id_map: Optional[Dict[str, str]] = None, source: str = "<aida>"
+) -> Iterator[Dict[str, Any]]:
     """EL records from AIDA-CoNLL's `AIDA-YAGO2-dataset.tsv` (token per line;
     `token<TAB>B|I<TAB>mention<TAB>YAGO2 entity|--NME--[<TAB>Wikipedia URL<TAB>...]`).
     Tokens are joined by single spaces, sentences too; a document's ID is
@@ -225,7 +230,7 @@ def read_aida(lines: Iterator[str], id_map: Optional[Dict[str, str]] = None, sou
             if record is not None:
                 record["text"] = " ".join(words)
                 yield record
-            header = line[len("-DOCSTART-"):].strip().strip("()")
+            header = line[len("-DOCSTART-") :].strip().strip("()")
             digits = re.match(r"\d+", header)
             split = "testa" if "testa" in header else "testb" if "testb" in header else "train"
             record = {"id": f"aida-{digits.group(0)}" if digits else header, "split": split, "text": "", "labels": []}

@@ -28,6 +28,7 @@ Precision, recall and F1 are spaCy's (`spacy.scorer.PRFScore`), as in the
 scores of `spacy train` (`pipeline/scoring.py`), which are computed by this
 module too.
 """
+
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
@@ -69,7 +70,15 @@ def span_mentions(spans: Iterable[Span]) -> List[Mention]:
     mentions = []
     for span in spans:
         candidates = span._.kb_candidates if has_candidates else None
-        mentions.append(Mention(span.start_char, span.end_char, entity_status(span.kb_id_), span.label_, candidates[0][0] if candidates else None))
+        mentions.append(
+            Mention(
+                span.start_char,
+                span.end_char,
+                entity_status(span.kb_id_),
+                span.label_,
+                candidates[0][0] if candidates else None,
+            )
+        )
     return mentions
 
 
@@ -92,7 +101,9 @@ class DocumentResult:
     predicted: List[Mention]
     n_tokens: int = 0
     in_kb: Optional[List[bool]] = None  # per gold mention: is its entity in the KB (None: no KB)
-    candidate_ranks: Optional[List[int]] = None  # per gold mention: rank of its entity among the candidates, -1 if absent
+    candidate_ranks: Optional[List[int]] = (
+        None  # per gold mention: rank of its entity among the candidates, -1 if absent
+    )
 
 
 def gerbil_prf(counts: PRFScore) -> Dict[str, float]:
@@ -142,7 +153,9 @@ def el_counts(gold: Sequence[Mention], predicted: Sequence[Mention]) -> Dict[str
     links = {m.span: m.entity_id for m in gold if m.entity_id not in (NIL, UNKNOWN)}
     nil_spans = {m.span for m in gold if m.entity_id == NIL}
     unknown_spans = {m.span for m in gold if m.entity_id == UNKNOWN}
-    predicted_links = {m.span: m.entity_id for m in predicted if m.entity_id not in (NIL, UNKNOWN) and m.span not in unknown_spans}
+    predicted_links = {
+        m.span: m.entity_id for m in predicted if m.entity_id not in (NIL, UNKNOWN) and m.span not in unknown_spans
+    }
     tp = sum(links.get(span) == entity_id for span, entity_id in predicted_links.items())
     on_nil = sum(span in nil_spans for span in predicted_links)
     fn = len(links) - tp
@@ -188,7 +201,9 @@ def _type_counts(gold: Sequence[Mention], predicted: Sequence[Mention], per_type
 
 
 def score(
-    documents: Iterable[DocumentResult], recall_at: Sequence[int] = RECALL_AT, training_entities: Optional[Set[str]] = None
+    documents: Iterable[DocumentResult],
+    recall_at: Sequence[int] = RECALL_AT,
+    training_entities: Optional[Set[str]] = None,
 ) -> Dict[str, Any]:
     """All metrics (see the module docstring), with per-document and per-type breakdowns.
 
@@ -254,13 +269,15 @@ def score(
                     rank = doc.candidate_ranks[i]
                     for k in recall_at:
                         recall_hits[k] += 0 <= rank < k
-        per_document.append({
-            "id": doc.id,
-            "tokens": doc.n_tokens,
-            "el": counts_dict(counts["nil_fp"]),
-            "el_nil_ignored": counts_dict(counts["nil_ignored"]),
-            "md": counts_dict(mentions),
-        })
+        per_document.append(
+            {
+                "id": doc.id,
+                "tokens": doc.n_tokens,
+                "el": counts_dict(counts["nil_fp"]),
+                "el_nil_ignored": counts_dict(counts["nil_ignored"]),
+                "md": counts_dict(mentions),
+            }
+        )
     if not have_kb:
         gold_counts["in_kb"] = gold_counts["not_in_kb"] = None
     return {
@@ -274,8 +291,12 @@ def score(
             "correct": ed["correct"],
             "in_kb": ed["in_kb"],
             "detected": ed["detected"],
-            "recall_at_k": {str(k): hits / ranked for k, hits in recall_hits.items()} if have_ranks and ranked else None,
-            "by_training": None if training_entities is None else {
+            "recall_at_k": {str(k): hits / ranked for k, hits in recall_hits.items()}
+            if have_ranks and ranked
+            else None,
+            "by_training": None
+            if training_entities is None
+            else {
                 group: {
                     "in_kb": c["in_kb"],
                     "accuracy_in_kb": c["correct"] / c["in_kb"] if c["in_kb"] else 0.0,

@@ -1,4 +1,5 @@
 """Run a pipeline over EL documents and score it (see `metrics`)."""
+
 import os
 import platform
 import resource
@@ -61,7 +62,10 @@ def machine_description() -> str:
     """This machine's CPU model, cores and memory, and the GPU where spaCy runs on one."""
     cpuinfo = Path("/proc/cpuinfo")
     lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor() or "CPU")
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+        platform.processor() or "CPU",
+    )
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     ops = get_current_ops()
     if ops.device_type == "gpu":
@@ -96,7 +100,12 @@ def gold_mentions(record: Dict[str, Any], kb: Optional[RefinedKB], coarse: Optio
         NOT_IN_KB_TYPE, else `ids.ENTITY_LABEL`.
     """
     mentions = [
-        Mention(int(label["span"][0]), int(label["span"][1]), entity_status(label.get("entity_id")), label.get("type") or label.get("label") or "")
+        Mention(
+            int(label["span"][0]),
+            int(label["span"][1]),
+            entity_status(label.get("entity_id")),
+            label.get("type") or label.get("label") or "",
+        )
         for label in record.get("labels") or []
     ]
     untyped = [m for m in mentions if not m.type]
@@ -141,7 +150,7 @@ def candidate_ranks(kb: RefinedKB, text: str, mentions: Sequence[Mention], k: in
     its text (in document order, as the linkers ask), -1 if absent."""
     if not mentions:
         return []
-    batch = person_name_candidates(kb, [text[m.start:m.end] for m in mentions], k)
+    batch = person_name_candidates(kb, [text[m.start : m.end] for m in mentions], k)
     gold = kb.find([m.entity_id for m in mentions])
     lengths = batch.lengths
     owner = np.repeat(np.arange(len(mentions)), lengths)
@@ -207,7 +216,9 @@ def evaluate(
         if kb is not None:
             found = dict(zip((m.span for m in linked), (kb.find([m.entity_id for m in linked]) >= 0).tolist()))
             in_kb = [found.get(m.span, False) for m in mentions]
-            found_ranks = dict(zip((m.span for m in linked), candidate_ranks(kb, record["text"], linked, max(recall_at))))
+            found_ranks = dict(
+                zip((m.span for m in linked), candidate_ranks(kb, record["text"], linked, max(recall_at)))
+            )
             ranks = [found_ranks.get(m.span, -1) for m in mentions]
         results.append(DocumentResult(str(record.get("id", len(results))), mentions, predicted, len(doc), in_kb, ranks))
     metrics = score(results, recall_at, training_entities)

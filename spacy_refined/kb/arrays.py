@@ -1,4 +1,5 @@
 """On-disk arrays of the KB: `.npy` files written by streaming, read by mmap."""
+
 import shutil
 from array import array
 from pathlib import Path

@@ -23,6 +23,7 @@ type inventory keeps the `n_types` types held by most entities, skipping
 types held by more than `max_type_share` of the typed entities (too general
 to tell candidates apart, e.g. "entity") or by fewer than `min_type_count`.
 """
+
 import shutil
 import time
 from array import array
@@ -122,7 +123,9 @@ class EntityRecord:
             elif isinstance(fact, (list, tuple)) and len(fact) == 2:
                 facts.append((str(fact[0]), str(fact[1])))
             else:
-                raise ValueError(f"facts must be {{'relation', 'object'}} objects or [relation, object] pairs, got {fact!r}")
+                raise ValueError(
+                    f"facts must be {{'relation', 'object'}} objects or [relation, object] pairs, got {fact!r}"
+                )
         for name in ("aliases", "types", "subclass_of"):
             value = data.get(name) or []
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -287,10 +290,23 @@ class SegmentWriter:
         """End the stream of entities and index them by ID and by Wikipedia
         title (a title claimed twice goes to its first entity); `resolve`
         works from then on. KBError on a duplicate ID."""
-        for writer in (self._ids, self._labels, self._descriptions, self._aliases, self._alias_offsets, self._keys,
-                       self._titles, self._title_keys,
-                       self._raw_popularity, self._sitelinks, self._type_keys, self._type_offsets,
-                       self._fact_subjects, self._fact_relations, self._fact_objects):
+        for writer in (
+            self._ids,
+            self._labels,
+            self._descriptions,
+            self._aliases,
+            self._alias_offsets,
+            self._keys,
+            self._titles,
+            self._title_keys,
+            self._raw_popularity,
+            self._sitelinks,
+            self._type_keys,
+            self._type_offsets,
+            self._fact_subjects,
+            self._fact_relations,
+            self._fact_objects,
+        ):
             writer.close()
         self.evidence.flush()
         keys = np.asarray(self._load_work("entity_keys"))
@@ -402,7 +418,9 @@ class SegmentWriter:
         out_offsets.close()
         out_values.close()
 
-    def _write_facts(self, resolve: Callable[[np.ndarray], np.ndarray], relation_map: np.ndarray, chunk: int = 1 << 24) -> int:
+    def _write_facts(
+        self, resolve: Callable[[np.ndarray], np.ndarray], relation_map: np.ndarray, chunk: int = 1 << 24
+    ) -> int:
         """Keep the facts whose object is a known entity; index them by subject and by object.
 
         Objects are resolved in chunks; the subjects arrive sorted (entities are
@@ -656,12 +674,16 @@ class KBBuilder:
             weights=self.weights,
             max_candidates=self.max_candidates,
         )
-        srsly.write_json(self.root / TYPES_FILE, [
-            {"id": t, "label": label, "entities": int(count)} for t, label, count in zip(type_ids, type_labels, type_counts)
-        ])
-        srsly.write_json(self.root / RELATIONS_FILE, [
-            {"id": r, "label": self.relation_labels.get(r, r)} for r in relation_ids
-        ])
+        srsly.write_json(
+            self.root / TYPES_FILE,
+            [
+                {"id": t, "label": label, "entities": int(count)}
+                for t, label, count in zip(type_ids, type_labels, type_counts)
+            ],
+        )
+        srsly.write_json(
+            self.root / RELATIONS_FILE, [{"id": r, "label": self.relation_labels.get(r, r)} for r in relation_ids]
+        )
         self.stats = {
             "entities": counts["n_entities"],
             "aliases": counts["n_aliases"],
@@ -670,25 +692,28 @@ class KBBuilder:
             "relations": len(relation_ids),
             "seconds": round(time.perf_counter() - self._started, 2),
         }
-        write_manifest(self.root, {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "language": self.language,
-            "type_hash": type_inventory_hash(type_ids),
-            "person_type": self.person_type,
-            "max_candidates": self.max_candidates,
-            "segments": [{"name": BASE_SEGMENT, **counts}],
-            "embeddings": None,
-            "counts": self.stats,
-            "build": {
-                "sources": self.sources,
-                "n_types": self.n_types,
-                "max_type_share": self.max_type_share,
-                "min_type_count": self.min_type_count,
-                "weights": {kind.name.lower(): self.weights[kind] for kind in Evidence},
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        write_manifest(
+            self.root,
+            {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "language": self.language,
+                "type_hash": type_inventory_hash(type_ids),
+                "person_type": self.person_type,
+                "max_candidates": self.max_candidates,
+                "segments": [{"name": BASE_SEGMENT, **counts}],
+                "embeddings": None,
+                "counts": self.stats,
+                "build": {
+                    "sources": self.sources,
+                    "n_types": self.n_types,
+                    "max_type_share": self.max_type_share,
+                    "min_type_count": self.min_type_count,
+                    "weights": {kind.name.lower(): self.weights[kind] for kind in Evidence},
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                },
             },
-        })
+        )
 
     def _type_inventory(self) -> Tuple[List[str], List[str], List[int], TypeMapper]:
         """Choose the type inventory (see the module docstring); returns
@@ -726,7 +751,8 @@ class KBBuilder:
                 counts[t] += n
         names = self.writer.class_names
         eligible = [
-            t for t, c in counts.items()
+            t
+            for t, c in counts.items()
             if self.min_type_count <= c <= self.max_type_share * max(typed, 1) and t in names
         ]
         eligible.sort(key=lambda t: (-counts[t], names[t]))
@@ -810,7 +836,9 @@ def append_segment(
                 raise KBError(f"entity {i}: {error}") from None
             unknown = [t for t in record.types if t not in type_index]
             if unknown:
-                raise KBError(f"entity {record.id!r}: types {unknown} are not in the KB's type inventory (see `kb info`)")
+                raise KBError(
+                    f"entity {record.id!r}: types {unknown} are not in the KB's type inventory (see `kb info`)"
+                )
             if record.id in kb:
                 raise KBError(f"entity {record.id!r} is already in the KB at {kb.path}")
             writer.add_entity(record)
@@ -832,14 +860,20 @@ def append_segment(
         counts = writer.finish(
             popularity=clipped_popularity,
             map_types=map_types,
-            relation_map=np.array([relation_ids.index(r) for r in sorted(writer.relations, key=writer.relations.get)], dtype=np.int64),
+            relation_map=np.array(
+                [relation_ids.index(r) for r in sorted(writer.relations, key=writer.relations.get)], dtype=np.int64
+            ),
             weights={kind: built_with[kind.name.lower()] for kind in Evidence},
             max_candidates=kb.max_candidates,
             kb=kb,
         )
-    srsly.write_json(kb.path / RELATIONS_FILE, [
-        {"id": r, "label": (kb.relation_labels[i] if i < len(kb.relation_labels) else r)} for i, r in enumerate(relation_ids)
-    ])
+    srsly.write_json(
+        kb.path / RELATIONS_FILE,
+        [
+            {"id": r, "label": (kb.relation_labels[i] if i < len(kb.relation_labels) else r)}
+            for i, r in enumerate(relation_ids)
+        ],
+    )
     manifest = dict(kb.manifest)
     manifest["segments"] = list(manifest["segments"]) + [{"name": name, **counts}]
     write_manifest(kb.path, manifest)
@@ -859,7 +893,9 @@ def _sorted_pairs(pairs: Tuple[array, array]) -> Tuple[np.ndarray, np.ndarray]:
 def _map_keys(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray, default: np.ndarray) -> np.ndarray:
     """`values` of the `wanted` keys in the sorted `keys`; `default` where a key is absent."""
     position = find_sorted(keys, wanted)
-    return np.where(position >= 0, values[np.maximum(position, 0)] if len(values) else default, default).astype(np.uint64)
+    return np.where(position >= 0, values[np.maximum(position, 0)] if len(values) else default, default).astype(
+        np.uint64
+    )
 
 
 def _percentile_rank(values: np.ndarray) -> np.ndarray:

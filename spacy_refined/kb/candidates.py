@@ -9,6 +9,7 @@ spaCy's `entity_linker` chooses its `get_candidates`:
     @misc = "spacy_refined.PriorCandidates.v1"
     person_names = true
 """
+
 import bisect
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple

@@ -3,6 +3,7 @@
 `DumpError` (a bad input file) is defined in `spacy_refined.util`, next to
 the readers that raise it, and is exported here with the KB's own errors.
 """
+
 from ..util import DumpError
 
 __all__ = ["DumpError", "KBError", "UnknownEntityError"]

@@ -9,6 +9,7 @@ their dtypes in `SEGMENT_ARRAYS`, and string tables (`SEGMENT_STRINGS`).
 The reader (`store.py`, `segment.py`) and the writer (`builder.py`) both
 import this module, so the dependency between them runs one way only.
 """
+
 import hashlib
 import json
 import os
@@ -112,7 +113,9 @@ def read_manifest(path: PathLike) -> Dict[str, Any]:
     if manifest.get("format") != FORMAT:
         raise KBError(f"{path} is not a spacy-refined KB (format {manifest.get('format')!r})")
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise KBError(f"KB at {path} has format version {manifest.get('format_version')}, this spacy-refined reads version {FORMAT_VERSION}: rebuild it")
+        raise KBError(
+            f"KB at {path} has format version {manifest.get('format_version')}, this spacy-refined reads version {FORMAT_VERSION}: rebuild it"
+        )
     return manifest
 
 

@@ -2,6 +2,7 @@
 parser, shared by the KB builder (anchor priors, redirects) and the Wikipedia
 training corpus (mention spans), so both see the same pages and the same links.
 """
+
 import html
 import re
 from dataclasses import dataclass

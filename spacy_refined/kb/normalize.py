@@ -5,6 +5,7 @@ The rule follows ReFinED's surface-form normalisation: case folding, accent
 folding, punctuation removal and dropping a leading "the", so that "The
 U.S.", "the US" and "U.S" share one key, as do "Zürich" and "Zurich".
 """
+
 import html
 import re
 import unicodedata

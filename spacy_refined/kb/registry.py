@@ -1,4 +1,5 @@
 """Registered functions that give spaCy components a `RefinedKB`."""
+
 from pathlib import Path
 from typing import Callable, Union
 

@@ -5,6 +5,7 @@ segments appended by `kb.builder.append_segment`. Entity indices are global:
 segment `s` holds the indices `[start, start + n_entities)`. The arrays are
 listed in `format.SEGMENT_ARRAYS`.
 """
+
 from pathlib import Path
 from typing import Optional
 
@@ -24,7 +25,9 @@ class Segment:
         self.start = start
         missing = missing_segment_files(self.path)
         if missing:
-            raise KBError(f"KB segment {self.path} is incomplete or from another spacy-refined version: missing {', '.join(missing)}")
+            raise KBError(
+                f"KB segment {self.path} is incomplete or from another spacy-refined version: missing {', '.join(missing)}"
+            )
         for array in SEGMENT_ARRAYS.values():
             setattr(self, array.name, load_array(self.path / array.file))
         for name in SEGMENT_STRINGS:
@@ -55,7 +58,9 @@ class Segment:
         return find_sorted(self.alias_keys, keys)
 
 
-def find_sorted(sorted_keys: np.ndarray, keys: np.ndarray, rows: Optional[np.ndarray] = None, offset: int = 0) -> np.ndarray:
+def find_sorted(
+    sorted_keys: np.ndarray, keys: np.ndarray, rows: Optional[np.ndarray] = None, offset: int = 0
+) -> np.ndarray:
     """Positions of `keys` in `sorted_keys` (mapped through `rows`, plus `offset`); -1 where absent or 0."""
     keys = np.asarray(keys, dtype=np.uint64)
     result = np.full(len(keys), -1, dtype=np.int64)

@@ -6,6 +6,7 @@ description embeddings that `kb embed` computes (`set_embeddings`).
 `RefinedKB.reload` shows a KB object what was written to its directory since
 it was opened.
 """
+
 import os
 import shutil
 import tempfile
@@ -94,7 +95,9 @@ class RefinedKB(KnowledgeBase):
         for info in manifest["segments"]:
             segment = Segment(path / info["name"], start)
             if segment.n_entities != info["n_entities"]:
-                raise KBError(f"KB at {path}: segment {info['name']} has {segment.n_entities} entities, manifest says {info['n_entities']}")
+                raise KBError(
+                    f"KB at {path}: segment {info['name']} has {segment.n_entities} entities, manifest says {info['n_entities']}"
+                )
             self.segments.append(segment)
             start = segment.end
         self._starts = np.array([s.start for s in self.segments], dtype=np.int64)
@@ -275,7 +278,9 @@ class RefinedKB(KnowledgeBase):
     def embeddings(self, indices: np.ndarray) -> np.ndarray:
         """Description embeddings (float32) of the entities; KBError if not computed."""
         if not self.has_embeddings:
-            raise KBError(f"KB at {self.path} has no description embeddings: run `python -m spacy_refined kb embed PIPELINE {self.path}`")
+            raise KBError(
+                f"KB at {self.path} has no description embeddings: run `python -m spacy_refined kb embed PIPELINE {self.path}`"
+            )
         out = np.zeros((len(indices), self.entity_vector_length), dtype=np.float32)
         for segment, positions, local in self._by_segment(indices):
             out[positions] = segment.embeddings[local]
@@ -341,7 +346,9 @@ class RefinedKB(KnowledgeBase):
             rows = segment.find_aliases(keys)
             per_segment.append(rows)
         if not self.segments:
-            return CandidateCSR(np.zeros(len(mentions) + 1, dtype=np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+            return CandidateCSR(
+                np.zeros(len(mentions) + 1, dtype=np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+            )
         base, base_rows = self.segments[0], per_segment[0]
         hit = base_rows >= 0
         lengths = np.zeros(len(mentions), dtype=np.int64)
@@ -357,7 +364,9 @@ class RefinedKB(KnowledgeBase):
             batch = self._merge_segments(batch, per_segment, extra_hits, k)
         return batch
 
-    def _merge_segments(self, batch: CandidateCSR, per_segment: List[np.ndarray], mentions: List[int], k: int) -> CandidateCSR:
+    def _merge_segments(
+        self, batch: CandidateCSR, per_segment: List[np.ndarray], mentions: List[int], k: int
+    ) -> CandidateCSR:
         """Combine evidence from all segments for the (few) mentions that added segments know."""
         rows_of: List[Tuple[np.ndarray, np.ndarray]] = [batch[m] for m in range(len(batch))]
         for m in mentions:

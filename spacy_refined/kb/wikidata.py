@@ -1,4 +1,5 @@
 """Streaming reader for Wikidata JSON dumps (the `latest-all.json` layout)."""
+
 import gc
 import marshal
 from collections import deque
@@ -102,9 +103,7 @@ def iter_dump_lines(path: Union[str, Path]) -> Iterator[Tuple[int, bytes]]:
         )
 
 
-def parse_record(
-    line: bytes, language: str = "en", site: str = "enwiki"
-) -> WikidataRecord:
+def parse_record(line: bytes, language: str = "en", site: str = "enwiki") -> WikidataRecord:
     """Parse one entity line of a Wikidata JSON dump.
 
     line (bytes): The entity JSON object.
@@ -166,11 +165,7 @@ def _parse_fields(line: bytes, language: str, site: str) -> Fields:
     try:
         label = _term(data.get("labels"), language)
         aliases_by_lang = data.get("aliases") or {}
-        aliases = [
-            alias["value"]
-            for lang in (language, MULTILINGUAL)
-            for alias in aliases_by_lang.get(lang, ())
-        ]
+        aliases = [alias["value"] for lang in (language, MULTILINGUAL) for alias in aliases_by_lang.get(lang, ())]
         instance_of: List[str] = []
         subclass_of: List[str] = []
         facts: List[Tuple[str, str]] = []
@@ -179,10 +174,7 @@ def _parse_fields(line: bytes, language: str, site: str) -> Fields:
                 if statement.get("rank") == "deprecated":
                     continue
                 snak = statement["mainsnak"]
-                if (
-                    snak["snaktype"] != "value"
-                    or snak.get("datatype") != "wikibase-item"
-                ):
+                if snak["snaktype"] != "value" or snak.get("datatype") != "wikibase-item":
                     continue
                 value = snak["datavalue"]["value"]["id"]
                 if prop == INSTANCE_OF:
@@ -228,9 +220,7 @@ def _batched(lines: Iterable[Tuple[int, bytes]], size: int) -> Iterator[Batch]:
         yield batch
 
 
-def _parse_batch(
-    batch: Batch, language: str, site: str
-) -> Tuple[List[bytes], Optional[Tuple[int, str]]]:
+def _parse_batch(batch: Batch, language: str, site: str) -> Tuple[List[bytes], Optional[Tuple[int, str]]]:
     """Parse a batch of lines in a worker, stopping at the first bad line.
     Returns the items and properties as marshalled field tuples, which are
     cheaper to send and to hold than records (no garbage collector work), and

@@ -1,5 +1,6 @@
 """Anchor texts and redirects of a Wikipedia pages-articles dump, for the KB's
 priors. Pages and links come from `mediawiki`, as for the training corpus."""
+
 from dataclasses import dataclass, field
 from typing import FrozenSet, Iterable, Iterator, List, Optional, Sequence, Tuple
 

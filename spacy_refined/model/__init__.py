@@ -1,4 +1,5 @@
 """The ReFinED model: thinc architecture, PyTorch heads and description encoders."""
+
 from .architecture import build_refined_model, set_output_sizes
 from .bio import best_tags, decode_tags
 from .description import build_hash_description_encoder, build_transformer_description_encoder

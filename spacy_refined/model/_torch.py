@@ -6,6 +6,7 @@ The shim stores that config (msgpack) and the weights (safetensors), so a
 model can be deserialized before anyone knows its sizes, and loading a
 pipeline never unpickles anything.
 """
+
 from typing import Any, Dict, Optional, Type, TypeVar
 
 import srsly
@@ -32,7 +33,9 @@ def serialize_module(module: Optional[torch.nn.Module]) -> bytes:
     return srsly.msgpack_dumps({"class": type(module).__name__, "config": module.config, "state": save_tensors(state)})
 
 
-def deserialize_module(module: Optional[torch.nn.Module], data: bytes, device: torch.device) -> Optional[torch.nn.Module]:
+def deserialize_module(
+    module: Optional[torch.nn.Module], data: bytes, device: torch.device
+) -> Optional[torch.nn.Module]:
     """Rebuild a module from `serialize_module`'s bytes, on `device` (empty: keep `module`)."""
     if not data:
         return module

@@ -6,6 +6,7 @@ The model's input is a `RefinedInput` (see `types.py`); its output is a
 `RefinedOutput` of logits, and `backprop` takes the gradients of the loss as
 `Logits`.
 """
+
 from typing import Callable, List, Optional, Tuple
 
 import numpy as np
@@ -124,7 +125,9 @@ def _token_width(tok2vec: Model, docs: List[Doc]) -> int:
     if tok2vec.has_dim("nO") is True:
         return tok2vec.get_dim("nO")
     if not docs:
-        raise ValueError("cannot infer the token vector width of the tok2vec layer: initialize the model with sample docs")
+        raise ValueError(
+            "cannot infer the token vector width of the tok2vec layer: initialize the model with sample docs"
+        )
     return tok2vec.predict(docs[:1])[0].shape[1]
 
 
@@ -154,7 +157,16 @@ def _forward(model: Model, inputs: RefinedInput, is_train: bool) -> Tuple[Refine
     doc_offsets = np.cumsum(lengths) - lengths
     mention_tokens, owners = mentions.token_index(doc_offsets)
     logits, backprop_heads = heads(
-        HeadsInput(tokens, lengths, is_train, mentions=mentions, mention_tokens=mention_tokens, owners=owners, candidates=candidates, vectors=vectors),
+        HeadsInput(
+            tokens,
+            lengths,
+            is_train,
+            mentions=mentions,
+            mention_tokens=mention_tokens,
+            owners=owners,
+            candidates=candidates,
+            vectors=vectors,
+        ),
         is_train,
     )
     output = RefinedOutput(
@@ -212,13 +224,17 @@ def _heads_inputs(model: Model, inputs: HeadsInput, is_train: bool) -> Tuple[Arg
         d_tokens = d_arguments.args[0]
         d_candidates = d_arguments.kwargs.get("candidates")
         d_vectors = CandidateTensors(*d_candidates).vectors if d_candidates is not None else None
-        d_tokens = torch2xp(d_tokens, ops=model.ops) if d_tokens is not None else model.ops.alloc2f(*inputs.tokens.shape)
+        d_tokens = (
+            torch2xp(d_tokens, ops=model.ops) if d_tokens is not None else model.ops.alloc2f(*inputs.tokens.shape)
+        )
         return d_tokens, (torch2xp(d_vectors, ops=model.ops) if d_vectors is not None else None)
 
     return arguments, get_d_inputs
 
 
-def _heads_outputs(model: Model, inputs_outputs: Tuple[HeadsInput, HeadsOutput], is_train: bool) -> Tuple[Logits, Callable]:
+def _heads_outputs(
+    model: Model, inputs_outputs: Tuple[HeadsInput, HeadsOutput], is_train: bool
+) -> Tuple[Logits, Callable]:
     """`HeadsOutput` -> `Logits`, field by field, and a callback from the
     gradients (`Logits`) to the shim's backward arguments."""
     outputs = inputs_outputs[1]._asdict()

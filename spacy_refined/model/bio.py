@@ -1,5 +1,6 @@
 """BIO decoding of the mention tagger's output: the best valid tag sequence
 of each document, and the mentions it spells."""
+
 import numpy as np
 
 from .types import Mentions

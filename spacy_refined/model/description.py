@@ -9,6 +9,7 @@ jointly with the linker:
   Hugging Face encoder, first-token pooling and a projection (ReFinED's
   description encoder: 2 layers, 32 tokens, 300 dimensions).
 """
+
 import re
 from functools import lru_cache
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -86,7 +87,10 @@ def build_transformer_description_encoder(
 
 def _transformer_init(model: Model, X: Optional[List[str]] = None, Y=None) -> None:
     module = DescriptionTransformer.from_pretrained(
-        model.attrs["name"], n_layers=model.attrs["n_layers"], width=model.get_dim("nO"), max_length=model.attrs["max_length"]
+        model.attrs["name"],
+        n_layers=model.attrs["n_layers"],
+        width=model.get_dim("nO"),
+        max_length=model.attrs["max_length"],
     )
     model.shims[0] = torch_shim(module)
 
@@ -110,14 +114,20 @@ def _transformer_forward(model: Model, texts: List[str], is_train: bool) -> Tupl
 class DescriptionTransformer(nn.Module):
     """First layers of a Hugging Face encoder + first-token pooling + projection."""
 
-    def __init__(self, hf_config: Dict[str, Any], tokenizer_json: str, width: int, max_length: int, pad_id: int, pad_token: str) -> None:
+    def __init__(
+        self, hf_config: Dict[str, Any], tokenizer_json: str, width: int, max_length: int, pad_id: int, pad_token: str
+    ) -> None:
         from tokenizers import Tokenizer
         from transformers import AutoConfig, AutoModel
 
         super().__init__()
         self.config = {
-            "hf_config": hf_config, "tokenizer_json": tokenizer_json, "width": width,
-            "max_length": max_length, "pad_id": pad_id, "pad_token": pad_token,
+            "hf_config": hf_config,
+            "tokenizer_json": tokenizer_json,
+            "width": width,
+            "max_length": max_length,
+            "pad_id": pad_id,
+            "pad_token": pad_token,
         }
         config = AutoConfig.for_model(**hf_config)
         self.transformer = AutoModel.from_config(config)
@@ -145,8 +155,12 @@ class DescriptionTransformer(nn.Module):
             hf_logging.set_verbosity(verbosity)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         module = cls(
-            config.to_dict(), tokenizer.backend_tokenizer.to_str(), width, max_length,
-            pad_id, tokenizer.pad_token or tokenizer.convert_ids_to_tokens(pad_id),
+            config.to_dict(),
+            tokenizer.backend_tokenizer.to_str(),
+            width,
+            max_length,
+            pad_id,
+            tokenizer.pad_token or tokenizer.convert_ids_to_tokens(pad_id),
         )
         module.transformer.load_state_dict(pretrained.state_dict())
         return module

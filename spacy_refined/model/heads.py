@@ -9,6 +9,7 @@ head, e.g. over mention pairs (relations) or over a question's spans, reuses
 extend, so their parameters keep the names that saved models have
 (`scorer.weight`, `tagger.0.bias`, ...).
 """
+
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -93,7 +94,9 @@ class BIOTagger(nn.Sequential):
     """An MLP from each token's vector to its BIO tag logits."""
 
     def __init__(self, width: int, hidden_width: int, n_tags: int, dropout: float) -> None:
-        super().__init__(nn.Linear(width, hidden_width), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_width, n_tags))
+        super().__init__(
+            nn.Linear(width, hidden_width), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_width, n_tags)
+        )
 
 
 class MentionEncoder(nn.Module):
@@ -187,7 +190,14 @@ class CandidateScorer(nn.Linear):
         rows, mask, coherence = candidates.rows, candidates.mask, candidates.coherence
         agreement, has_types = type_agreement(type_probs, candidates.types[rows])
         best_coherence = coherence.masked_fill(~mask.unsqueeze(-1), 0.0).amax(dim=1, keepdim=True)
-        own = [candidates.priors, torch.log(candidates.priors.clamp(min=1e-4)), agreement, has_types, description, candidates.popularity[rows]]
+        own = [
+            candidates.priors,
+            torch.log(candidates.priors.clamp(min=1e-4)),
+            agreement,
+            has_types,
+            description,
+            candidates.popularity[rows],
+        ]
         return torch.cat([torch.stack(own, dim=-1), coherence, coherence - best_coherence], dim=-1)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -237,8 +247,14 @@ class RefinedHeads(nn.Module):
     ) -> None:
         super().__init__()
         self.config = {
-            "width": width, "n_tags": n_tags, "n_types": n_types, "entity_width": entity_width,
-            "hidden_width": hidden_width, "dropout": dropout, "context_width": context_width, "n_coherence": n_coherence,
+            "width": width,
+            "n_tags": n_tags,
+            "n_types": n_types,
+            "entity_width": entity_width,
+            "hidden_width": hidden_width,
+            "dropout": dropout,
+            "context_width": context_width,
+            "n_coherence": n_coherence,
         }
         self.dropout = nn.Dropout(dropout)
         self.context = DocumentContext(width, context_width) if context_width else None
@@ -278,7 +294,9 @@ class RefinedHeads(nn.Module):
         vectors = self.dropout(self.mention_encoder(tokens, doc_lengths, mentions))
         type_logits = self.typer(vectors)
         description = self.describer(vectors, candidates.vectors[candidates.rows])
-        link_logits = self.scorer(self.scorer.features(candidates, torch.sigmoid(type_logits), description), candidates.mask)
+        link_logits = self.scorer(
+            self.scorer.features(candidates, torch.sigmoid(type_logits), description), candidates.mask
+        )
         return HeadsOutput(
             tag_logits=tag_logits,
             type_logits=type_logits,
@@ -297,7 +315,9 @@ class RefinedHeads(nn.Module):
         finally:
             hook.remove()
 
-    def fit_scorer(self, batches: Sequence[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]], l2: float = 1e-4, max_iter: int = 100) -> Dict[str, float]:
+    def fit_scorer(
+        self, batches: Sequence[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]], l2: float = 1e-4, max_iter: int = 100
+    ) -> Dict[str, float]:
         """Refit the candidate scorer by maximum likelihood on held-out
         batches of (features (from `recording`), candidate mask (n_mentions,
         k), target (n_mentions,): the gold candidate's position, k for NIL,
@@ -309,7 +329,9 @@ class RefinedHeads(nn.Module):
         kept = [(f, mask, t) for f, mask, t in batches if bool((t >= 0).any())]
         n = sum(int((t >= 0).sum()) for *_, t in kept)
         if not n:
-            raise ValueError("no mention to calibrate on: none has its gold entity among its candidates or a NIL gold answer")
+            raise ValueError(
+                "no mention to calibrate on: none has its gold entity among its candidates or a NIL gold answer"
+            )
 
         def measure() -> Tuple[torch.Tensor, int]:
             loss, correct = weight.new_zeros(()), 0
@@ -336,8 +358,11 @@ class RefinedHeads(nn.Module):
             self.scorer.weight.copy_(weight)
             self.scorer.bias.copy_(bias)
         return {
-            "mentions": n, "loss_before": float(loss_before), "loss_after": float(loss_after),
-            "accuracy_before": correct_before / n, "accuracy_after": correct_after / n,
+            "mentions": n,
+            "loss_before": float(loss_before),
+            "loss_after": float(loss_after),
+            "accuracy_before": correct_before / n,
+            "accuracy_after": correct_after / n,
         }
 
 

@@ -4,6 +4,7 @@ A true cross-entropy (mean over the rows that have a target) rather than
 thinc's `CategoricalCrossentropy`, whose reported value is computed from the
 gradient and which normalises by all rows: mentions without a target must
 neither dilute nor drive the loss."""
+
 from typing import Any, Tuple
 
 import numpy as np

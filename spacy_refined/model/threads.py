@@ -10,6 +10,7 @@ waits for them forever. The N processes are the parallelism, so in a process
 forked from the one that created the component, torch runs on one thread.
 Nothing is registered at import: only the component's own calls are affected.
 """
+
 import os
 from contextlib import contextmanager
 from typing import Iterator

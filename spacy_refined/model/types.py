@@ -4,6 +4,7 @@ its output and the logits (or their gradients) of its heads.
 All arrays are numpy (`Mentions`, `Candidates`) or thinc arrays of the
 model's ops (the logits); the PyTorch side has its own tensors (`heads.py`).
 """
+
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence, Tuple
 

@@ -1,4 +1,5 @@
 """Description embeddings of KB entities computed on the fly, cached by KB index."""
+
 from typing import Tuple
 
 import numpy as np

@@ -16,6 +16,7 @@ repeated), and a group never supports its own candidates, so sibling
 candidates of one mention (e.g. a country and its football team) do not
 lift each other.
 """
+
 from typing import Callable, Sequence
 
 import numpy as np
@@ -43,7 +44,9 @@ def make_fact_coherence() -> CoherenceFeatures:
     return coherence
 
 
-def document_coherence(kb: RefinedKB, texts: Sequence[str], lengths: np.ndarray, entities: np.ndarray, priors: np.ndarray) -> np.ndarray:
+def document_coherence(
+    kb: RefinedKB, texts: Sequence[str], lengths: np.ndarray, entities: np.ndarray, priors: np.ndarray
+) -> np.ndarray:
     """Coherence features (n_candidates, N_COHERENCE) of one document's candidates.
 
     texts: the document's mention texts; lengths: their numbers of candidates;

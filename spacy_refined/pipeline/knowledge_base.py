@@ -9,6 +9,7 @@ whenever the pipeline is built, loaded or initialized. The KB is therefore
 opened once, saved once with the pipeline, and an entity added to it is seen by
 every consumer at once.
 """
+
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union

@@ -23,6 +23,7 @@ Design notes (the why; the measured effects are in BENCHMARKS.md):
   encoding every candidate's description at every step, which is what makes
   a transformer description encoder affordable to train on CPU.
 """
+
 import os
 from dataclasses import dataclass
 from hashlib import sha256
@@ -113,10 +114,26 @@ DEFAULT_CONFIG = {
 
 @Language.factory(
     "refined_linker",
-    assigns=["doc.ents", "token.ent_iob", "token.ent_type", "token.ent_kb_id", "doc.spans",
-             "span._.kb_score", "span._.kb_candidates", "span._.kb_types"],
+    assigns=[
+        "doc.ents",
+        "token.ent_iob",
+        "token.ent_type",
+        "token.ent_kb_id",
+        "doc.spans",
+        "span._.kb_score",
+        "span._.kb_candidates",
+        "span._.kb_types",
+    ],
     default_config=DEFAULT_CONFIG,
-    default_score_weights={"el_f": 1.0, "el_p": 0.0, "el_r": 0.0, "el_ed_acc": 0.0, "el_md_f": 0.0, "el_md_p": 0.0, "el_md_r": 0.0},
+    default_score_weights={
+        "el_f": 1.0,
+        "el_p": 0.0,
+        "el_r": 0.0,
+        "el_ed_acc": 0.0,
+        "el_md_f": 0.0,
+        "el_md_p": 0.0,
+        "el_md_r": 0.0,
+    },
 )
 def make_refined_linker(
     nlp: Language,
@@ -200,12 +217,30 @@ def make_refined_linker(
     RETURNS (RefinedLinker): The component.
     """
     return RefinedLinker(
-        nlp.vocab, model, name, kb_component=kb_component, mode=mode, extra_labels=extra_labels,
-        get_candidates=get_candidates, coherence=coherence, n_candidates=n_candidates,
-        threshold=threshold, nil_bias=nil_bias, keep_nil=keep_nil, type_labels=type_labels, default_label=default_label,
-        input_key=input_key, spans_key=spans_key, top_candidates=top_candidates, top_types=top_types,
-        loss_weights=loss_weights, kb_url_template=kb_url_template,
-        cache_size=cache_size, train_descriptions=train_descriptions, cpu_threads=cpu_threads, scorer=scorer,
+        nlp.vocab,
+        model,
+        name,
+        kb_component=kb_component,
+        mode=mode,
+        extra_labels=extra_labels,
+        get_candidates=get_candidates,
+        coherence=coherence,
+        n_candidates=n_candidates,
+        threshold=threshold,
+        nil_bias=nil_bias,
+        keep_nil=keep_nil,
+        type_labels=type_labels,
+        default_label=default_label,
+        input_key=input_key,
+        spans_key=spans_key,
+        top_candidates=top_candidates,
+        top_types=top_types,
+        loss_weights=loss_weights,
+        kb_url_template=kb_url_template,
+        cache_size=cache_size,
+        train_descriptions=train_descriptions,
+        cpu_threads=cpu_threads,
+        scorer=scorer,
     )
 
 
@@ -488,12 +523,16 @@ class RefinedLinker(TrainablePipe):
         if weights["ed"]:
             parts["ed"], gradients.link_logits = softmax_loss(ops, output.link_logits, link_target, weights["ed"])
         if weights["description"]:
-            parts["description"], gradients.description_logits = softmax_loss(ops, output.description_logits, position, weights["description"])
+            parts["description"], gradients.description_logits = softmax_loss(
+                ops, output.description_logits, position, weights["description"]
+            )
         if weights["typing"]:
             known = gold_index >= 0
             targets = np.zeros(output.type_logits.shape, dtype="float32")
             targets[known] = kb.type_matrix(gold_index[known])
-            parts["typing"], gradients.type_logits = sigmoid_loss(ops, output.type_logits, targets, known, weights["typing"])
+            parts["typing"], gradients.type_logits = sigmoid_loss(
+                ops, output.type_logits, targets, known, weights["typing"]
+            )
         return sum(parts.values()), parts, gradients
 
     def _link_targets(self, kb_ids: List[str], entities: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -509,7 +548,9 @@ class RefinedLinker(TrainablePipe):
         position = np.where(found, hits.argmax(axis=1), -1)
         return gold_index, position, np.where(found, position, np.where(is_nil, entities.shape[1], -1))
 
-    def calibrate(self, examples: Iterable[Example], *, mentions: str = "gold", batch_size: int = 32, l2: float = 1e-4) -> Dict[str, float]:
+    def calibrate(
+        self, examples: Iterable[Example], *, mentions: str = "gold", batch_size: int = 32, l2: float = 1e-4
+    ) -> Dict[str, float]:
         """Refit the candidate scorer's linear layer (the weights of prior,
         typing, description and coherence, and the bias against NIL) on
         held-out `examples`, the rest of the model fixed. Training fits those
@@ -543,7 +584,13 @@ class RefinedLinker(TrainablePipe):
                 entities = output.candidates.entities
                 features = records[-1]
                 target = self._link_targets(kb_ids, entities)[2]
-                batches.append((features, torch.as_tensor(entities >= 0, device=features.device), torch.as_tensor(target, device=features.device)))
+                batches.append(
+                    (
+                        features,
+                        torch.as_tensor(entities >= 0, device=features.device),
+                        torch.as_tensor(target, device=features.device),
+                    )
+                )
         return heads.fit_scorer(batches, l2)
 
     # ------------------------------------------------------------ prediction
@@ -585,7 +632,9 @@ class RefinedLinker(TrainablePipe):
         lengths = np.concatenate([b.lengths for b in batches]) if batches else np.zeros(0, dtype="int64")
         flat_entities = np.concatenate([b.entities for b in batches]) if batches else np.zeros(0, dtype="int64")
         flat_priors = np.concatenate([b.priors for b in batches]) if batches else np.zeros(0, dtype="float32")
-        flat_coherence = np.concatenate(coherence) if coherence else np.zeros((len(flat_entities), N_COHERENCE), dtype="float32")
+        flat_coherence = (
+            np.concatenate(coherence) if coherence else np.zeros((len(flat_entities), N_COHERENCE), dtype="float32")
+        )
         k = max(1, int(lengths.max(initial=0)))
         mention_of = np.repeat(np.arange(len(mentions)), lengths)
         slot = concatenated_ranges(np.zeros(len(lengths)), lengths)
@@ -600,7 +649,9 @@ class RefinedLinker(TrainablePipe):
         priors[mention_of, slot] = flat_priors
         features[mention_of, slot] = flat_coherence
         rows[mention_of, slot] = inverse
-        candidates = Candidates(entities, priors, features, unique, rows, kb.type_lists(unique), kb.popularities(unique))
+        candidates = Candidates(
+            entities, priors, features, unique, rows, kb.type_lists(unique), kb.popularities(unique)
+        )
         if is_train and self.train_descriptions:
             candidates.texts = entity_texts(kb, unique)
         else:
@@ -673,7 +724,9 @@ class RefinedLinker(TrainablePipe):
                 kept += [ent for ent in doc.ents if ent.start not in linked_starts]
             doc.ents = sorted(kept, key=lambda span: span.start)
 
-    def _decide(self, output: RefinedOutput) -> List[Tuple[str, float, str, List[Tuple[str, float]], List[Tuple[str, float]]]]:
+    def _decide(
+        self, output: RefinedOutput
+    ) -> List[Tuple[str, float, str, List[Tuple[str, float]], List[Tuple[str, float]]]]:
         """Per mention: (kb_id, score, coarse label, top candidates, top types)."""
         kb = self._require_kb()
         ops = self.model.ops
@@ -775,7 +828,9 @@ def find_linker(nlp: Language, name: Optional[str] = None) -> RefinedLinker:
         if isinstance(component, RefinedLinker) and name in (None, component_name):
             return component
     if name is not None:
-        raise ValueError(f"the pipeline has no refined_linker component called {name!r} (it has: {', '.join(nlp.pipe_names) or 'none'})")
+        raise ValueError(
+            f"the pipeline has no refined_linker component called {name!r} (it has: {', '.join(nlp.pipe_names) or 'none'})"
+        )
     raise ValueError(f"the pipeline has no refined_linker component (it has: {', '.join(nlp.pipe_names) or 'none'})")
 
 

@@ -19,6 +19,7 @@ scores of other components:
   predicted entity counts, linked or not (e.g. the mentions of the linker's
   `extra_labels`, which have no ID): what the linker's tagger detects.
 """
+
 from typing import Any, Callable, Dict, Iterable
 
 from spacy.training import Example

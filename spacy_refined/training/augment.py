@@ -10,6 +10,7 @@ whitespace augmenter leaves documents with entity links unchanged, so this
 one rebuilds the document from its text and keeps each gold mention's label
 and KB ID.
 """
+
 import random
 from typing import Callable, Iterator, List, Sequence
 
@@ -56,7 +57,9 @@ def with_whitespace(nlp: Language, example: Example, per_token: float, variants:
     inside = np.zeros(len(reference), dtype=bool)
     for ent in reference.ents:
         inside[ent.start : ent.end - 1] = True  # a break after these would split a mention
-    places = [token.i for token in reference if token.whitespace_ and not inside[token.i] and token.i + 1 < len(reference)]
+    places = [
+        token.i for token in reference if token.whitespace_ and not inside[token.i] and token.i + 1 < len(reference)
+    ]
     if not places:
         return example
     chosen = set(random.sample(places, min(len(places), max(1, round(per_token * len(reference))))))

@@ -8,6 +8,7 @@ fixed, gives them honest evidence (see BENCHMARKS.md for what it gains). Use
 the dev set of the domain the pipeline will link: it also sets how often NIL
 wins there.
 """
+
 from typing import Any, Dict, Iterable
 
 from spacy.language import Language
@@ -36,4 +37,9 @@ def calibrate_pipeline(
     upstream = nlp.pipe_names[: nlp.pipe_names.index(linker.name)]
     with nlp.select_pipes(enable=upstream):
         predicted = nlp.pipe((nlp.make_doc(doc.text) for doc in references), batch_size=batch_size)
-        return linker.calibrate((Example(doc, reference) for doc, reference in zip(predicted, references)), mentions=mentions, batch_size=batch_size, l2=l2)
+        return linker.calibrate(
+            (Example(doc, reference) for doc, reference in zip(predicted, references)),
+            mentions=mentions,
+            batch_size=batch_size,
+            l2=l2,
+        )

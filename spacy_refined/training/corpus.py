@@ -10,6 +10,7 @@ mention is kept as an entity, its ID read as `evaluate` reads it
 disambiguation loss and of the scores). Mentions whose entity is not in the
 KB keep their ID; the linker leaves them out of the disambiguation loss.
 """
+
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Union
 
@@ -61,7 +62,11 @@ def docs_from_jsonl(
     nlp = nlp_or_vocab if isinstance(nlp_or_vocab, Language) else None
     make_doc = nlp.make_doc if nlp is not None else Tokenizer(nlp_or_vocab)
     coarse = coarse_labels(nlp, kb) if kb is not None else None
-    records = (record for _, record in read_jsonl(path_or_records)) if isinstance(path_or_records, (str, Path)) else path_or_records
+    records = (
+        (record for _, record in read_jsonl(path_or_records))
+        if isinstance(path_or_records, (str, Path))
+        else path_or_records
+    )
     for number, record in enumerate(records, 1):
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise ValueError(f"EL record {number}: expected an object with a 'text' string")
@@ -93,7 +98,9 @@ def _record_doc(doc: Doc, record: Dict[str, Any], kb: Optional[RefinedKB], coars
     return doc
 
 
-def _labels(kb_ids: List[str], given: List[Optional[str]], kb: Optional[RefinedKB], coarse: Optional[CoarseLabels]) -> List[str]:
+def _labels(
+    kb_ids: List[str], given: List[Optional[str]], kb: Optional[RefinedKB], coarse: Optional[CoarseLabels]
+) -> List[str]:
     if kb is None or coarse is None:
         return [label or ENTITY_LABEL for label in given]
     derived = coarse.for_ids(kb, kb_ids)

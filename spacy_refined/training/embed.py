@@ -1,4 +1,5 @@
 """`kb embed`: store a trained pipeline's description embeddings in a KB."""
+
 from pathlib import Path
 from typing import Union
 
@@ -10,7 +11,9 @@ from ..kb.store import RefinedKB
 from ..pipeline.linker import entity_texts, find_linker
 
 
-def embed_kb(nlp: Language, kb_path: Union[str, Path], batch_size: int = 1024, *, force: bool = False, progress: bool = True) -> int:
+def embed_kb(
+    nlp: Language, kb_path: Union[str, Path], batch_size: int = 1024, *, force: bool = False, progress: bool = True
+) -> int:
     """Compute the description embeddings of a KB's entities with the pipeline's
     `refined_linker`, and store them in the KB (float16), so that linking
     looks them up instead of encoding candidates on the fly.

@@ -13,6 +13,7 @@ deterministic and does not depend on the order or number of articles read.
 The output is EL JSONL (`{id, text, labels: [{span, entity_id}]}`), the
 input of `python -m spacy_refined convert`.
 """
+
 import re
 import zlib
 from dataclasses import dataclass
@@ -37,7 +38,17 @@ HEADING_RE = re.compile(r"^(=+)\s*(.*?)\s*\1\s*$")
 LIST_MARKER_RE = re.compile(r"^[*#:;]+\s*")
 # Sections of links and references rather than running text.
 SKIPPED_SECTIONS = frozenset(
-    ["see also", "references", "notes", "external links", "further reading", "bibliography", "sources", "citations", "footnotes"]
+    [
+        "see also",
+        "references",
+        "notes",
+        "external links",
+        "further reading",
+        "bibliography",
+        "sources",
+        "citations",
+        "footnotes",
+    ]
 )
 
 
@@ -231,5 +242,8 @@ def write_wikipedia_corpus(
         if not count["documents"] or not count["linked"]:
             for target in targets.values():
                 target.unlink()
-            raise DumpError(path, f"no {split} documents with linked mentions: the corpus is empty (are the dump's articles linked to the KB's entities? dev share {dev_share})")
+            raise DumpError(
+                path,
+                f"no {split} documents with linked mentions: the corpus is empty (are the dump's articles linked to the KB's entities? dev share {dev_share})",
+            )
     return counts

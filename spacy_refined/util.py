@@ -36,6 +36,29 @@ def concatenated_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
 
 
+def time_major_order(lengths: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The layout of PyTorch's `PackedSequence`, without padding: sequences
+    laid end to end (the tokens of a batch's documents) are read step by step,
+    the sequences sorted longest first (ties in input order), and at step `t`
+    only the `batch_sizes[t]` sequences longer than `t` take part. Memory is
+    linear in the total length, whatever the longest sequence.
+
+    lengths (np.ndarray): The sequences' lengths (zeros allowed).
+    RETURNS (Tuple[np.ndarray, np.ndarray]): The flat index of each element in
+        time-major order, (sum(lengths),) int64, and the batch size of each
+        step, (max(lengths),) int64.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(-lengths, kind="stable")
+    sorted_lengths = lengths[order]
+    max_length = int(sorted_lengths[0]) if len(lengths) else 0
+    # Sequences longer than t: a prefix of the sorted ones.
+    batch_sizes = np.searchsorted(-sorted_lengths, -np.arange(max_length), side="left").astype(np.int64)
+    step = np.repeat(np.arange(max_length, dtype=np.int64), batch_sizes)
+    rank = np.arange(len(step), dtype=np.int64) - np.repeat(np.cumsum(batch_sizes) - batch_sizes, batch_sizes)
+    return (np.cumsum(lengths) - lengths)[order][rank] + step, batch_sizes
+
+
 def csr_gather(offsets: np.ndarray, values: np.ndarray, rows: np.ndarray, limit: int = 0):
     """Vectorised gather of CSR rows: returns (row_lengths, flat_values).
 

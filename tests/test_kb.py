@@ -11,9 +11,10 @@ import spacy
 from spacy.kb import KnowledgeBase
 
 from spacy_refined.kb import DumpError, KBError, RefinedKB, UnknownEntityError
-from spacy_refined.kb.builder import Evidence, KBBuilder, append_segment
+from spacy_refined.kb.builder import Evidence, KBBuilder, append_segment, store_embeddings
 from spacy_refined.kb.candidates import make_prior_candidates, person_name_candidates, prior_candidates
 from spacy_refined.kb.format import SEGMENT_ARRAYS, SEGMENT_STRINGS
+from spacy_refined.kb.lock import LOCK_FILE
 
 ENTITIES = [
     {
@@ -271,7 +272,7 @@ def test_append_segment_errors(kb):
         append_segment(kb.path, [])
     kb.reload()
     assert len(kb) == len(ENTITIES) and len(kb.segments) == 1
-    assert [s.name for s in kb.path.iterdir() if s.name.startswith(".")] == []
+    assert [s.name for s in kb.path.iterdir() if s.name.startswith(".")] == [LOCK_FILE]  # no staging left
 
 
 def test_disk_and_bytes_round_trip(kb, tmp_path):
@@ -337,7 +338,8 @@ def test_spacy_entity_linker_uses_the_kb(tmp_path):
     path = build_kb(tmp_path)
     kb = RefinedKB.load(path)
     rng = np.random.default_rng(0)
-    kb.set_embeddings(0, rng.normal(size=(len(kb), 16)).astype(np.float32), {"model": "random-test-vectors"})
+    store_embeddings(path, "base", rng.normal(size=(len(kb), 16)).astype(np.float32), {"model": "random-test-vectors"})
+    kb.reload()
     assert kb.entity_vector_length == 16
 
     nlp = spacy.blank("en")
@@ -410,7 +412,8 @@ def test_zero_and_negative_mention_counts(tmp_path):
 
 
 def test_get_vector_of_unknown_ids_is_zero(kb):
-    kb.set_embeddings(0, np.ones((len(kb), 4), dtype=np.float32), {"model": "ones"})
+    store_embeddings(kb.path, "base", np.ones((len(kb), 4), dtype=np.float32), {"model": "ones"})
+    kb.reload()
     assert kb.get_vectors(["Q90", "NIL", "Q999999"]) == [[1.0] * 4, [0.0] * 4, [0.0] * 4]
 
 

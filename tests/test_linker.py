@@ -392,7 +392,7 @@ def test_mismatched_type_hash(trained, saved, other_kb_path):
     linker = find_linker(trained[0])
     other = RefinedKB.load(other_kb_path)
     with pytest.raises(KBError) as error:
-        linker._check_kb(other)
+        linker.kb_changed(other)
     assert other.type_hash in str(error.value) and linker.kb.type_hash in str(error.value)
     loaded = spacy.load(saved, config={"components": {"refined_kb": {"external_kb_path": str(other_kb_path)}}})
     with pytest.raises(KBError, match=other.type_hash):

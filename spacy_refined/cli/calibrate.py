@@ -30,17 +30,20 @@ def calibrate(
     l2: float = typer.Option(1e-4, help="Pull of the weights towards the trained ones"),
     batch_size: int = typer.Option(32, help="Documents per batch"),
     gpu_id: int = typer.Option(-1, help="GPU to use, -1 for CPU"),
+    overwrite: bool = typer.Option(False, help="Replace an --output that exists and is not a pipeline (deleting it)"),
 ) -> None:
     """Refit the refined_linker's candidate scorer (weights of prior, typing,
     description, coherence; bias against NIL) on dev documents, the rest of
     the model fixed, and save the pipeline (written beside OUTPUT, then
-    renamed into place)."""
+    renamed into place). An OUTPUT that exists must be a pipeline (or an
+    empty directory), unless --overwrite is given."""
     import spacy
 
     from ..evaluation.runner import load_pipeline
-    from ..kb.format import staging_directory
+    from ..kb.format import check_output, staging_directory
     from ..training.calibrate import calibrate_pipeline
 
+    check_output(output, kind="pipeline", accept=is_pipeline, overwrite=overwrite)  # before the work
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
     nlp = load_pipeline(pipeline, gold_spans=False)
@@ -54,6 +57,11 @@ def calibrate(
         f"{result['mentions']:,} dev mentions: loss {result['loss_before']:.4f} -> {result['loss_after']:.4f}, "
         f"accuracy (NIL included) {100 * result['accuracy_before']:.1f} -> {100 * result['accuracy_after']:.1f}"
     )
-    with staging_directory(output) as staging:
+    with staging_directory(output, kind="pipeline", accept=is_pipeline, overwrite=overwrite) as staging:
         nlp.to_disk(staging)
     typer.echo(f"calibrated pipeline written to {output}")
+
+
+def is_pipeline(path: Path) -> bool:
+    """Whether `path` is a saved spaCy pipeline: a directory with `config.cfg` and `meta.json`."""
+    return (path / "config.cfg").is_file() and (path / "meta.json").is_file()

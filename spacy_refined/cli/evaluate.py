@@ -8,6 +8,7 @@ import srsly
 import typer
 
 from ..evaluation.formats import FORMATS, read_documents, read_id_map
+from ..util import DumpError
 from ._app import app
 
 GEMM = ("numpy", "blis")
@@ -63,6 +64,8 @@ def evaluate(
         spacy.require_gpu(gpu_id)
     titles = read_id_map(id_map) if id_map else None
     records = read_documents(documents, format, titles)
+    if not records:
+        raise DumpError(documents, "no documents to evaluate on")
     if limit:
         records = records[:limit]
     training_entities = linked_entities(read_documents(train_docs, "auto", titles)) if train_docs else None

@@ -1,4 +1,8 @@
-"""`kb` commands: build, info, lookup, add."""
+"""`kb` commands: build, info, lookup, add, embed, verify, compact.
+
+The builder and the pipeline are imported by the commands that use them,
+so that `kb info` and `kb lookup` load no more than the store.
+"""
 
 import json
 from pathlib import Path
@@ -6,15 +10,15 @@ from typing import List, Optional
 
 import typer
 
-from ..kb.builder import KBBuilder, append_segment, read_mention_counts
 from ..kb.store import RefinedKB
-from ..util import read_jsonl
 from ._app import kb_app
 
 
 @kb_app.command("build")
 def build(
-    output: Path = typer.Option(..., "--output", "-o", help="KB directory to write (replaced only once complete)"),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="KB directory to write (a KB there is replaced only once the new one is complete)"
+    ),
     wikidata: Optional[Path] = typer.Option(None, help="Wikidata JSON dump (latest-all.json[.bz2|.gz])"),
     wikipedia: Optional[Path] = typer.Option(
         None, help="Wikipedia pages-articles XML dump (.bz2): anchors and redirects"
@@ -33,8 +37,11 @@ def build(
     person_type: str = typer.Option("Q5", help="Type of people, for the first-name/surname rule"),
     processes: int = typer.Option(1, "--processes", "-p", help="Processes parsing the Wikidata dump"),
     progress: bool = typer.Option(True, help="Show progress bars"),
+    overwrite: bool = typer.Option(False, help="Replace an --output that exists and is not a KB (deleting it)"),
 ) -> None:
     """Build a KB from Wikidata/Wikipedia dumps and/or your own entities."""
+    from ..kb.builder import KBBuilder
+
     if wikidata is None and not entities:
         raise typer.BadParameter("give --wikidata and/or --entities: a KB needs entities")
     for path in [wikidata, wikipedia, popularity, *entities, *mention_counts]:
@@ -48,6 +55,7 @@ def build(
         max_candidates=max_candidates,
         person_type=person_type,
         progress=progress,
+        overwrite=overwrite,
     )
     with builder:
         if wikidata is not None:
@@ -144,7 +152,11 @@ def add(
         None, help="Mention->entity counts for the new (or existing) entities"
     ),
 ) -> None:
-    """Add entities to a built KB, without rebuilding it or retraining a model."""
+    """Add entities to a built KB, without rebuilding it or retraining a model.
+    Safe beside other writers: it waits for the KB's write lock."""
+    from ..kb.builder import append_segment, read_mention_counts
+    from ..util import read_jsonl
+
     kb = RefinedKB.load(path)
     if not entities.exists():
         raise FileNotFoundError(f"input file {entities} does not exist")
@@ -175,3 +187,32 @@ def embed(
     nlp = spacy.load(pipeline)
     encoded = embed_kb(nlp, path, batch_size, force=force, progress=progress)
     typer.echo(f"embedded {encoded:,} entities into {path}" if encoded else f"embeddings of {path} are up to date")
+
+
+@kb_app.command("verify")
+def verify(path: Path = typer.Argument(..., help="KB directory")) -> None:
+    """Check every file of a KB against the checksum recorded when it was
+    written, and every value of its arrays; exit 1 on any problem."""
+    kb = RefinedKB.load(path)
+    problems = kb.verify()
+    for problem in problems:
+        typer.echo(f"error: {problem}", err=True)
+    if problems:
+        raise typer.Exit(1)
+    checked = "checksums and structure" if kb.manifest.get("checksums") else "structure (no checksums recorded)"
+    typer.echo(f"KB {path} is intact: {len(kb):,} entities in {len(kb.segments)} segment(s), {checked} checked")
+
+
+@kb_app.command("compact")
+def compact(path: Path = typer.Argument(..., help="KB directory")) -> None:
+    """Merge the segments that `kb add` appended into one, so that opening the
+    KB and adding to it stay fast; the answers do not change."""
+    from ..kb.compact import compact_kb
+
+    result = compact_kb(path)
+    if result["segments"] == 1:
+        typer.echo(f"KB {path} has one segment: nothing to compact")
+        return
+    typer.echo(f"compacted {result['segments']} segments of {path} into one ({result['entities']:,} entities)")
+    if result["embeddings_dropped"]:
+        typer.echo(f"only some segments had embeddings, which are dropped: run `kb embed PIPELINE {path}`")

@@ -6,6 +6,7 @@ resolved entities (`doc._.qa_entities`) and its gold answers and topic
 entities. The same functions serve `spacy train`'s scorer
 (`spacy_refined.qa_scorer.v1`) and `evaluate-qa`.
 """
+import time
 from collections import defaultdict
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -114,3 +115,59 @@ def make_qa_scorer(k: int = 10, threshold: float = 0.5) -> Callable[..., Dict[st
 def topic_ids(doc: Any) -> List[str]:
     """The entity IDs of a doc's annotated topic entities (span group `topic_entities`)."""
     return [span.kb_id_ for span in doc.spans[TOPIC_KEY]] if TOPIC_KEY in doc.spans else []
+
+
+def question_groups(record: Dict[str, Any]) -> List[str]:
+    """The groups a question's scores are also reported in: "hops=k" (from
+    MetaQA's `qtype`, or the length of a `path`; "conj" for a path per
+    topic entity) and "qtype=..." where given."""
+    groups = []
+    if isinstance(record.get("qtype"), str):
+        groups.append(f"hops={record['qtype'].count('_to_')}")
+        groups.append(f"qtype={record['qtype']}")
+    path = record.get("path")
+    if isinstance(path, list) and path:
+        groups.append("hops=conj" if isinstance(path[0], list) else f"hops={len(path)}")
+    return groups
+
+
+def evaluate_qa(nlp: Any, records: Sequence[Dict[str, Any]], *, k: int = 10, batch_size: int = 256) -> Dict[str, Any]:
+    """Answer the questions of QA records with a pipeline and score the answers.
+
+    nlp (Language): A pipeline with a `refined_qa` component.
+    records (Sequence[Dict[str, Any]]): QA records (`question`, `answers`,
+        optionally `topic_entities`, `question_marked`, `qtype`, `path`).
+    k (int): The k of Hits@k.
+    batch_size (int): Questions per batch.
+    RETURNS (Dict[str, Any]): The metrics in percent (`QAMetrics.results`),
+        with "questions_per_second" (the pipeline's components over
+        tokenized questions, after a warm-up batch) and the number of
+        questions whose status was "no_entity".
+    """
+    from ..training.qa_corpus import question_example
+
+    examples = [question_example(nlp, record) for record in records]
+    docs = [eg.predicted for eg in examples]
+    list(nlp.pipe((doc.copy() for doc in docs[:batch_size]), batch_size=batch_size))  # warm-up
+    started = time.perf_counter()
+    predicted = list(nlp.pipe(docs, batch_size=batch_size))
+    seconds = time.perf_counter() - started
+    metrics = QAMetrics()
+    threshold = 0.5
+    for component_name, component in nlp.pipeline:
+        if hasattr(component, "answer_threshold"):
+            threshold = component.answer_threshold
+    no_entity = 0
+    for record, eg, doc in zip(records, examples, predicted):
+        no_entity += doc._.qa_status == "no_entity"
+        metrics.add(
+            question_scores(doc._.answers or [], doc._.qa_entities or [], record.get("answers", []), topic_ids(eg.reference), k=k, threshold=threshold),
+            question_groups(record),
+        )
+    return {
+        **metrics.results(),
+        "k": k,
+        "no_entity": no_entity,
+        "questions_per_second": round(len(docs) / seconds, 1) if seconds > 0 else None,
+        "batch_size": batch_size,
+    }

@@ -8,6 +8,7 @@ from typing import Iterable, List, Sequence, Tuple, Union
 import numpy as np
 
 from ..util import PathLike
+from .errors import KBError
 
 _FLUSH_ITEMS = 1 << 20
 
@@ -130,9 +131,20 @@ class StringTable:
 
 
 def load_array(path: PathLike) -> np.ndarray:
-    """Open an `.npy` file by mmap (empty arrays, which cannot be mapped, are read)."""
-    # A plain ndarray view of the map: indexing a np.memmap subclass is slower.
-    return np.load(path, mmap_mode="r", allow_pickle=False).view(np.ndarray)
+    """Open an `.npy` file by mmap (empty arrays, which cannot be mapped, are read).
+
+    path (str / Path): The file.
+    RETURNS (np.ndarray): The array.
+    RAISES (KBError): If the file is missing, empty, truncated or not an `.npy` array.
+    """
+    try:
+        # A plain ndarray view of the map: indexing a np.memmap subclass is slower.
+        return np.load(path, mmap_mode="r", allow_pickle=False).view(np.ndarray)
+    except FileNotFoundError:
+        raise KBError(f"{path} is missing: the KB is incomplete") from None
+    except (ValueError, EOFError, OSError) as error:
+        reason = str(error) or type(error).__name__
+        raise KBError(f"{path}: not a readable .npy array, the file is damaged or truncated ({reason})") from None
 
 
 def save_array(path: PathLike, values: np.ndarray) -> None:

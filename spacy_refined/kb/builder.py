@@ -27,14 +27,15 @@ to tell candidates apart, e.g. "entity") or by fewer than `min_type_count`.
 import shutil
 import time
 from array import array
-from collections import defaultdict
+from collections import Counter, defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Dict, FrozenSet, Iterable, Iterator, List, Optional, Set, Tuple
 
 import numpy as np
-import srsly
 from spacy.strings import get_string_id
 from tqdm import tqdm
 
@@ -45,18 +46,27 @@ from .errors import KBError
 from .format import (
     BASE_SEGMENT,
     DEFAULT_MAX_CANDIDATES,
+    EMBEDDINGS_FILE,
     FORMAT,
     FORMAT_VERSION,
     RELATIONS_FILE,
     SEGMENT_ARRAYS,
+    SEGMENT_NAME,
     TYPES_FILE,
     ArraySpec,
-    added_segment_name,
+    atomic_file,
+    checksums,
+    kb_files,
     missing_segment_files,
+    new_segment_name,
+    remove_litter,
+    segment_files,
     staging_directory,
     type_inventory_hash,
+    write_json,
     write_manifest,
 )
+from .lock import write_lock
 from .normalize import normalize_alias, normalize_title
 from .segment import find_sorted
 from .store import RefinedKB
@@ -77,6 +87,9 @@ class Evidence(IntEnum):
 
 EVIDENCE_DTYPE = np.dtype([("alias", "<u8"), ("target", "<u8"), ("kind", "u1"), ("weight", "<f4")])
 _BUCKET_FLUSH = 1 << 18
+# Type closures (of a class, of a combination of types) kept for reuse while
+# the type inventory is chosen and written: a bound on memory, not on results.
+TYPE_CACHE_SIZE = 1 << 14
 # The writer's own columns, in its work directory (removed once the segment is written).
 WORK_ARRAYS: Dict[str, ArraySpec] = {
     array.name: array
@@ -522,6 +535,8 @@ class KBBuilder:
 
     Use as a context manager: the KB is written when the `with` block ends,
     and nothing replaces `output` unless the block and the writing complete.
+    An `output` that exists must be a KB (or an empty directory), unless
+    `overwrite` is set.
     """
 
     def __init__(
@@ -539,8 +554,10 @@ class KBBuilder:
         alias_weight: float = 0.5,
         n_buckets: int = 64,
         progress: bool = True,
+        overwrite: bool = False,
     ) -> None:
         self.output = Path(output)
+        self.overwrite = overwrite
         self.language = language
         self.site = site
         self.n_types = n_types
@@ -563,7 +580,7 @@ class KBBuilder:
         self.stats: Dict[str, Any] = {}
 
     def __enter__(self) -> "KBBuilder":
-        self._staging = staging_directory(self.output)
+        self._staging = staging_directory(self.output, overwrite=self.overwrite)
         self.root = self._staging.__enter__()
         self.writer = SegmentWriter(self.root / BASE_SEGMENT, self.root / "_work", 0, self.n_buckets)
         self._started = time.perf_counter()
@@ -674,16 +691,17 @@ class KBBuilder:
             weights=self.weights,
             max_candidates=self.max_candidates,
         )
-        srsly.write_json(
+        write_json(
             self.root / TYPES_FILE,
             [
                 {"id": t, "label": label, "entities": int(count)}
                 for t, label, count in zip(type_ids, type_labels, type_counts)
             ],
         )
-        srsly.write_json(
+        write_json(
             self.root / RELATIONS_FILE, [{"id": r, "label": self.relation_labels.get(r, r)} for r in relation_ids]
         )
+        segments = [{"name": BASE_SEGMENT, **counts}]
         self.stats = {
             "entities": counts["n_entities"],
             "aliases": counts["n_aliases"],
@@ -701,8 +719,9 @@ class KBBuilder:
                 "type_hash": type_inventory_hash(type_ids),
                 "person_type": self.person_type,
                 "max_candidates": self.max_candidates,
-                "segments": [{"name": BASE_SEGMENT, **counts}],
+                "segments": segments,
                 "embeddings": None,
+                "checksums": checksums(self.root, kb_files(self.root, {"segments": segments})),
                 "counts": self.stats,
                 "build": {
                     "sources": self.sources,
@@ -717,38 +736,35 @@ class KBBuilder:
 
     def _type_inventory(self) -> Tuple[List[str], List[str], List[int], TypeMapper]:
         """Choose the type inventory (see the module docstring); returns
-        (type IDs, labels, entity counts, raw type keys -> type indices)."""
+        (type IDs, labels, entity counts, raw type keys -> type indices).
+
+        The types are counted entity by entity as the raw types stream from
+        disk; the closures of classes and of type combinations are cached up
+        to `TYPE_CACHE_SIZE` each (the frequent ones: "human", "city"), so
+        memory does not grow with the number of entities or combinations."""
         superclasses = self.writer.superclasses
-        closures: Dict[int, FrozenSet[int]] = {}
-        entity_types: Dict[Tuple[int, ...], FrozenSet[int]] = {}
 
+        @lru_cache(maxsize=TYPE_CACHE_SIZE)
         def closure(type_key: int) -> FrozenSet[int]:
-            if type_key not in closures:
-                seen: Set[int] = {type_key}
-                stack = [type_key]
-                while stack:
-                    for parent in superclasses.get(stack.pop(), ()):
-                        if parent not in seen:
-                            seen.add(parent)
-                            stack.append(parent)
-                closures[type_key] = frozenset(seen)
-            return closures[type_key]
+            seen: Set[int] = {type_key}
+            stack = [type_key]
+            while stack:
+                for parent in superclasses.get(stack.pop(), ()):
+                    if parent not in seen:
+                        seen.add(parent)
+                        stack.append(parent)
+            return frozenset(seen)
 
+        @lru_cache(maxsize=TYPE_CACHE_SIZE)
         def types_of(raw: Tuple[int, ...]) -> FrozenSet[int]:
-            if raw not in entity_types:
-                entity_types[raw] = frozenset().union(*(closure(t) for t in raw))
-            return entity_types[raw]
+            return frozenset().union(*(closure(t) for t in raw))
 
-        raw_counts: Dict[Tuple[int, ...], int] = defaultdict(int)
-        for raw in self.writer.iter_raw_types():
-            raw_counts[raw] += 1
-        counts: Dict[int, int] = defaultdict(int)
+        counts: Counter = Counter()
         typed = 0
-        for raw, n in raw_counts.items():
+        for raw in self.writer.iter_raw_types():
             types = types_of(raw)
-            typed += n if types else 0
-            for t in types:
-                counts[t] += n
+            typed += bool(types)
+            counts.update(types)
         names = self.writer.class_names
         eligible = [
             t
@@ -762,12 +778,10 @@ class KBBuilder:
         labels = StringTable.load(self.writer.directory, "labels")
         type_labels = [(labels[int(p)] if p >= 0 else "") or names[t] for t, p in zip(chosen, positions)]
         index = {t: i for i, t in enumerate(chosen)}
-        mapped: Dict[Tuple[int, ...], List[int]] = {}
 
+        @lru_cache(maxsize=TYPE_CACHE_SIZE)
         def map_types(raw: Tuple[int, ...]) -> List[int]:
-            if raw not in mapped:
-                mapped[raw] = sorted(index[t] for t in types_of(raw) if t in index)
-            return mapped[raw]
+            return sorted(index[t] for t in types_of(raw) if t in index)
 
         return type_ids, type_labels, [counts[t] for t in chosen], map_types
 
@@ -801,6 +815,38 @@ def clipped_popularity(writer: SegmentWriter) -> np.ndarray:
     return np.clip(np.nan_to_num(writer.raw_popularity(), nan=0.0), 0.0, 1.0)
 
 
+@contextmanager
+def writing(kb_path: PathLike) -> Iterator[RefinedKB]:
+    """Hold the KB's write lock and yield the KB as it is now (its manifest
+    read under the lock, so no other writer's work is overwritten). What
+    killed writers left in the KB directory is removed first: their
+    temporary files and staging directories, and segments that no manifest
+    came to list.
+
+    kb_path (str / Path): The KB directory.
+    YIELDS (RefinedKB): The KB.
+    """
+    with write_lock(kb_path):
+        kb = RefinedKB.load(kb_path)
+        remove_litter(kb.path)
+        listed = {info["name"] for info in kb.manifest["segments"]}
+        for entry in kb.path.iterdir():
+            if entry.is_dir() and SEGMENT_NAME.fullmatch(entry.name) and "-" in entry.name and entry.name not in listed:
+                shutil.rmtree(entry, ignore_errors=True)
+        yield kb
+
+
+def commit(kb: RefinedKB, manifest: Dict[str, Any], written: Iterable[str]) -> None:
+    """Write the manifest of a KB held by `writing`, with the checksums of the
+    files `written` (relative names) recomputed and those of files no longer
+    in the KB dropped: the last step of every write, atomic."""
+    recorded = dict(manifest.get("checksums") or {})
+    recorded.update(checksums(kb.path, written))
+    names = set(kb_files(kb.path, manifest))
+    manifest["checksums"] = {name: digest for name, digest in recorded.items() if name in names}
+    write_manifest(kb.path, manifest)
+
+
 def append_segment(
     kb_path: PathLike,
     entities: Iterable[Dict[str, Any]],
@@ -809,7 +855,8 @@ def append_segment(
     """Add entities to a built KB as a new segment, without rebuilding the KB
     or retraining a model. The KB's files are left as they are, except its
     manifest and relations; a KB object already open on `kb_path` sees the
-    new entities after `RefinedKB.reload`.
+    new entities after `RefinedKB.reload`. Concurrent calls (processes) are
+    safe: each holds the KB's write lock, and each segment gets its own name.
 
     kb_path (str / Path): The KB directory.
     entities (Iterable[Dict[str, Any]]): The entities: dicts with "id" and
@@ -822,62 +869,112 @@ def append_segment(
     RAISES (KBError): If an entity is invalid or already in the KB, a type is
         not in the type inventory, or a count is negative.
     """
-    kb = RefinedKB.load(kb_path)
-    name = added_segment_name(len(kb.segments))
-    type_index = {t: i for i, t in enumerate(kb.type_ids)}
-    type_index.update({label: i for i, label in enumerate(kb.type_labels) if label not in type_index})
-    relation_ids = list(kb.relation_ids)
-    with staging_directory(kb.path / name) as staging:
-        writer = SegmentWriter(staging, staging / "_work", len(kb), n_buckets=1)
-        for i, data in enumerate(entities):
-            try:
-                record = EntityRecord.from_dict(data)
-            except ValueError as error:
-                raise KBError(f"entity {i}: {error}") from None
-            unknown = [t for t in record.types if t not in type_index]
-            if unknown:
-                raise KBError(
-                    f"entity {record.id!r}: types {unknown} are not in the KB's type inventory (see `kb info`)"
-                )
-            if record.id in kb:
-                raise KBError(f"entity {record.id!r} is already in the KB at {kb.path}")
-            writer.add_entity(record)
-        for mention, entity_id, count in mention_counts:
-            if not float(count) >= 0:
-                raise KBError(f"mention count {count!r} for ({mention!r}, {entity_id!r}) is negative or not a number")
-            writer.evidence.add(mention, get_string_id(entity_id), Evidence.COUNT, float(count))
-        writer.close()
-        if writer.n_entities == 0:
-            raise KBError("no entities to add")
+    with writing(kb_path) as kb:
+        name = new_segment_name(kb.path, kb.manifest, "added")
+        type_index = {t: i for i, t in enumerate(kb.type_ids)}
+        type_index.update({label: i for i, label in enumerate(kb.type_labels) if label not in type_index})
+        relation_ids = list(kb.relation_ids)
+        with staging_directory(kb.path / name) as staging:
+            writer = SegmentWriter(staging, staging / "_work", len(kb), n_buckets=1)
+            for i, data in enumerate(entities):
+                try:
+                    record = EntityRecord.from_dict(data)
+                except ValueError as error:
+                    raise KBError(f"entity {i}: {error}") from None
+                unknown = [t for t in record.types if t not in type_index]
+                if unknown:
+                    raise KBError(
+                        f"entity {record.id!r}: types {unknown} are not in the KB's type inventory (see `kb info`)"
+                    )
+                if record.id in kb:
+                    raise KBError(f"entity {record.id!r} is already in the KB at {kb.path}")
+                writer.add_entity(record)
+            for mention, entity_id, count in mention_counts:
+                if not float(count) >= 0:
+                    raise KBError(
+                        f"mention count {count!r} for ({mention!r}, {entity_id!r}) is negative or not a number"
+                    )
+                writer.evidence.add(mention, get_string_id(entity_id), Evidence.COUNT, float(count))
+            writer.close()
+            if writer.n_entities == 0:
+                raise KBError("no entities to add")
 
-        def map_types(raw: Tuple[int, ...]) -> List[int]:
-            return sorted({type_index[writer.class_names[k]] for k in raw if writer.class_names[k] in type_index})
+            def map_types(raw: Tuple[int, ...]) -> List[int]:
+                return sorted({type_index[writer.class_names[k]] for k in raw if writer.class_names[k] in type_index})
 
-        for relation in writer.relations:
-            if relation not in relation_ids:
-                relation_ids.append(relation)
-        built_with = kb.manifest["build"]["weights"]
-        counts = writer.finish(
-            popularity=clipped_popularity,
-            map_types=map_types,
-            relation_map=np.array(
-                [relation_ids.index(r) for r in sorted(writer.relations, key=writer.relations.get)], dtype=np.int64
-            ),
-            weights={kind: built_with[kind.name.lower()] for kind in Evidence},
-            max_candidates=kb.max_candidates,
-            kb=kb,
+            for relation in writer.relations:
+                if relation not in relation_ids:
+                    relation_ids.append(relation)
+            built_with = kb.manifest["build"]["weights"]
+            counts = writer.finish(
+                popularity=clipped_popularity,
+                map_types=map_types,
+                relation_map=np.array(
+                    [relation_ids.index(r) for r in sorted(writer.relations, key=writer.relations.get)],
+                    dtype=np.int64,
+                ),
+                weights={kind: built_with[kind.name.lower()] for kind in Evidence},
+                max_candidates=kb.max_candidates,
+                kb=kb,
+            )
+        # Relations only grow, so the new list fits the old manifest too: a
+        # crash before the manifest is written leaves a KB that opens.
+        write_json(
+            kb.path / RELATIONS_FILE,
+            [
+                {"id": r, "label": (kb.relation_labels[i] if i < len(kb.relation_labels) else r)}
+                for i, r in enumerate(relation_ids)
+            ],
         )
-    srsly.write_json(
-        kb.path / RELATIONS_FILE,
-        [
-            {"id": r, "label": (kb.relation_labels[i] if i < len(kb.relation_labels) else r)}
-            for i, r in enumerate(relation_ids)
-        ],
-    )
-    manifest = dict(kb.manifest)
-    manifest["segments"] = list(manifest["segments"]) + [{"name": name, **counts}]
-    write_manifest(kb.path, manifest)
+        manifest = dict(kb.manifest)
+        manifest["segments"] = list(manifest["segments"]) + [{"name": name, **counts}]
+        commit(
+            kb,
+            manifest,
+            [RELATIONS_FILE] + segment_files(kb.path, name),
+        )
     return counts["n_entities"]
+
+
+def store_embeddings(kb_path: PathLike, segment: str, vectors: np.ndarray, model_info: Dict[str, Any]) -> None:
+    """Store the description embeddings of one segment of a KB (float16), as
+    `kb embed` computes them; under the KB's write lock, so that segments
+    added meanwhile are kept. Embeddings of other segments computed by
+    another encoder (`model_info["fingerprint"]`) are removed in the same
+    step: they would not fit beside the new ones.
+
+    kb_path (str / Path): The KB directory.
+    segment (str): The segment's name (its directory).
+    vectors (np.ndarray): (n_entities of the segment, width) embeddings.
+    model_info (Dict[str, Any]): The encoder: "fingerprint", "width", ...;
+        recorded in the manifest.
+    RAISES (KBError): If the vectors are not finite or do not fit the
+        segment, or the segment is gone (the KB was compacted meanwhile).
+    """
+    vectors = np.asarray(vectors)
+    bad = int(np.count_nonzero(~np.isfinite(vectors).all(axis=-1))) if vectors.size else 0
+    if bad:
+        raise KBError(
+            f"{bad} of the {len(vectors)} embeddings of segment {segment} are NaN or infinite: nothing stored"
+        )
+    with writing(kb_path) as kb:
+        found = [s for s in kb.segments if s.path.name == segment]
+        if not found:
+            raise KBError(f"segment {segment} is no longer in the KB at {kb.path} (compacted meanwhile?): embed again")
+        if vectors.ndim != 2 or len(vectors) != found[0].n_entities:
+            raise KBError(
+                f"embeddings of shape {vectors.shape} for segment {segment} of {found[0].n_entities} entities"
+            )
+        with atomic_file(found[0].path / EMBEDDINGS_FILE) as file_:
+            save_array(file_, vectors.astype(np.float16))
+        stored = kb.manifest.get("embeddings") or {}
+        if stored.get("fingerprint") != model_info.get("fingerprint"):
+            for other in kb.segments:
+                if other is not found[0] and other.embeddings is not None:
+                    (other.path / EMBEDDINGS_FILE).unlink()
+        manifest = dict(kb.manifest)
+        manifest["embeddings"] = model_info
+        commit(kb, manifest, [f"{segment}/{EMBEDDINGS_FILE}"])
 
 
 # ---------------------------------------------------------------------- helpers

@@ -1,17 +1,18 @@
 """The KB store: a spaCy `KnowledgeBase` over memory-mapped segments.
 
-The store reads a KB; `kb.builder` writes one (`KBBuilder`) and appends
-segments to it (`append_segment`). The one thing the store writes is the
-description embeddings that `kb embed` computes (`set_embeddings`).
+The store only reads a KB; `kb.builder` writes one (`KBBuilder`), appends
+segments to it (`append_segment`), stores its embeddings (`store_embeddings`)
+and compacts it (`compact_kb`), each under the KB's write lock.
 `RefinedKB.reload` shows a KB object what was written to its directory since
-it was opened.
+it was opened. Copies of a KB (`to_disk`, `to_bytes`) hold its own files
+only, those its manifest and the format define.
 """
 
 import os
 import shutil
 import tempfile
 import weakref
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -23,7 +24,6 @@ from spacy.util import SimpleFrozenList
 from spacy.vocab import Vocab
 
 from ..util import PathLike, concatenated_ranges, csr_gather, sorted_positions
-from .arrays import save_array
 from .candidates import CandidateCSR, person_name_candidates
 from .errors import KBError, UnknownEntityError
 from .format import (
@@ -33,10 +33,13 @@ from .format import (
     RELATIONS_FILE,
     TYPES_FILE,
     directory_nbytes,
+    file_sha256,
+    is_kb_file,
+    kb_files,
+    read_json_file,
     read_manifest,
     staging_directory,
     type_inventory_hash,
-    write_manifest,
 )
 from .normalize import alias_keys, normalize_alias, normalize_title
 from .segment import Segment
@@ -80,32 +83,45 @@ class RefinedKB(KnowledgeBase):
 
     def _open(self, path: Path) -> None:
         manifest = read_manifest(path)
+        try:
+            segments = self._open_segments(path, manifest)
+        except KBError:
+            # A writer (`kb compact`) may have replaced the segments since the
+            # manifest was read: a manifest that changed meanwhile is read again.
+            if read_manifest(path) == manifest:
+                raise
+            manifest = read_manifest(path)
+            segments = self._open_segments(path, manifest)
+        types = _inventory(path / TYPES_FILE)
+        relations = _inventory(path / RELATIONS_FILE)
         self.path = path
         self.manifest = manifest
-        types = srsly.read_json(path / TYPES_FILE)
-        relations = srsly.read_json(path / RELATIONS_FILE)
+        self.segments = segments
         self.type_ids = [t["id"] for t in types]
         self.type_labels = [t["label"] for t in types]
         self.relation_ids = [r["id"] for r in relations]
         self.relation_labels = [r["label"] for r in relations]
-        if type_inventory_hash(self.type_ids) != manifest["type_hash"]:
+        if type_inventory_hash(self.type_ids) != manifest.get("type_hash"):
             raise KBError(f"KB at {path}: {TYPES_FILE} does not match the type hash in {MANIFEST}")
-        self.segments = []
-        start = 0
-        for info in manifest["segments"]:
-            segment = Segment(path / info["name"], start)
-            if segment.n_entities != info["n_entities"]:
-                raise KBError(
-                    f"KB at {path}: segment {info['name']} has {segment.n_entities} entities, manifest says {info['n_entities']}"
-                )
-            self.segments.append(segment)
-            start = segment.end
         self._starts = np.array([s.start for s in self.segments], dtype=np.int64)
         self.max_candidates = manifest.get("max_candidates", DEFAULT_MAX_CANDIDATES)
         person = manifest.get("person_type")
         self.person_type_index = self.type_ids.index(person) if person in self.type_ids else -1
-        dims = {s.embeddings.shape[1] for s in self.segments if s.embeddings is not None}
-        self.entity_vector_length = dims.pop() if len(dims) == 1 else 0
+        self.entity_vector_length = _embedding_width(path, manifest, segments)
+
+    @staticmethod
+    def _open_segments(path: Path, manifest: Dict[str, Any]) -> List[Segment]:
+        segments = []
+        start = 0
+        for info in manifest["segments"]:
+            segment = Segment(path / info["name"], start)
+            if segment.n_entities != info.get("n_entities"):
+                raise KBError(
+                    f"KB at {path}: segment {info['name']} has {segment.n_entities} entities, manifest says {info.get('n_entities')}"
+                )
+            segments.append(segment)
+            start = segment.end
+        return segments
 
     @property
     def entity_vector_length(self) -> int:
@@ -339,33 +355,33 @@ class RefinedKB(KnowledgeBase):
         """Top-k entities by prior P(e|m) for each mention text, vectorised
         (k None or 0: `max_candidates`). The generators of the module
         `spacy_refined.kb.candidates` also use the mentions' document."""
+        return self.candidates_of_keys(np.array(alias_keys(mentions), dtype=np.uint64), k)
+
+    def candidates_of_keys(self, keys: np.ndarray, k: Optional[int] = None) -> CandidateCSR:
+        """Top-k entities by prior for each alias key (see `candidates`)."""
         k = k or self.max_candidates
-        keys = np.array(alias_keys(mentions), dtype=np.uint64)
-        per_segment = []
-        for segment in self.segments:
-            rows = segment.find_aliases(keys)
-            per_segment.append(rows)
+        per_segment = [segment.find_aliases(keys) for segment in self.segments]
         if not self.segments:
-            return CandidateCSR(
-                np.zeros(len(mentions) + 1, dtype=np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-            )
+            return CandidateCSR(np.zeros(len(keys) + 1, dtype=np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
         base, base_rows = self.segments[0], per_segment[0]
         hit = base_rows >= 0
-        lengths = np.zeros(len(mentions), dtype=np.int64)
+        lengths = np.zeros(len(keys), dtype=np.int64)
         hit_lengths, entities = csr_gather(base.candidate_offsets, base.candidate_entities, base_rows[hit], k)
         _, counts = csr_gather(base.candidate_offsets, base.candidate_counts, base_rows[hit], k)
         lengths[hit] = hit_lengths
         priors = counts / np.repeat(base.alias_totals[base_rows[hit]], hit_lengths)
-        offsets = np.zeros(len(mentions) + 1, dtype=np.int64)
+        offsets = np.zeros(len(keys) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         batch = CandidateCSR(offsets, entities.astype(np.int64), priors.astype(np.float32))
-        extra_hits = [m for m in range(len(mentions)) if any(rows[m] >= 0 for rows in per_segment[1:])]
-        if extra_hits:
+        extra_hits = (
+            np.flatnonzero(np.any([rows >= 0 for rows in per_segment[1:]], axis=0)) if len(per_segment) > 1 else []
+        )
+        if len(extra_hits):
             batch = self._merge_segments(batch, per_segment, extra_hits, k)
         return batch
 
     def _merge_segments(
-        self, batch: CandidateCSR, per_segment: List[np.ndarray], mentions: List[int], k: int
+        self, batch: CandidateCSR, per_segment: List[np.ndarray], mentions: Sequence[int], k: int
     ) -> CandidateCSR:
         """Combine evidence from all segments for the (few) mentions that added segments know."""
         rows_of: List[Tuple[np.ndarray, np.ndarray]] = [batch[m] for m in range(len(batch))]
@@ -433,48 +449,122 @@ class RefinedKB(KnowledgeBase):
             vectors[known] = self.embeddings(indices[known])
         return vectors.tolist()
 
-    def to_disk(self, path: PathLike, exclude: Iterable[str] = SimpleFrozenList()) -> None:
-        """Copy the KB directory to `path` (written aside, then renamed into place)."""
-        path = Path(path)
+    def _own_files(self) -> List[str]:
+        """The KB's files as its manifest lists them (the manifest last), relative to its directory."""
         if self.path is None:
             raise KBError("cannot save an empty KB: build one with `python -m spacy_refined kb build`")
+        return kb_files(self.path, self.manifest) + [MANIFEST]
+
+    def verify(self) -> List[str]:
+        """Check the whole KB: each file against the sha256 its manifest
+        recorded when it was written, and every value of every array (see
+        `Segment.check`). Slow on a large KB: it reads every file.
+
+        RETURNS (List[str]): One line per problem, naming the file (empty: none).
+        """
+        if self.path is None:
+            raise KBError("cannot verify an empty KB")
+        problems = []
+        recorded = self.manifest.get("checksums") or {}
+        for name in kb_files(self.path, self.manifest):
+            if name in recorded and file_sha256(self.path / name) != recorded[name]:
+                problems.append(f"{self.path / name}: changed since it was written (sha256 differs from {MANIFEST})")
+        for segment in self.segments:
+            problems += segment.check(len(self), len(self.type_ids), len(self.relation_ids))
+        return problems
+
+    def to_disk(self, path: PathLike, exclude: Iterable[str] = SimpleFrozenList()) -> None:
+        """Copy the KB's own files to `path` (written aside, then renamed into
+        place); nothing else in its directory (lock, leftovers) is copied.
+
+        path (str / Path): The directory to write: new, or a KB to replace.
+        RAISES (KBError): If the KB is empty, or `path` exists and is not a KB.
+        """
+        path = Path(path)
+        names = self._own_files()
         if path.resolve() == self.path.resolve():
             return
         with staging_directory(path) as staging:
-            shutil.copytree(self.path, staging, dirs_exist_ok=True)
+            for name in names:
+                (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self.path / name, staging / name)
 
     def from_disk(self, path: PathLike, exclude: Iterable[str] = SimpleFrozenList()) -> "RefinedKB":
         self._open(Path(path))
         return self
 
     def to_bytes(self, **kwargs) -> bytes:
-        if self.path is None:
-            raise KBError("cannot serialize an empty KB")
-        files = {str(p.relative_to(self.path)): p.read_bytes() for p in sorted(self.path.rglob("*")) if p.is_file()}
-        return srsly.msgpack_dumps(files)
+        """The KB's own files (see `to_disk`), as one msgpack blob of name -> bytes."""
+        return srsly.msgpack_dumps({name: (self.path / name).read_bytes() for name in self._own_files()})
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Tuple[str] = tuple()) -> "RefinedKB":
-        files = srsly.msgpack_loads(bytes_data)
+        """Open a KB serialized by `to_bytes`: its files are written to a fresh
+        temporary directory (removed with the object), and nowhere else.
+
+        bytes_data (bytes): The blob.
+        RETURNS (RefinedKB): The KB.
+        RAISES (KBError): If the blob is not a KB's, or names a file that is
+            not a KB file (`../`, absolute, unknown); nothing is written then.
+        """
+        files = _checked_files(srsly.msgpack_loads(bytes_data))
         directory = Path(tempfile.mkdtemp(prefix="spacy-refined-kb-"))
         weakref.finalize(self, shutil.rmtree, directory, True)
         for name, data in files.items():
-            target = directory / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+            target = directory.joinpath(*PurePosixPath(name).parts)
+            target.parent.mkdir(exist_ok=True)
+            # O_EXCL | O_NOFOLLOW: a fresh file, never through a link.
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            with open(fd, "wb") as file_:
+                file_.write(data)
         self._open(directory)
         return self
 
-    # ------------------------------------------------------------- embeddings
 
-    def set_embeddings(self, segment_index: int, vectors: np.ndarray, model_info: Dict[str, Any]) -> None:
-        """Store float16 description embeddings for one segment (used by `kb embed`)."""
-        segment = self.segments[segment_index]
-        if vectors.shape[0] != segment.n_entities:
-            raise KBError(f"got {vectors.shape[0]} embeddings for a segment of {segment.n_entities} entities")
-        tmp = segment.path / (EMBEDDINGS_FILE + ".tmp.npy")
-        save_array(tmp, vectors.astype(np.float16))
-        os.replace(tmp, segment.path / EMBEDDINGS_FILE)
-        manifest = dict(self.manifest)
-        manifest["embeddings"] = model_info
-        write_manifest(self.path, manifest)
-        self._open(self.path)
+def _checked_files(files: Any) -> Dict[str, bytes]:
+    """The files of a `to_bytes` blob, once each name is known to be one of a
+    KB's files (a relative path inside it: no `..`, no absolute name)."""
+    if not isinstance(files, dict) or MANIFEST not in files:
+        raise KBError("these bytes are not a serialized spacy-refined KB (no manifest)")
+    for name, data in files.items():
+        parts = PurePosixPath(name).parts if isinstance(name, str) else ()
+        if (
+            not isinstance(data, bytes)
+            or not parts
+            or ".." in parts
+            or "\\" in name
+            or PurePosixPath(name).is_absolute()
+        ):
+            raise KBError(f"serialized KB names a file outside its directory: {name!r}")
+    try:
+        manifest = srsly.json_loads(files[MANIFEST])
+        allowed = all(is_kb_file(name, manifest) for name in files)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise KBError("serialized KB has an unreadable manifest") from None
+    if not allowed:
+        unknown = [name for name in files if not is_kb_file(name, manifest)]
+        raise KBError(f"serialized KB holds files that are not a KB's: {', '.join(map(repr, unknown[:5]))}")
+    return files
+
+
+def _inventory(path: Path) -> List[Dict[str, Any]]:
+    """The types or relations of a KB: a JSON list of objects with "id" and "label"."""
+    items = read_json_file(path)
+    if not isinstance(items, list) or not all(isinstance(i, dict) and "id" in i and "label" in i for i in items):
+        raise KBError(f"{path}: expected a list of objects with 'id' and 'label'; the file is damaged")
+    return items
+
+
+def _embedding_width(path: Path, manifest: Dict[str, Any], segments: List[Segment]) -> int:
+    """The width of the KB's embeddings (0 without); KBError naming a segment whose width is not the manifest's
+    (or, without one recorded, the first segment's)."""
+    embedded = [s for s in segments if s.embeddings is not None]
+    if not embedded:
+        return 0
+    width = (manifest.get("embeddings") or {}).get("width") or embedded[0].embeddings.shape[1]
+    for segment in embedded:
+        if segment.embeddings.shape[1] != width:
+            raise KBError(
+                f"{segment.path / EMBEDDINGS_FILE}: embeddings of width {segment.embeddings.shape[1]}, "
+                f"the KB's are {width} wide (run `kb embed --force`)"
+            )
+    return width

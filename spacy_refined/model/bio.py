@@ -3,6 +3,7 @@ of each document, and the mentions it spells."""
 
 import numpy as np
 
+from ..util import time_major_order
 from .types import Mentions
 
 IMPOSSIBLE = -1e9  # log-probability of a tag that cannot be chosen
@@ -27,26 +28,29 @@ def best_tags(log_probs: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     previous, following = ids[:, None], ids[None, :]
     allowed = ~is_i[following] | (previous == following) | (previous == following - 1)
     transitions = np.where(allowed, 0.0, IMPOSSIBLE).astype("float32")
-    # One row per document, padded with O tags of log-probability 0, which
-    # any tag may precede: the padding leaves each document's best path as it is.
-    doc = np.repeat(np.arange(len(lengths)), lengths)
-    position = np.arange(len(log_probs)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    padded = np.full((len(lengths), int(lengths.max()), len(ids)), IMPOSSIBLE, dtype="float32")
-    padded[..., 0] = 0.0
-    padded[doc, position] = log_probs
-    score = padded[:, 0] + np.where(is_i, IMPOSSIBLE, 0.0).astype("float32")
-    best_previous = np.zeros(padded.shape, dtype="int64")
-    for t in range(1, padded.shape[1]):
-        paths = score[:, :, None] + transitions
-        best_previous[:, t] = paths.argmax(axis=1)
-        score = paths.max(axis=1) + padded[:, t]
-    rows = np.arange(len(lengths))
+    # The documents step by step, in the time-major order of a packed
+    # sequence (no padding: memory linear in the batch's tokens). At step t,
+    # the first batch_sizes[t] rows of `score` are the documents still going;
+    # the others keep the score of their last token.
+    order, batch_sizes = time_major_order(lengths)
+    emissions = np.asarray(log_probs, dtype="float32")[order]
+    steps = np.cumsum(batch_sizes) - batch_sizes
+    score = emissions[: batch_sizes[0]] + np.where(is_i, IMPOSSIBLE, 0.0).astype("float32")
+    best_previous = np.zeros(emissions.shape, dtype=np.min_scalar_type(len(ids)))
+    for t in range(1, len(batch_sizes)):
+        n, first = batch_sizes[t], steps[t]
+        paths = score[:n, :, None] + transitions
+        best_previous[first : first + n] = paths.argmax(axis=1)
+        score[:n] = paths.max(axis=1) + emissions[first : first + n]
     current = score.argmax(axis=1)
-    path = np.zeros(padded.shape[:2], dtype="int64")
-    for t in range(padded.shape[1] - 1, -1, -1):
-        path[:, t] = current
-        current = best_previous[rows, t, current]
-    return path[doc, position]
+    path = np.zeros(len(order), dtype="int64")
+    for t in range(len(batch_sizes) - 1, -1, -1):
+        n, first = batch_sizes[t], steps[t]
+        path[first : first + n] = current[:n]
+        current[:n] = best_previous[np.arange(first, first + n), current[:n]]
+    tags = np.empty_like(path)
+    tags[order] = path
+    return tags
 
 
 def decode_tags(tags: np.ndarray, lengths: np.ndarray) -> Mentions:

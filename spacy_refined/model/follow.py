@@ -29,7 +29,7 @@ its object back to its subject ("the films directed by X").
 The module is shared: the QA component (`model/qa.py`) follows relations
 with it, and any other component that reasons over the KB's facts can.
 """
-from typing import List, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -134,37 +134,113 @@ class FactGraph:
         RETURNS (torch.Tensor): (B, N): each entity's weight is the sum, over
             the facts reaching it, of subject weight times relation weight.
         """
-        if x.shape[1] != self.n_entities or r.shape[1] != self.n_relations or x.shape[0] != r.shape[0]:
+        return self.follow_sparse(EntityWeights.from_dense(x), r).to_dense()
+
+    def follow_sparse(self, x: "EntityWeights", r: torch.Tensor) -> "EntityWeights":
+        """`follow` for entity weights kept sparse: the work and the memory
+        are those of the facts leaving the entities with weight, never of
+        the whole graph.
+
+        x (EntityWeights): (B, N) entity weights.
+        r (torch.Tensor): (B, n_relations) relation weights.
+        RETURNS (EntityWeights): The (B, N) weights one step on.
+        """
+        n_rows, n_entities = x.shape
+        if n_entities != self.n_entities or r.shape[1] != self.n_relations or n_rows != r.shape[0]:
             raise ValueError(
                 f"follow: x {tuple(x.shape)} and r {tuple(r.shape)} do not fit a graph of "
                 f"{self.n_entities} entities and {self.n_relations} relations"
             )
-        n_rows, n_entities = x.shape
-        rows, entities = torch.nonzero(x.detach()).unbind(1)  # each row's support
-        weights = x[rows, entities]
-        facts, owner = self.fact_rows(entities.cpu())
-        owner = owner.to(x.device)
-        relations = self.relations[facts].to(x.device).long()
-        objects = self.objects[facts].to(x.device).long()
-        fact_rows = rows[owner]
-        passed = weights[owner] * r[fact_rows, relations]
-        out = x.new_zeros(n_rows * n_entities).index_add(0, fact_rows * n_entities + objects, passed)
-        return out.view(n_rows, n_entities)
+        device = x.values.device
+        facts, owner = self.fact_rows(x.entities.cpu())
+        owner = owner.to(device)
+        relations = self.relations[facts].to(device).long()
+        objects = self.objects[facts].to(device).long()
+        rows = x.rows[owner]
+        passed = x.values[owner] * r[rows, relations]
+        return EntityWeights.coalesce(rows, objects, passed, x.shape)
 
 
-def intersect(*xs: torch.Tensor) -> torch.Tensor:
+class EntityWeights(NamedTuple):
+    """A batch of entity vectors, sparse: each nonzero entry once, as
+    (row, entity, value); the values carry the gradients."""
+
+    rows: torch.Tensor  # (E,) int64
+    entities: torch.Tensor  # (E,) int64
+    values: torch.Tensor  # (E,) float
+    shape: Tuple[int, int]  # (B, N)
+
+    @classmethod
+    def from_dense(cls, x: torch.Tensor) -> "EntityWeights":
+        """The nonzero entries of a dense (B, N) tensor."""
+        rows, entities = torch.nonzero(x.detach()).unbind(1)
+        return cls(rows, entities, x[rows, entities], (x.shape[0], x.shape[1]))
+
+    @classmethod
+    def coalesce(cls, rows: torch.Tensor, entities: torch.Tensor, values: torch.Tensor, shape: Tuple[int, int]) -> "EntityWeights":
+        """Entries that may repeat a (row, entity), summed into one each."""
+        keys, position = torch.unique(rows * shape[1] + entities, sorted=True, return_inverse=True)
+        summed = values.new_zeros(len(keys)).index_add(0, position, values)
+        return cls(keys // shape[1], keys % shape[1], summed, shape)
+
+    @classmethod
+    def concatenate(cls, parts: Sequence["EntityWeights"], shape: Tuple[int, int]) -> "EntityWeights":
+        """The sum of several entity weights of the same shape."""
+        return cls.coalesce(*(torch.cat([getattr(part, name) for part in parts]) for name in ("rows", "entities", "values")), shape)
+
+    @property
+    def keys(self) -> torch.Tensor:
+        """`row * N + entity` of each entry (sorted once coalesced)."""
+        return self.rows * self.shape[1] + self.entities
+
+    def keep(self, mask: torch.Tensor) -> "EntityWeights":
+        """The entries where `mask` (E,) is true."""
+        return EntityWeights(self.rows[mask], self.entities[mask], self.values[mask], self.shape)
+
+    def top(self, k: int) -> "EntityWeights":
+        """Each row's `k` entries of largest value (all of a row with at most k)."""
+        if not len(self.values):
+            return self
+        order = torch.argsort(self.values.detach(), descending=True, stable=True)
+        order = order[torch.argsort(self.rows[order], stable=True)]
+        rows = self.rows[order]
+        counts = torch.bincount(rows, minlength=self.shape[0])
+        rank = torch.arange(len(rows)) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+        return self.keep(order[rank < k])
+
+    def with_values(self, values: torch.Tensor) -> "EntityWeights":
+        """The same entries with other values."""
+        return EntityWeights(self.rows, self.entities, values, self.shape)
+
+    def to_dense(self) -> torch.Tensor:
+        """The (B, N) dense tensor."""
+        n_rows, n_entities = self.shape
+        flat = self.values.new_zeros(n_rows * n_entities).index_add(0, self.rows * n_entities + self.entities, self.values)
+        return flat.view(n_rows, n_entities)
+
+
+def intersect(*xs: Union[torch.Tensor, EntityWeights]) -> Union[torch.Tensor, EntityWeights]:
     """Entities reached by all of several entity vectors: their element-wise
     minimum (Sen et al. 2021), differentiable (the gradient goes to the
     smallest input of each entry).
 
-    xs (torch.Tensor): Entity weights of the same shape, e.g. (B, N) each.
-    RETURNS (torch.Tensor): Their element-wise minimum.
+    xs (Union[torch.Tensor, EntityWeights]): Entity weights of the same
+        shape, e.g. (B, N) each: dense tensors, or coalesced `EntityWeights`
+        (then only the entries present in all remain).
+    RETURNS (Union[torch.Tensor, EntityWeights]): Their element-wise minimum.
     """
     if not xs:
         raise ValueError("intersect needs at least one entity vector")
     result = xs[0]
     for x in xs[1:]:
-        result = torch.minimum(result, x)
+        if isinstance(result, EntityWeights):
+            keys, other = result.keys, x.keys
+            position = torch.searchsorted(other, keys).clamp(max=max(len(other) - 1, 0))
+            found = other[position] == keys if len(other) else torch.zeros_like(keys, dtype=torch.bool)
+            values = torch.minimum(result.values[found], x.values[position[found]])
+            result = EntityWeights(result.rows[found], result.entities[found], values, result.shape)
+        else:
+            result = torch.minimum(result, x)
     return result
 
 

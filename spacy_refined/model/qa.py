@@ -38,7 +38,7 @@ from thinc.layers.pytorchwrapper import forward as pytorch_forward
 from thinc.types import Floats2d
 
 from ._torch import serializable, shim_device, torch_shim
-from .follow import FactGraph, intersect, saturate
+from .follow import EntityWeights, FactGraph, intersect, saturate
 
 # Features of a (span, candidate) pair, in this order, computed by the component.
 CANDIDATE_FEATURES = ("log_prior", "label_match", "label_match_lower", "popularity")
@@ -125,6 +125,7 @@ def build_qa_model(
     intersection: bool = True,
     mask_topic: bool = True,
     prune: float = 0.001,
+    max_entities: int = 1000,
     dropout: float = 0.1,
 ) -> Model[QAInput, QAOutput]:
     """Question answering over the KB: entity resolution, multi-hop
@@ -146,6 +147,10 @@ def build_qa_model(
         that the weak paths of relations with small weights do not spread
         over the graph; in prediction, an intersection whose gate is below it
         is not computed.
+    max_entities (int): At most this many entities of a question (those of
+        largest weight) are followed at each hop, which bounds the work of a
+        hop whatever the relation weights (early in training they are nearly
+        uniform, and three hops would reach much of the graph).
     dropout (float): Dropout of the heads.
     RETURNS (Model[QAInput, QAOutput]): The model.
     """
@@ -161,6 +166,7 @@ def build_qa_model(
             "intersection": intersection,
             "mask_topic": mask_topic,
             "prune": prune,
+            "max_entities": max_entities,
             "dropout": dropout,
         },
         shims=[torch_shim()],
@@ -202,6 +208,7 @@ def _init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
         intersection=heads.attrs["intersection"],
         mask_topic=heads.attrs["mask_topic"],
         prune=heads.attrs["prune"],
+        max_entities=heads.attrs["max_entities"],
         dropout=heads.attrs["dropout"],
     )
     heads.shims[0] = torch_shim(module)
@@ -272,18 +279,20 @@ class QAHeads(torch.nn.Module):
         intersection: bool,
         mask_topic: bool,
         prune: float,
+        max_entities: int,
         dropout: float,
     ) -> None:
         super().__init__()
         self.config = {
             "width": width, "n_relations": n_relations, "hidden_width": hidden_width, "hops": hops,
-            "max_span_width": max_span_width, "intersection": intersection, "mask_topic": mask_topic, "prune": prune, "dropout": dropout,
+            "max_span_width": max_span_width, "intersection": intersection, "mask_topic": mask_topic, "prune": prune, "max_entities": max_entities, "dropout": dropout,
         }
         n_features = len(CANDIDATE_FEATURES)
         self.hops = hops
         self.intersection = intersection
         self.mask_topic = mask_topic
         self.prune = prune
+        self.max_entities = max_entities
         self.dropout = torch.nn.Dropout(dropout)
         self.span_width = torch.nn.Embedding(max_span_width + 1, 16)
         self.span_layer = torch.nn.Sequential(torch.nn.Linear(2 * width + 16, hidden_width), torch.nn.ReLU())
@@ -327,7 +336,7 @@ class QAHeads(torch.nn.Module):
         best_features = (features * candidate_probs.unsqueeze(-1)).sum(1)
         span_logits = self.span_score(torch.cat([span_vectors, best_features], dim=1)).squeeze(1)
         span_probs = _grouped_softmax(span_logits, span_doc, n_docs)
-        x0 = _scatter_entities(span_probs.unsqueeze(1) * candidate_probs, span_doc, entities, n_docs, graph.n_entities)
+        x0 = _entity_weights(span_probs.unsqueeze(1) * candidate_probs, span_doc, entities, n_docs, graph.n_entities)
         context = torch.zeros(n_docs, span_vectors.shape[1], device=tokens.device).index_add(0, span_doc, span_probs.unsqueeze(1) * span_vectors)
         # ---- reasoning
         pooled = (padded * mask.unsqueeze(-1)).sum(1) / lengths.clamp(min=1).unsqueeze(1)
@@ -335,45 +344,51 @@ class QAHeads(torch.nn.Module):
         answers, relations = self._follow(x0, padded, mask, context, hop_probs, graph)
         gate = tokens.new_zeros(n_docs)
         if self.intersection and len(span_doc):
-            answers, gate = self._intersect(answers, padded, mask, pooled, hop_probs, graph, span_doc, span_probs, candidate_probs, span_vectors, entities, span_start, span_end, n_docs)
+            answers, gate = self._intersect(answers, padded, mask, pooled, hop_probs, graph, span_doc, span_probs, candidate_probs, span_vectors, entities, span_start, span_end)
         if self.mask_topic:
-            answers = answers * (1.0 - torch.clamp(x0, max=1.0))
-        return QAHeadsOutput(answers, span_probs, candidate_probs, relations, hop_probs, gate)
+            answers = answers.with_values(answers.values * (1.0 - torch.clamp(_lookup(x0, answers.keys), max=1.0)))
+        return QAHeadsOutput(answers.to_dense(), span_probs, candidate_probs, relations, hop_probs, gate)
 
-    def _follow(self, x: torch.Tensor, padded: torch.Tensor, mask: torch.Tensor, context: torch.Tensor, hop_probs: torch.Tensor, graph: FactGraph) -> Tuple[torch.Tensor, torch.Tensor]:
-        """T hops from `x` with relations conditioned on `context`; the hops mixed by `hop_probs`."""
-        previous = x.new_zeros(x.shape[0], self.config["n_relations"])
-        answer = torch.zeros_like(x)
+    def _follow(self, x: EntityWeights, padded: torch.Tensor, mask: torch.Tensor, context: torch.Tensor, hop_probs: torch.Tensor, graph: FactGraph) -> Tuple[EntityWeights, torch.Tensor]:
+        """T hops from `x` with relations conditioned on `context`; the
+        hops mixed by `hop_probs`: the (B, N) answers and the (B, T, R) relations."""
+        n_docs = x.shape[0]
+        previous = padded.new_zeros(n_docs, self.config["n_relations"])
+        reached: List[EntityWeights] = []
         relations = []
         for t in range(self.hops):
-            query = _attend(padded, mask, self.hop_queries[t].expand(x.shape[0], -1))
+            query = _attend(padded, mask, self.hop_queries[t].expand(n_docs, -1))
             r = torch.softmax(self.relation_layer(torch.cat([query, context, previous], dim=1)), dim=1)
-            x = saturate(graph.follow(x.masked_fill(x.detach() < self.prune, 0.0), r))
-            answer = answer + hop_probs[:, t : t + 1] * x
+            x = graph.follow_sparse(x.keep(x.values.detach() >= self.prune).top(self.max_entities), r)
+            x = x.with_values(saturate(x.values))
+            reached.append(x.with_values(hop_probs[x.rows, t] * x.values))
             relations.append(r)
             previous = r
-        return answer, torch.stack(relations, dim=1)
+        return EntityWeights.concatenate(reached, x.shape), torch.stack(relations, dim=1)
 
-    def _intersect(self, answers, padded, mask, pooled, hop_probs, graph, span_doc, span_probs, candidate_probs, span_vectors, entities, span_start, span_end, n_docs):
-        """Mix in the intersection of the answers of the two most probable non-overlapping spans."""
+    def _intersect(self, answers, padded, mask, pooled, hop_probs, graph, span_doc, span_probs, candidate_probs, span_vectors, entities, span_start, span_end) -> Tuple[EntityWeights, torch.Tensor]:
+        """Mix in the intersection of the answers of the two most probable
+        non-overlapping spans; the answers and the (B,) gate."""
+        n_docs = answers.shape[0]
         first, second = _top_two_spans(span_doc, span_probs, span_start, span_end, n_docs)
         has_two = second >= 0
-        if not bool(has_two.any()):
-            return answers, answers.new_zeros(n_docs)
         gate = torch.sigmoid(self.gate_layer(torch.cat([pooled, span_probs[second.clamp(min=0)].unsqueeze(1)], dim=1))).squeeze(1)
         if not self.training:  # a closed gate adds nothing: skip its branches
             has_two = has_two & (gate >= self.prune)
+        gate = gate * has_two
+        if not bool(has_two.any()):
+            return answers, gate
         docs = torch.nonzero(has_two).squeeze(1)
-        gate = gate[docs]
         branches = []
         for chosen in (first[docs], second[docs]):
-            x = _scatter_entities(candidate_probs[chosen], torch.arange(len(docs), device=answers.device), entities[chosen], len(docs), graph.n_entities)
+            x = _entity_weights(candidate_probs[chosen], torch.arange(len(docs), device=gate.device), entities[chosen], len(docs), graph.n_entities)
             branch, _ = self._follow(x, padded[docs], mask[docs], span_vectors[chosen], hop_probs[docs], graph)
             branches.append(branch)
-        mixed = answers.clone()
-        mixed[docs] = (1.0 - gate.unsqueeze(1)) * answers[docs] + gate.unsqueeze(1) * intersect(*branches)
-        gates = answers.new_zeros(n_docs).index_put((docs,), gate)
-        return mixed, gates
+        both = intersect(*branches)
+        rows = docs[both.rows]
+        both = EntityWeights(rows, both.entities, gate[rows] * both.values, answers.shape)
+        single = answers.with_values((1.0 - gate[answers.rows]) * answers.values)
+        return EntityWeights.concatenate([single, both], answers.shape), gate
 
 
 def _pad(tokens: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -410,13 +425,20 @@ def _grouped_softmax(logits: torch.Tensor, groups: torch.Tensor, n_groups: int) 
     return exp / totals[groups]
 
 
-def _scatter_entities(weights: torch.Tensor, rows: torch.Tensor, entities: torch.Tensor, n_rows: int, n_entities: int) -> torch.Tensor:
-    """(S, K) weights of the candidates `entities` (-1: none) of spans in rows `rows` -> (n_rows, N)."""
+def _entity_weights(weights: torch.Tensor, rows: torch.Tensor, entities: torch.Tensor, n_rows: int, n_entities: int) -> EntityWeights:
+    """(S, K) weights of the candidates `entities` (-1: none) of spans in rows `rows` -> sparse (n_rows, N)."""
     valid = entities >= 0
     flat_rows = rows.unsqueeze(1).expand_as(entities)[valid]
-    out = weights.new_zeros(n_rows * n_entities)
-    out = out.index_add(0, flat_rows * n_entities + entities[valid], weights[valid])
-    return out.view(n_rows, n_entities)
+    return EntityWeights.coalesce(flat_rows, entities[valid], weights[valid], (n_rows, n_entities))
+
+
+def _lookup(x: EntityWeights, keys: torch.Tensor) -> torch.Tensor:
+    """The values of the coalesced `x` at the (row * N + entity) `keys`; 0 where it has none."""
+    if not len(x.values):
+        return x.values.new_zeros(len(keys))
+    own = x.keys
+    position = torch.searchsorted(own, keys).clamp(max=len(own) - 1)
+    return torch.where(own[position] == keys, x.values[position], x.values.new_zeros(()))
 
 
 def _relation_signatures(graph: FactGraph, entities: torch.Tensor, n_relations: int) -> torch.Tensor:

@@ -205,3 +205,47 @@ class KnowledgeBaseComponent(Pipe):
                 f"[components.{self.name}] to a copy of the KB the pipeline was trained with"
             )
         self.set_kb(RefinedKB.load(path, self.vocab))
+
+
+class KBListener:
+    """What every component that uses a `refined_kb` component's KB shares:
+    being found by it (`kb_component`, `listen_to_kb`), the `kb` property, and
+    a clear error when there is no KB.
+
+    A subclass sets `self.name` and `self.kb_component`, and may override
+    `kb_changed` to check a KB it meets for the first time (e.g. against the
+    type inventory its model was trained with) and to drop what it derived
+    from the previous one.
+    """
+
+    name: str
+    kb_component: str
+    _kb_source: Optional[KnowledgeBaseComponent] = None
+    _kb_seen: Optional[RefinedKB] = None
+
+    def listen_to_kb(self, source: KnowledgeBaseComponent) -> None:
+        """Take the KB from `source` (called by the `refined_kb` component
+        when spaCy links the pipeline's components, and when its KB changes)."""
+        self._kb_source = source
+
+    @property
+    def kb(self) -> Optional[RefinedKB]:
+        """The KB of the `refined_kb` component this component listens to (None before it has one)."""
+        kb = self._kb_source.kb if self._kb_source is not None else None
+        if kb is not None and kb is not self._kb_seen:
+            self.kb_changed(kb)
+            self._kb_seen = kb
+        return kb
+
+    def kb_changed(self, kb: RefinedKB) -> None:
+        """Called with a KB this component has not used yet; raise KBError to refuse it."""
+
+    def require_kb(self) -> RefinedKB:
+        """The KB, or a KBError saying how to give the pipeline one."""
+        if self._kb_source is None:
+            raise KBError(
+                f"[{self.name}] no KB component: add one before this component "
+                f'(nlp.add_pipe("refined_kb", before="{self.name}")), or set `kb_component` to its name'
+            )
+        kb = self.kb
+        return kb if kb is not None else self._kb_source.require_kb(self.name)

@@ -55,7 +55,7 @@ from ..model.types import Candidates, Logits, Mentions, RefinedInput, RefinedOut
 from ..util import concatenated_ranges
 from .cache import EmbeddingCache
 from .coherence import N_COHERENCE, CoherenceFeatures
-from .knowledge_base import KnowledgeBaseComponent
+from .knowledge_base import KBListener
 
 MODES = ("detect", "ents", "spans")
 LOSSES = ("md", "typing", "ed", "description")
@@ -271,7 +271,7 @@ class _Gold:
     tags: np.ndarray  # gold BIO tag of each token of the batch, -1 where unannotated
 
 
-class RefinedLinker(TrainablePipe):
+class RefinedLinker(KBListener, TrainablePipe):
     """ReFinED entity linking: mention detection, typing and disambiguation over a `RefinedKB`."""
 
     def __init__(
@@ -338,8 +338,6 @@ class RefinedLinker(TrainablePipe):
         self.cfg: Dict[str, Any] = {"labels": [ENTITY_LABEL] + extra_labels, "type_hash": None, "n_types": None}
         self.train_descriptions = train_descriptions
         self.cpu_threads = cpu_threads
-        self._kb_source: Optional[KnowledgeBaseComponent] = None
-        self._kb_seen: Optional[RefinedKB] = None
         self._cache = EmbeddingCache(cache_size)
         self._fingerprint: Optional[str] = None
         self._coarse: Optional[CoarseLabels] = None
@@ -382,24 +380,9 @@ class RefinedLinker(TrainablePipe):
 
     # --------------------------------------------------------------------- KB
 
-    def listen_to_kb(self, source: KnowledgeBaseComponent) -> None:
-        """Take the KB from `source` (called by the `refined_kb` component
-        when spaCy links the pipeline's components, and when its KB changes)."""
-        self._kb_source = source
-
-    @property
-    def kb(self) -> Optional[RefinedKB]:
-        """The KB of the `refined_kb` component this component listens to (None before it has one)."""
-        kb = self._kb_source.kb if self._kb_source is not None else None
-        if kb is not None and kb is not self._kb_seen:
-            self._check_kb(kb)
-            self._kb_seen = kb
-            self._coarse = None
-            self._reset()
-        return kb
-
-    def _check_kb(self, kb: RefinedKB) -> None:
-        """KBError if `kb`'s type inventory is not the one the model was trained with."""
+    def kb_changed(self, kb: RefinedKB) -> None:
+        """Refuse a KB whose type inventory is not the one the model was
+        trained with, and forget what was derived from the previous KB."""
         expected = self.cfg.get("type_hash")
         if expected is not None and kb.type_hash != expected:
             raise KBError(
@@ -407,15 +390,8 @@ class RefinedLinker(TrainablePipe):
                 f"but the model was trained with type inventory hash {expected}: its typing head "
                 f"needs the KB it was trained with (or one built with the same type inventory)"
             )
-
-    def _require_kb(self) -> RefinedKB:
-        if self._kb_source is None:
-            raise KBError(
-                f"[{self.name}] no KB component: add one before this component "
-                f'(nlp.add_pipe("refined_kb", before="{self.name}")), or set `kb_component` to its name'
-            )
-        kb = self.kb
-        return kb if kb is not None else self._kb_source.require_kb(self.name)
+        self._coarse = None
+        self._reset()
 
     def _reset(self) -> None:
         """Forget what depends on the weights or the KB."""
@@ -430,7 +406,7 @@ class RefinedLinker(TrainablePipe):
         and initialize the model."""
         validate_get_examples(get_examples, "RefinedLinker.initialize")
         self.cfg["type_hash"] = None
-        kb = self._require_kb()
+        kb = self.require_kb()
         self.cfg.update(type_hash=kb.type_hash, n_types=len(kb.type_ids))
         set_output_sizes(self.model, len(self.tags), len(kb.type_ids), N_COHERENCE)
         docs = [eg.predicted for eg in islice(get_examples(), 10)]
@@ -451,7 +427,7 @@ class RefinedLinker(TrainablePipe):
         losses.setdefault(self.name, 0.0)
         examples = list(examples)
         validate_examples(examples, "RefinedLinker.update")
-        self._require_kb()
+        self.require_kb()
         if not any(len(eg.predicted) for eg in examples):
             return losses
         set_dropout_rate(self.model, drop)
@@ -512,7 +488,7 @@ class RefinedLinker(TrainablePipe):
         return _Gold(Mentions.from_rows([rows[j] for j in order]), [kb_ids[j] for j in order], tags)
 
     def _loss(self, gold: _Gold, output: RefinedOutput) -> Tuple[float, Dict[str, float], Logits]:
-        kb = self._require_kb()
+        kb = self.require_kb()
         ops = self.model.ops
         weights = self.loss_weights
         gradients = Logits()
@@ -541,7 +517,7 @@ class RefinedLinker(TrainablePipe):
         candidates `entities` (n_mentions, k) (-1 if absent), and the target
         of the link softmax (that position, k for NIL, -1 when neither: left
         out)."""
-        gold_index = self._require_kb().find(kb_ids) if kb_ids else np.zeros(0, dtype="int64")
+        gold_index = self.require_kb().find(kb_ids) if kb_ids else np.zeros(0, dtype="int64")
         is_nil = np.array([kb_id == NIL for kb_id in kb_ids], dtype=bool)
         hits = (entities == gold_index[:, None]) & (gold_index[:, None] >= 0)
         found = hits.any(axis=1)
@@ -564,7 +540,7 @@ class RefinedLinker(TrainablePipe):
         mentions before and after."""
         if mentions not in ("gold", "predicted"):
             raise ValueError(f"[{self.name}] calibrate on 'gold' or 'predicted' mentions, not {mentions!r}")
-        self._require_kb()
+        self.require_kb()
         heads = wrapped_module(self.model.get_ref("heads"))
         batches = []
         with heads.recording() as records:
@@ -601,7 +577,7 @@ class RefinedLinker(TrainablePipe):
         return self._predict(docs, self._given_mentions(docs))
 
     def _predict(self, docs: List[Doc], mentions: Optional[Mentions]) -> RefinedOutput:
-        self._require_kb()
+        self.require_kb()
         with torch_threads(self.cpu_threads if isinstance(self.model.ops, NumpyOps) else 0, self._owner_pid):
             return self.model.predict(RefinedInput(docs, mentions, self._lookup))
 
@@ -619,7 +595,7 @@ class RefinedLinker(TrainablePipe):
         """Candidates of `mentions` from the KB, padded; entity texts when
         training the description encoder, else description embeddings (from
         the KB, the cache or the encoder)."""
-        kb = self._require_kb()
+        kb = self.require_kb()
         texts = [docs[d][s:e].text for d, s, e in zip(mentions.doc, mentions.start, mentions.end)]
         bounds = np.searchsorted(mentions.doc, np.arange(len(docs) + 1))
         batches, coherence = [], []
@@ -664,7 +640,7 @@ class RefinedLinker(TrainablePipe):
         return encoder.ops.to_numpy(encoder.predict(texts)).astype("float32")
 
     def _entity_vectors(self, indices: np.ndarray) -> np.ndarray:
-        kb = self._require_kb()
+        kb = self.require_kb()
         vectors = np.zeros((len(indices), self.entity_width), dtype="float32")
         have = np.zeros(len(indices), dtype=bool)
         if (kb.manifest.get("embeddings") or {}).get("fingerprint") == self.encoder_fingerprint:
@@ -689,7 +665,7 @@ class RefinedLinker(TrainablePipe):
         """Write the linked mentions to `doc.ents` (modes "detect", "ents"),
         `doc.spans[spans_key]` and the span extensions."""
         docs = list(docs)
-        kb = self._require_kb()
+        kb = self.require_kb()
         if self._coarse is None:
             self._coarse = CoarseLabels(kb.type_ids, self.type_labels, self.default_label)
         decisions = self._decide(output)
@@ -728,7 +704,7 @@ class RefinedLinker(TrainablePipe):
         self, output: RefinedOutput
     ) -> List[Tuple[str, float, str, List[Tuple[str, float]], List[Tuple[str, float]]]]:
         """Per mention: (kb_id, score, coarse label, top candidates, top types)."""
-        kb = self._require_kb()
+        kb = self.require_kb()
         ops = self.model.ops
         n = len(output.mentions)
         if not n:

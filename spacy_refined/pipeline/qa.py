@@ -29,6 +29,7 @@ import numpy as np
 import srsly
 import torch
 from spacy import util
+from spacy.attrs import IDX, IS_PUNCT, IS_SPACE, LENGTH
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span, SpanGroup
@@ -422,16 +423,19 @@ class RefinedQA(TrainablePipe):
         rows: List[Tuple[int, int, int]] = []
         texts: List[str] = []
         for i, doc in enumerate(docs):
+            text = doc.text
+            starts, lengths, punct, space = doc.to_array([IDX, LENGTH, IS_PUNCT, IS_SPACE]).T.tolist()
+            ends = [start + length for start, length in zip(starts, lengths)]
+            bad_start = [p or s for p, s in zip(punct, space)]
+            bad_end = space
             n = len(doc)
-            bad_start = [token.is_punct or token.is_space for token in doc]
-            bad_end = [token.is_space for token in doc]
             for start in range(n):
                 if bad_start[start]:
                     continue
                 for end in range(start + 1, min(n, start + max_width) + 1):
                     if not bad_end[end - 1]:
                         rows.append((i, start, end))
-                        texts.append(doc[start:end].text)
+                        texts.append(text[starts[start] : ends[end - 1]])
         if not rows:
             return QASpans.empty()
         batch = self.get_candidates(kb, texts, self.n_candidates)

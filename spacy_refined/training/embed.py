@@ -7,6 +7,7 @@ import numpy as np
 from spacy.language import Language
 from tqdm import tqdm
 
+from ..kb.builder import store_embeddings
 from ..kb.store import RefinedKB
 from ..pipeline.linker import entity_texts, find_linker
 
@@ -22,7 +23,9 @@ def embed_kb(
     pipeline's own (it must share its type inventory to be linked with).
     Only segments without embeddings are encoded, unless the KB's embeddings
     come from another encoder (other weights) or `force` is set: then all
-    are. Returns the number of entities encoded.
+    are. Each segment's embeddings are stored under the KB's write lock
+    (`kb.builder.store_embeddings`), so entities added meanwhile are kept.
+    Returns the number of entities encoded.
     """
     linker = find_linker(nlp)
     kb_path = Path(kb_path)
@@ -47,5 +50,6 @@ def embed_kb(
                 indices = np.arange(segment.start + start, min(segment.start + start + batch_size, segment.end))
                 vectors[start : start + len(indices)] = linker.encode_descriptions(entity_texts(kb, indices))
                 bar.update(len(indices))
-            kb.set_embeddings(s, vectors, model_info)
+            store_embeddings(kb_path, segment.path.name, vectors, model_info)
+    kb.reload()
     return total

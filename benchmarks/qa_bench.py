@@ -2,6 +2,7 @@
 
     python benchmarks/qa_bench.py ceiling KB QUESTIONS.jsonl [...] [--output ceiling.json]
     python benchmarks/qa_bench.py scale [--entities 2000000] [--facts 20000000] [--output scale.json]
+    python benchmarks/qa_bench.py demo PIPELINE QUESTIONS.jsonl [--n 5]
 
 `ceiling`: the share of questions whose own relation path (MetaQA: from its
 `qtype`; PathQuestion/WC2014: its `path`), followed from its topic entities
@@ -13,6 +14,9 @@ the graph's build time and memory, then the milliseconds per question of two
 hops from one seed entity (forward, and forward with backward), batched and
 not, and of one hop over the whole graph (every entity weighted), with the
 process's peak memory.
+
+`demo`: a trained pipeline's answers to the first questions of a file, with
+their explanation (resolved entities, relations per hop).
 """
 import argparse
 import json
@@ -129,6 +133,21 @@ def scale(n_entities: int, n_facts: int, n_relations: int, repeats: int, seed: i
     return result
 
 
+def demo(pipeline: str, records: Sequence[Dict[str, Any]]) -> None:
+    """Print a pipeline's answers and explanations for some questions."""
+    import spacy
+
+    import spacy_refined.pipeline.qa  # noqa: F401  (registers refined_qa)
+
+    nlp = spacy.load(pipeline)
+    for record, doc in zip(records, nlp.pipe(record["question"] for record in records)):
+        print(f"Q: {doc.text}   (gold: {', '.join(record.get('answers', [])[:5])})")
+        print(f"   entities: {[(e['text'], e['kb_id'], round(e['score'], 3)) for e in doc._.qa_entities]}  status: {doc._.qa_status}")
+        for hop in doc._.qa_path:
+            print(f"   hop {hop['hop']} (weight {hop['weight']:.2f}): {[(r, round(w, 2)) for r, w in hop['relations']]}")
+        print(f"   answers: {[(a, round(s, 3)) for a, s in doc._.answers[:5]]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -143,7 +162,15 @@ def main() -> None:
     scale_parser.add_argument("--repeats", type=int, default=20)
     scale_parser.add_argument("--threads", type=int, default=2)
     scale_parser.add_argument("--output")
+    demo_parser = commands.add_parser("demo", help="answer some questions with a trained pipeline")
+    demo_parser.add_argument("pipeline")
+    demo_parser.add_argument("questions")
+    demo_parser.add_argument("--n", type=int, default=5)
     args = parser.parse_args()
+    if args.command == "demo":
+        records = [record for _, record in read_jsonl(args.questions)]
+        demo(args.pipeline, records[:: max(1, len(records) // args.n)][: args.n])
+        return
     if args.command == "ceiling":
         kb = RefinedKB.load(args.kb)
         result = {path: ceiling(kb, [record for _, record in read_jsonl(path)]) for path in args.questions}

@@ -8,7 +8,9 @@ KB and its own relation path (from its `qtype`) reaches at least one of its
 gold answers there; its answers are the gold answers so reached (a question
 about an actor asks, in the sample, about the actor's movies in the sample).
 At most `--per-split` questions are kept per hop count and split, drawn at
-random. The output is the same on a re-run.
+random; the 1-, 2- and 3-hop questions of a split go to one file
+(`train.jsonl`, `dev.jsonl`, `test.jsonl`; the `qtype` tells the hops). The
+output is the same on a re-run.
 """
 import argparse
 import json
@@ -61,9 +63,10 @@ def main() -> None:
     with open(args.output / "kb.tsv", "w", encoding="utf8") as f:
         f.writelines(f"{h}\t{r}\t{t}\n" for h, r, t in sample)
     counts = {"triples": len(sample), "entities": len(entities), "movies": len(movies)}
-    for hops in (1, 2, 3):
-        for split in ("train", "dev", "test"):
-            kept: List[dict] = []
+    for split in ("train", "dev", "test"):
+        kept: List[dict] = []
+        for hops in (1, 2, 3):
+            candidates: List[dict] = []
             for line in open(args.metaqa / f"{hops}hop_{split}.jsonl", encoding="utf8"):
                 record = json.loads(line)
                 topic = record["topic_entities"][0]
@@ -72,11 +75,12 @@ def main() -> None:
                 reached = follow_path(facts, inverse, topic, record["qtype"])
                 answers = [a for a in record["answers"] if a in reached]
                 if answers:
-                    kept.append({**record, "answers": answers})
-            kept = sorted(rng.sample(kept, min(args.per_split, len(kept))), key=lambda r: r["id"])
-            with open(args.output / f"{hops}hop_{split}.jsonl", "w", encoding="utf8") as f:
-                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in kept)
-            counts[f"{hops}hop_{split}"] = len(kept)
+                    candidates.append({**record, "answers": answers})
+            chosen = sorted(rng.sample(candidates, min(args.per_split, len(candidates))), key=lambda r: r["id"])
+            counts[f"{hops}hop_{split}"] = len(chosen)
+            kept.extend(chosen)
+        with open(args.output / f"{split}.jsonl", "w", encoding="utf8") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in kept)
     print(json.dumps(counts, indent=2))
 
 

@@ -179,7 +179,8 @@ def open_binary(path: PathLike, parallel: bool = True) -> BinaryIO:
 
 
 def open_text(path: PathLike) -> TextIO:
-    """Open a plain, bzip2 or gzip UTF-8 text file (see `open_binary`).
+    """Open a plain, bzip2 or gzip UTF-8 text file (see `open_binary`). To
+    read it line by line, `read_lines` turns bad input into `DumpError`s.
 
     path (str / Path): The file.
     RETURNS (TextIO): The uncompressed text.
@@ -188,19 +189,44 @@ def open_text(path: PathLike) -> TextIO:
     return io.TextIOWrapper(open_binary(path), encoding="utf8")
 
 
+def read_lines(path: PathLike) -> Iterator[Tuple[int, str]]:
+    """Read a plain, bzip2 or gzip UTF-8 text file line by line (the
+    compression is detected from the magic bytes, see `open_binary`).
+
+    path (str / Path): The file.
+    YIELDS (Tuple[int, str]): The 1-based line number and the text of each line.
+    RAISES (DumpError): If the file does not exist, a line is not valid UTF-8,
+        or the compressed stream is truncated or corrupt.
+    """
+    line_number = 0
+    with open_binary(path) as file_:
+        try:
+            for line_number, line in enumerate(file_, 1):
+                try:
+                    text = line.decode("utf8")
+                except UnicodeDecodeError as error:
+                    reason = f"not valid UTF-8 (byte {error.start + 1} of the line: {error.reason})"
+                    raise DumpError(path, reason, line=line_number) from None
+                yield line_number, text[:-2] + "\n" if text.endswith("\r\n") else text
+        except STREAM_ERRORS as error:
+            reason = f"truncated or corrupt compressed stream ({error})"
+            raise DumpError(path, reason, line=line_number + 1) from None
+
+
 def read_jsonl(path: PathLike) -> Iterator[Tuple[int, Any]]:
     """Read a JSONL file, plain or compressed.
 
     path (str / Path): The file.
     YIELDS (Tuple[int, Any]): The 1-based line number and the object of each
         non-blank line.
-    RAISES (DumpError): If the file does not exist or a line is not valid JSON.
+    RAISES (DumpError): If the file does not exist, is not valid UTF-8, is
+        truncated, or a line is not valid JSON.
     """
-    with open_text(path) as f:
-        for line_number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield line_number, json.loads(line)
-            except ValueError as error:
-                raise DumpError(path, f"not valid JSON ({error})", line=line_number) from None
+    for line_number, line in read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as error:
+            raise DumpError(path, f"not valid JSON ({error})", line=line_number) from None
+        yield line_number, value

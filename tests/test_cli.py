@@ -54,7 +54,7 @@ def test_add_entities(kb_path, tmp_path, run_cli):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["kb", "build", "--output", "{tmp}/kb"], "give --wikidata and/or --entities"),
+        (["kb", "build", "--output", "{tmp}/kb"], "give --wikidata, --entities and/or --triples"),
         (["kb", "build", "--entities", "{tmp}/missing.jsonl", "--output", "{tmp}/kb"], "missing.jsonl does not exist"),
         (["kb", "info", "{tmp}"], "manifest.json is missing"),
         (["kb", "lookup", "{tmp}/nowhere", "Paris"], "manifest.json is missing"),

@@ -473,3 +473,136 @@ def test_compressed_input_is_recognised_by_its_content(tmp_path):
     with pytest.raises(DumpError, match="no such file"):
         with KBBuilder(tmp_path / "missing", progress=False) as builder:
             builder.add_entities_jsonl(tmp_path / "missing.jsonl")
+
+
+# ------------------------------------------------------- bad input: one-line errors
+
+GOOD = {"id": "Q1", "label": "Paris"}
+
+
+def build_from_lines(run_cli, tmp_path: Path, data: bytes, name: str = "entities.jsonl", *options):
+    """`kb build` of an entities file holding `data`: (exit code, stderr)."""
+    source = tmp_path / name
+    source.write_bytes(data)
+    code, _, err = run_cli("kb", "build", "--entities", source, "-o", tmp_path / "out", "--no-progress", *options)
+    return code, err
+
+
+def assert_one_line_error(code: int, err: str, *parts: str) -> None:
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for part in parts:
+        assert part in lines[0], (part, lines[0])
+
+
+@pytest.mark.parametrize(
+    "bad,reason",
+    [
+        ({"id": 5, "label": "Paris"}, "non-empty string 'id'"),
+        ({"id": "  ", "label": "Paris"}, "non-empty string 'id'"),
+        ({"id": "Q2", "label": 5}, "'label' must be a string"),
+        ({"id": "Q2", "label": "Paris", "title": ["Paris"]}, "'title' must be a string"),
+        ({"id": "Q2", "label": "Paris", "description": {"en": "city"}}, "'description' must be a string"),
+        ({"id": "Q2", "label": "Paris", "popularity": True}, "'popularity' must be a number"),
+        ([1, 2], "must be a JSON object"),
+    ],
+)
+def test_bad_entity_is_a_one_line_error_with_file_and_line(run_cli, tmp_path, bad, reason):
+    data = (json.dumps(GOOD) + "\n\n" + json.dumps(bad) + "\n").encode("utf8")
+    code, err = build_from_lines(run_cli, tmp_path, data)
+    assert_one_line_error(code, err, "entities.jsonl (line 3)", reason)
+    assert not (tmp_path / "out").exists()
+
+
+def test_nan_popularity_is_refused_by_a_build(run_cli, tmp_path):
+    """A build ranks any score, but NaN has no rank."""
+    data = (json.dumps(GOOD) + "\n" + '{"id": "Q2", "label": "Lyon", "popularity": NaN}\n').encode("utf8")
+    code, err = build_from_lines(run_cli, tmp_path, data)
+    assert_one_line_error(code, err, "entities.jsonl (line 2)", "'popularity' must be a number, got nan")
+    data = (json.dumps(GOOD) + "\n" + json.dumps({"id": "Q2", "label": "Lyon", "popularity": 1e6}) + "\n").encode()
+    assert build_from_lines(run_cli, tmp_path, data)[0] == 0
+
+
+def test_invalid_utf8_in_an_entity_file(run_cli, tmp_path):
+    data = json.dumps(GOOD).encode() + b"\n" + b'{"id": "Q2", "label": "Z\xfcrich"}\n'
+    code, err = build_from_lines(run_cli, tmp_path, data)
+    assert_one_line_error(code, err, "entities.jsonl (line 2)", "not valid UTF-8")
+
+
+def test_compressed_entity_file_named_for_another_compression(run_cli, tmp_path):
+    import gzip
+
+    text = "".join(json.dumps(e) + "\n" for e in ENTITIES).encode("utf8")
+    code, err = build_from_lines(run_cli, tmp_path, gzip.compress(text), "entities.jsonl.bz2")
+    assert code == 0, err
+    assert len(RefinedKB.load(tmp_path / "out")) == len(ENTITIES)
+
+
+def test_truncated_bz2_entity_file(run_cli, tmp_path):
+    """Before: exit code 1 with no message (click turns EOFError into an abort)."""
+    import bz2
+
+    text = "".join(json.dumps({"id": f"Q{i}", "label": f"entity {i}"}) + "\n" for i in range(20000)).encode()
+    data = bz2.compress(text)
+    code, err = build_from_lines(run_cli, tmp_path, data[: len(data) // 2], "entities.jsonl.bz2")
+    assert_one_line_error(code, err, "entities.jsonl.bz2", "truncated or corrupt compressed stream")
+
+
+@pytest.mark.parametrize(
+    "row,reason",
+    [("Q1\tnan\n", "score 'nan' is not a number"), ("\t0.5\n", "the entity ID is empty")],
+)
+def test_bad_popularity_file(run_cli, tmp_path, row, reason):
+    scores = tmp_path / "scores.tsv"
+    scores.write_text("Q1\t0.5\n" + row, encoding="utf8")
+    code, err = build_from_lines(
+        run_cli, tmp_path, (json.dumps(GOOD) + "\n").encode(), "entities.jsonl", "--popularity", scores
+    )
+    assert_one_line_error(code, err, "scores.tsv (line 2)", reason)
+
+
+def test_empty_entity_id_in_mention_counts(run_cli, tmp_path):
+    counts = tmp_path / "counts.tsv"
+    counts.write_text("Paris\tQ1\t3\nParis\t \t2\n", encoding="utf8")
+    code, err = build_from_lines(
+        run_cli, tmp_path, (json.dumps(GOOD) + "\n").encode(), "entities.jsonl", "--mention-counts", counts
+    )
+    assert_one_line_error(code, err, "counts.tsv (line 2)", "the entity ID is empty")
+
+
+@pytest.mark.parametrize("popularity", ["1.5", "-0.1", "NaN"])
+def test_kb_add_refuses_popularity_off_the_percentile_scale(run_cli, tmp_path, popularity):
+    """Before: clipped to [0, 1] (NaN: 0) without a word."""
+    path = build_kb(tmp_path)
+    source = tmp_path / "new.jsonl"
+    source.write_text(f'{{"id": "X1", "label": "Lutetia", "popularity": {popularity}}}\n', encoding="utf8")
+    code, _, err = run_cli("kb", "add", path, source)
+    assert_one_line_error(code, err, "'popularity'")
+    assert "X1" not in RefinedKB.load(path)
+    source.write_text('{"id": "X1", "label": "Lutetia", "popularity": 1.0}\n', encoding="utf8")
+    assert run_cli("kb", "add", path, source)[0] == 0
+    kb = RefinedKB.load(path)
+    assert kb.popularities([kb.index("X1")])[0] == 1.0
+
+
+def test_bad_wikidata_dump_is_a_one_line_error(run_cli, tmp_path):
+    item = {"type": "item", "id": "Q1", "labels": {"en": {"language": "en", "value": 7}}}
+    dump = tmp_path / "dump.json"
+    dump.write_text("[\n" + json.dumps(item) + "\n]\n", encoding="utf8")
+    code, _, err = run_cli("kb", "build", "--wikidata", dump, "-o", tmp_path / "out", "--no-progress")
+    assert_one_line_error(code, err, "dump.json (line 2)", "not a string: 7")
+
+
+def test_bad_wikipedia_namespace_is_a_one_line_error(run_cli, tmp_path):
+    source = write_jsonl(tmp_path / "entities.jsonl", [GOOD])
+    xml = tmp_path / "pages.xml"
+    xml.write_text(
+        '<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.11/">'
+        "<page><title>Paris</title><ns>main</ns><revision><text>[[Paris]]</text></revision></page></mediawiki>",
+        encoding="utf8",
+    )
+    code, _, err = run_cli(
+        "kb", "build", "--entities", source, "--wikipedia", xml, "-o", tmp_path / "out", "--no-progress"
+    )
+    assert_one_line_error(code, err, "pages.xml", "the <ns> of page 'Paris' is not a number: 'main'")

@@ -200,7 +200,8 @@ def test_ray_killed_actor(ray_local, pipeline, corpus, expected):
     """An actor killed mid-run is restarted and its batch retried: every document comes out exactly once."""
     from spacy_refined.linking import link_dataset
 
-    rows = [json.loads(line) for line in corpus.read_text().splitlines()] * 5  # 200 documents
+    rows = [json.loads(line) for line in corpus.read_text().splitlines()]
+    rows = [{**row, "id": f"{row['id']}/{k}"} for k in range(5) for row in rows]  # 200 documents
 
     def slow(batch):
         time.sleep(0.05)
@@ -229,4 +230,31 @@ def test_ray_killed_actor(ray_local, pipeline, corpus, expected):
     for row in results:
         assert row["id"] not in by_id
         by_id[row["id"]] = row["entities"]
-    assert by_id == {r["id"]: r["entities"] for r in expected}
+    assert by_id == {f"{r['id']}/{k}": r["entities"] for k in range(5) for r in expected}
+
+
+# ------------------------------------------------------------------ transformer windows
+
+
+@pytest.mark.parametrize("n_tokens", [1, 128, 129, 300, 1001])
+def test_balanced_windows_cover_every_token_evenly(n_tokens):
+    from spacy_refined.model.spans import balanced_windows
+
+    doc = spacy.blank("en").make_doc(" ".join(["w"] * n_tokens))
+    windows = balanced_windows(doc, 128, 32)
+    assert windows[0].start == 0 and windows[-1].end == n_tokens
+    assert all(len(w) <= 128 for w in windows)
+    assert all(a.end - b.start >= 32 for a, b in zip(windows, windows[1:]))  # neighbours overlap, no gaps
+    assert max(map(len, windows)) - min(map(len, windows)) <= 1
+    assert len(windows) == max(1, -(-(n_tokens - 32) // 96))  # the fewest windows that fit
+
+
+def test_balanced_windows_registered():
+    import spacy_transformers  # noqa: F401  (the span_getters registry)
+    from spacy.util import registry
+
+    make = registry.get("span_getters", "spacy_refined.balanced_windows.v1")
+    doc = spacy.blank("en").make_doc("a b c")
+    assert [[(w.start, w.end) for w in windows] for windows in make(window=2, overlap=1)([doc])] == [[(0, 2), (1, 3)]]
+    with pytest.raises(ValueError):
+        make(window=4, overlap=4)

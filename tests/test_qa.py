@@ -243,3 +243,16 @@ def test_evaluate_qa_command(trained, tmp_path, run_cli):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["hits1"] == 100.0 and metrics["er_acc"] == 100.0 and metrics["groups"]["qtype=x"]["n"] == len(QUESTIONS)
     assert metrics["questions_per_second"] > 0
+
+
+def test_kb_build_triples_command(tmp_path, run_cli):
+    good = tmp_path / "kb.tsv"
+    good.write_text(TRIPLES, encoding="utf8")
+    code, out, err = run_cli("kb", "build", "--triples", good, "-o", tmp_path / "kb", "--no-progress")
+    assert code == 0, err
+    assert "15 facts" in out
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("a\tr\tb\nc\tr\n", encoding="utf8")
+    code, out, err = run_cli("kb", "build", "--triples", bad, "-o", tmp_path / "bad-kb", "--no-progress")
+    assert code == 1 and "bad.tsv (line 2)" in err
+    assert not (tmp_path / "bad-kb").exists()

@@ -347,3 +347,24 @@ def test_parallel_decompressor_and_fallback_agree(tmp_path, monkeypatch, paralle
     with pytest.raises(DumpError, match="truncated") as excinfo:
         list(read_wikidata(truncated))
     assert str(truncated) in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    "change,reason",
+    [
+        ({"id": 1}, "'id' is not a string: 1"),
+        ({"id": ""}, "the entity 'id' is empty"),
+        ({"labels": terms("en", ["Universe"])}, "a label or description is not a string"),
+        ({"descriptions": terms("en", 3)}, "a label or description is not a string: 3"),
+        ({"aliases": {"en": [{"language": "en", "value": None}]}}, "an alias is not a string: None"),
+        ({"sitelinks": {"enwiki": {"site": "enwiki", "title": 42}}}, "the sitelink title is not a string: 42"),
+        ({"claims": {"P31": [statement("P31", 5)]}}, "a P31 value is not a string: 5"),
+    ],
+)
+@pytest.mark.parametrize("processes", [1, 2])
+def test_non_string_values_are_reported_with_their_line(tmp_path, change, reason, processes):
+    item = {**ENTITIES[1], **change}
+    path = write(tmp_path / "dump.json", dump_text([ENTITIES[0], item]))
+    with pytest.raises(DumpError, match="line 3") as excinfo:
+        list(read_wikidata(path, processes=processes))
+    assert reason in str(excinfo.value)

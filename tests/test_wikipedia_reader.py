@@ -306,3 +306,17 @@ def test_sample_default_namespace(sample_pages):
     pages = list(read_wikipedia(SAMPLE_DUMP))
     assert len(pages) == 205
     assert [page.title for page in pages] == [page.title for page in sample_pages if page.namespace == 0]
+
+
+@pytest.mark.parametrize(
+    "old,new,reason",
+    [
+        ("<ns>1</ns>", "<ns>talk</ns>", "the <ns> of page 'Talk:Paris' is not a number: 'talk'"),
+        ('<namespace key="1"', '<namespace key="one"', "the key of namespace 'Talk' is not a number: 'one'"),
+    ],
+)
+def test_namespace_that_is_not_a_number(tmp_path, old, new, reason):
+    path = write(tmp_path / "export.xml", EXPORT_XML.replace(old, new))
+    with pytest.raises(DumpError) as excinfo:
+        list(iter_pages(path))
+    assert str(excinfo.value) == f"{path}: {reason}"

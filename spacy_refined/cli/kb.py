@@ -29,6 +29,7 @@ def build(
     mention_counts: List[Path] = typer.Option(
         [], help="Mention->entity counts: TSV (mention, id, count) or EL documents JSONL"
     ),
+    triples: List[Path] = typer.Option([], help="A KG as triples: TSV of head, relation, tail names (e.g. MetaQA's kb)"),
     popularity: Optional[Path] = typer.Option(None, help="Popularity scores, TSV(.gz) of id and score (e.g. PageRank)"),
     language: str = typer.Option("en", help="Language of labels, aliases and descriptions"),
     n_types: int = typer.Option(1400, help="Size of the type inventory"),
@@ -41,10 +42,11 @@ def build(
 ) -> None:
     """Build a KB from Wikidata/Wikipedia dumps and/or your own entities."""
     from ..kb.builder import KBBuilder
+    from ..kb.triples import add_triples
 
-    if wikidata is None and not entities:
-        raise typer.BadParameter("give --wikidata and/or --entities: a KB needs entities")
-    for path in [wikidata, wikipedia, popularity, *entities, *mention_counts]:
+    if wikidata is None and not entities and not triples:
+        raise typer.BadParameter("give --wikidata, --entities and/or --triples: a KB needs entities")
+    for path in [wikidata, wikipedia, popularity, *entities, *triples, *mention_counts]:
         if path is not None and not path.exists():
             raise FileNotFoundError(f"input file {path} does not exist")
     builder = KBBuilder(
@@ -62,6 +64,8 @@ def build(
             builder.add_wikidata(wikidata, processes=processes)
         for path in entities:
             builder.add_entities_jsonl(path)
+        for path in triples:
+            add_triples(builder, path)
         if wikipedia is not None:
             builder.add_wikipedia(wikipedia)
         for path in mention_counts:

@@ -31,6 +31,7 @@ def evaluate_qa(
 
     from ..evaluation.qa import evaluate_qa as run
     from ..pipeline.qa import ENTITY_MODES, find_qa
+    from ..training.qa_corpus import question_example
 
     if gemm not in GEMM:
         raise typer.BadParameter(f"{gemm!r}: choose one of {', '.join(GEMM)}", param_hint="--gemm")
@@ -47,7 +48,7 @@ def evaluate_qa(
         qa = find_qa(nlp)
         if entities is not None:
             qa.entities = entities
-        metrics = run(nlp, records, k=k, batch_size=batch_size)
+        metrics = run(nlp, [question_example(nlp, record) for record in records], k=k, batch_size=batch_size)
     metrics["settings"] = {"pipeline": str(pipeline), "questions": str(questions), "entities": qa.entities, "gemm": gemm}
     typer.echo(
         f"{metrics['n']:,} questions: Hits@1 {metrics['hits1']}, Hits@{k} {metrics['hits_k']}, F1 {metrics['f1']}, "

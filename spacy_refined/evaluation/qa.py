@@ -120,7 +120,8 @@ def topic_ids(doc: Any) -> List[str]:
 def question_groups(record: Dict[str, Any]) -> List[str]:
     """The groups a question's scores are also reported in: "hops=k" (from
     MetaQA's `qtype`, or the length of a `path`; "conj" for a path per
-    topic entity) and "qtype=..." where given."""
+    topic entity) and "qtype=..." where given (`record`: a QA record, or the
+    `user_data` of its doc)."""
     groups = []
     if isinstance(record.get("qtype"), str):
         groups.append(f"hops={record['qtype'].count('_to_')}")
@@ -131,39 +132,37 @@ def question_groups(record: Dict[str, Any]) -> List[str]:
     return groups
 
 
-def evaluate_qa(nlp: Any, records: Sequence[Dict[str, Any]], *, k: int = 10, batch_size: int = 256) -> Dict[str, Any]:
-    """Answer the questions of QA records with a pipeline and score the answers.
+def evaluate_qa(nlp: Any, examples: Sequence[Example], *, k: int = 10, batch_size: int = 256) -> Dict[str, Any]:
+    """Answer the questions of QA examples (`training.qa_corpus`) with a
+    pipeline and score the answers.
 
     nlp (Language): A pipeline with a `refined_qa` component.
-    records (Sequence[Dict[str, Any]]): QA records (`question`, `answers`,
-        optionally `topic_entities`, `question_marked`, `qtype`, `path`).
+    examples (Sequence[Example]): The questions (predicted docs), their gold
+        answers and topic entities (references), and in `user_data` the
+        `qtype` or `path` that groups them.
     k (int): The k of Hits@k.
     batch_size (int): Questions per batch.
     RETURNS (Dict[str, Any]): The metrics in percent (`QAMetrics.results`),
-        with "questions_per_second" (the pipeline's components over
+        with "questions_per_second" (the pipeline's components over the
         tokenized questions, after a warm-up batch) and the number of
         questions whose status was "no_entity".
     """
-    from ..training.qa_corpus import question_example
-
-    examples = [question_example(nlp, record) for record in records]
     docs = [eg.predicted for eg in examples]
     list(nlp.pipe((doc.copy() for doc in docs[:batch_size]), batch_size=batch_size))  # warm-up
     started = time.perf_counter()
     predicted = list(nlp.pipe(docs, batch_size=batch_size))
     seconds = time.perf_counter() - started
+    thresholds = [component.answer_threshold for _, component in nlp.pipeline if hasattr(component, "answer_threshold")]
+    threshold = thresholds[0] if thresholds else 0.5
     metrics = QAMetrics()
-    threshold = 0.5
-    for component_name, component in nlp.pipeline:
-        if hasattr(component, "answer_threshold"):
-            threshold = component.answer_threshold
     no_entity = 0
-    for record, eg, doc in zip(records, examples, predicted):
+    for eg, doc in zip(examples, predicted):
         no_entity += doc._.qa_status == "no_entity"
-        metrics.add(
-            question_scores(doc._.answers or [], doc._.qa_entities or [], record.get("answers", []), topic_ids(eg.reference), k=k, threshold=threshold),
-            question_groups(record),
+        scores = question_scores(
+            doc._.answers or [], doc._.qa_entities or [], eg.reference.user_data.get(ANSWERS_KEY, []),
+            topic_ids(eg.reference), k=k, threshold=threshold,
         )
+        metrics.add(scores, question_groups(eg.reference.user_data))
     return {
         **metrics.results(),
         "k": k,

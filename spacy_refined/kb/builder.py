@@ -24,6 +24,7 @@ types held by more than `max_type_share` of the typed entities (too general
 to tell candidates apart, e.g. "entity") or by fewer than `min_type_count`.
 """
 
+import math
 import shutil
 import time
 from array import array
@@ -40,7 +41,7 @@ from spacy.strings import get_string_id
 from tqdm import tqdm
 
 from ..ids import NIL, UNKNOWN, entity_status
-from ..util import DumpError, PathLike, open_text, read_jsonl
+from ..util import DumpError, PathLike, read_jsonl, read_lines
 from .arrays import NpyAppender, StringTable, StringTableWriter, load_array, save_array
 from .errors import KBError
 from .format import (
@@ -125,10 +126,23 @@ class EntityRecord:
     title: Optional[str] = None
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "EntityRecord":
-        """Validate a user's entity (ValueError saying what is wrong)."""
-        if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not data["id"].strip():
-            raise ValueError("an entity needs a non-empty string 'id'")
+    def from_dict(cls, data: Any, popularity_range: Optional[Tuple[float, float]] = None) -> "EntityRecord":
+        """Validate a user's entity.
+
+        data (Any): The entity, as read from JSON.
+        popularity_range (Optional[Tuple[float, float]]): The range that a
+            given popularity must lie in, e.g. (0, 1) for the percentile scale
+            of entities added to a KB; None: any number (a build ranks them).
+        RETURNS (EntityRecord): The record.
+        RAISES (ValueError): Saying what is wrong.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"an entity must be a JSON object, got {type(data).__name__}")
+        if not isinstance(data.get("id"), str) or not data["id"].strip():
+            raise ValueError(f"an entity needs a non-empty string 'id', got {data.get('id')!r}")
+        for name in ("label", "description", "title"):
+            if data.get(name) is not None and not isinstance(data[name], str):
+                raise ValueError(f"'{name}' must be a string, got {data[name]!r}")
         facts = []
         for fact in data.get("facts") or []:
             if isinstance(fact, dict) and "relation" in fact and "object" in fact:
@@ -144,8 +158,12 @@ class EntityRecord:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ValueError(f"'{name}' must be a list of strings")
         popularity = data.get("popularity")
-        if popularity is not None and not isinstance(popularity, (int, float)):
-            raise ValueError("'popularity' must be a number")
+        if popularity is not None:
+            if isinstance(popularity, bool) or not isinstance(popularity, (int, float)) or math.isnan(popularity):
+                raise ValueError(f"'popularity' must be a number, got {popularity!r}")
+            low, high = popularity_range or (-math.inf, math.inf)
+            if not low <= popularity <= high:
+                raise ValueError(f"'popularity' must lie in [{low:g}, {high:g}], got {popularity!r}")
         return cls(
             id=data["id"].strip(),
             label=data.get("label") or "",
@@ -379,7 +397,7 @@ class SegmentWriter:
 
         popularity (Callable[[SegmentWriter], np.ndarray]): The popularity
             rule, giving each entity's popularity in [0, 1]:
-            `percentile_popularity` for a build, `clipped_popularity` for
+            `percentile_popularity` for a build, `own_popularity` for
             entities added to a KB.
         map_types (TypeMapper): An entity's raw type keys -> its type indices.
         relation_map (np.ndarray): The segment's relation numbers -> the KB's
@@ -808,11 +826,11 @@ def percentile_popularity(files: Iterable[Path] = ()) -> Callable[[SegmentWriter
     return popularity
 
 
-def clipped_popularity(writer: SegmentWriter) -> np.ndarray:
+def own_popularity(writer: SegmentWriter) -> np.ndarray:
     """The popularity rule of entities added to a KB: their own popularity
-    (meant to be on the KB's percentile scale), clipped to [0, 1]; 0 when absent.
+    (on the KB's percentile scale, [0, 1], as `append_segment` checks); 0 when absent.
     The KB's other entities keep theirs, so it cannot be ranked among them."""
-    return np.clip(np.nan_to_num(writer.raw_popularity(), nan=0.0), 0.0, 1.0)
+    return np.nan_to_num(writer.raw_popularity(), nan=0.0)
 
 
 @contextmanager
@@ -878,7 +896,7 @@ def append_segment(
             writer = SegmentWriter(staging, staging / "_work", len(kb), n_buckets=1)
             for i, data in enumerate(entities):
                 try:
-                    record = EntityRecord.from_dict(data)
+                    record = EntityRecord.from_dict(data, popularity_range=(0.0, 1.0))
                 except ValueError as error:
                     raise KBError(f"entity {i}: {error}") from None
                 unknown = [t for t in record.types if t not in type_index]
@@ -907,7 +925,7 @@ def append_segment(
                     relation_ids.append(relation)
             built_with = kb.manifest["build"]["weights"]
             counts = writer.finish(
-                popularity=clipped_popularity,
+                popularity=own_popularity,
                 map_types=map_types,
                 relation_map=np.array(
                     [relation_ids.index(r) for r in sorted(writer.relations, key=writer.relations.get)],
@@ -1020,35 +1038,40 @@ def read_mention_counts(path: PathLike) -> Iterable[Tuple[str, str, float]]:
                     continue
                 yield text[start:end], entity_id, 1.0
         return
-    with open_text(path) as f:
-        for line_number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\n").split("\t")
-            try:
-                count = float(parts[2]) if len(parts) > 2 else 1.0
-                mention, entity_id = parts[0], parts[1]
-            except (IndexError, ValueError):
-                raise DumpError(path, "expected 'mention<TAB>entity id<TAB>count'", line=line_number) from None
-            if not count >= 0:
-                raise DumpError(path, f"count {parts[2]!r} is negative or not a number", line=line_number)
-            yield mention, entity_id, count
+    for line_number, line in read_lines(path):
+        if not line.strip():
+            continue
+        parts = line.rstrip("\n").split("\t")
+        try:
+            count = float(parts[2]) if len(parts) > 2 else 1.0
+            mention, entity_id = parts[0], parts[1].strip()
+        except (IndexError, ValueError):
+            raise DumpError(path, "expected 'mention<TAB>entity id<TAB>count'", line=line_number) from None
+        if not entity_id:
+            raise DumpError(path, "the entity ID is empty", line=line_number)
+        if not count >= 0:
+            raise DumpError(path, f"count {parts[2]!r} is negative or not a number", line=line_number)
+        yield mention, entity_id, count
 
 
 def read_popularity(path: PathLike) -> Tuple[np.ndarray, np.ndarray]:
     """(entity ID keys, scores) from a TSV of entity ID and score."""
     keys = array("Q")
     scores = array("d")
-    with open_text(path) as f:
-        for line_number, line in enumerate(f, 1):
-            parts = line.split("\t")
-            if len(parts) < 2:
-                if line.strip():
-                    raise DumpError(path, "expected 'entity id<TAB>score'", line=line_number)
-                continue
-            try:
-                scores.append(float(parts[1]))
-            except ValueError:
-                raise DumpError(path, f"score {parts[1].strip()!r} is not a number", line=line_number) from None
-            keys.append(get_string_id(parts[0].strip()))
+    for line_number, line in read_lines(path):
+        parts = line.split("\t")
+        if len(parts) < 2:
+            if line.strip():
+                raise DumpError(path, "expected 'entity id<TAB>score'", line=line_number)
+            continue
+        try:
+            score = float(parts[1])
+        except ValueError:
+            score = math.nan
+        if math.isnan(score):
+            raise DumpError(path, f"score {parts[1].strip()!r} is not a number", line=line_number)
+        if not parts[0].strip():
+            raise DumpError(path, "the entity ID is empty", line=line_number)
+        scores.append(score)
+        keys.append(get_string_id(parts[0].strip()))
     return np.frombuffer(keys, dtype=np.uint64), np.frombuffer(scores, dtype=np.float64)

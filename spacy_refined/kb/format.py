@@ -6,6 +6,18 @@ base segment written by `kb build`, then the segments appended by
 `kb.builder.append_segment`. A segment is a set of `.npy` arrays, listed with
 their dtypes in `SEGMENT_ARRAYS`, and string tables (`SEGMENT_STRINGS`).
 
+The manifest lists the segments and the sha256 of every file (`checksums`,
+checked by `kb verify`); the KB's own files are those it and the schema
+name (`kb_files`), and nothing else in the directory is copied with a KB.
+
+Writes never leave a half-written file where a reader looks: metadata files
+are written aside and renamed over (`atomic_file`), new directories are
+staged beside their target and renamed into place (`staging_directory`),
+and what a killed writer leaves (`.NAME.tmp-PID-...`) is removed by the
+next one; a KB renamed aside by a crash mid-placement is put back when it
+is next opened (`recover_placement`). Writers of one KB take turns under
+its lock (`lock.write_lock`).
+
 The reader (`store.py`, `segment.py`) and the writer (`builder.py`) both
 import this module, so the dependency between them runs one way only.
 """

@@ -199,12 +199,17 @@ def _read_pages(path: PathLike, file_: BinaryIO, wanted: FrozenSet[int]) -> Iter
         if event != "end":
             continue
         if elem.tag == namespaces_tag:
-            namespace_ids = {ns.text: int(ns.get("key")) for ns in elem if ns.text}
+            namespace_ids = {
+                ns.text: _number(path, ns.get("key"), f"the key of namespace {ns.text!r}") for ns in elem if ns.text
+            }
             skipped = skipped_prefixes(namespace_ids)
         elif elem.tag == page_tag:
             title = elem.findtext(title_tag, "")
             ns_text = elem.findtext(ns_tag)
-            ns = namespace_ids.get(title.split(":", 1)[0], 0) if ns_text is None else int(ns_text)
+            if ns_text is None:
+                ns = namespace_ids.get(title.split(":", 1)[0], 0)
+            else:
+                ns = _number(path, ns_text, f"the <ns> of page {title!r}")
             if ns in wanted:
                 redirect_elem = elem.find(redirect_tag)
                 redirect = normalize_title(redirect_elem.get("title", "")) if redirect_elem is not None else ""
@@ -218,6 +223,14 @@ def _read_pages(path: PathLike, file_: BinaryIO, wanted: FrozenSet[int]) -> Iter
                     skipped=skipped,
                 )
             root.clear()
+
+
+def _number(path: PathLike, text: Optional[str], what: str) -> int:
+    """`text` as an integer; DumpError naming `what` if it is not one."""
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        raise DumpError(path, f"{what} is not a number: {text!r}") from None
 
 
 def iter_links(wikitext: str, skipped: FrozenSet[str] = DEFAULT_SKIPPED) -> Iterator[Link]:

@@ -163,9 +163,16 @@ def _parse_fields(line: bytes, language: str, site: str) -> Fields:
     """Parse an entity line into the values of the WikidataRecord fields."""
     data = json_loads(line)
     try:
+        entity_id = _string(data["id"], "'id'")
+        if not entity_id:
+            raise ValueError("the entity 'id' is empty")
         label = _term(data.get("labels"), language)
         aliases_by_lang = data.get("aliases") or {}
-        aliases = [alias["value"] for lang in (language, MULTILINGUAL) for alias in aliases_by_lang.get(lang, ())]
+        aliases = [
+            _string(alias["value"], "an alias")
+            for lang in (language, MULTILINGUAL)
+            for alias in aliases_by_lang.get(lang, ())
+        ]
         instance_of: List[str] = []
         subclass_of: List[str] = []
         facts: List[Tuple[str, str]] = []
@@ -176,7 +183,7 @@ def _parse_fields(line: bytes, language: str, site: str) -> Fields:
                 snak = statement["mainsnak"]
                 if snak["snaktype"] != "value" or snak.get("datatype") != "wikibase-item":
                     continue
-                value = snak["datavalue"]["value"]["id"]
+                value = _string(snak["datavalue"]["value"]["id"], f"a {prop} value")
                 if prop == INSTANCE_OF:
                     instance_of.append(value)
                 elif prop == SUBCLASS_OF:
@@ -186,14 +193,14 @@ def _parse_fields(line: bytes, language: str, site: str) -> Fields:
         sitelinks = data.get("sitelinks") or {}
         sitelink = sitelinks.get(site)
         return (
-            data["id"],
-            data["type"],
+            entity_id,
+            _string(data["type"], "'type'"),
             label,
             _term(data.get("descriptions"), language),
             [alias for alias in dict.fromkeys(aliases) if alias != label],
             list(dict.fromkeys(instance_of)),
             list(dict.fromkeys(subclass_of)),
-            sitelink["title"] if sitelink else None,
+            _string(sitelink["title"], "the sitelink title") if sitelink else None,
             len(sitelinks),
             list(dict.fromkeys(facts)),
         )
@@ -206,7 +213,14 @@ def _term(terms: Optional[Dict[str, Any]], language: str) -> Optional[str]:
     if not terms:
         return None
     term = terms.get(language) or terms.get(MULTILINGUAL)
-    return term["value"] if term else None
+    return _string(term["value"], "a label or description") if term else None
+
+
+def _string(value: Any, what: str) -> str:
+    """`value`, which must be a string (ValueError naming `what` otherwise)."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} is not a string: {value!r}")
+    return value
 
 
 def _batched(lines: Iterable[Tuple[int, bytes]], size: int) -> Iterator[Batch]:

@@ -15,11 +15,13 @@ written before it, next to it.
 import io
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 import orjson
+from tqdm import tqdm
 
 from ..util import DumpError, PathLike, open_binary
 from .records import from_arrow, require_pyarrow, to_arrow
@@ -300,3 +302,79 @@ def read_shard(path: PathLike, fmt: str, shard: int, shard_size: int, offset: in
             if fmt == "jsonl" and not line.strip():
                 continue
             yield position, line
+
+
+@dataclass
+class LinkSettings:
+    """How to link: the pipeline, formats, sharding and error policy (see `link_corpus`)."""
+
+    pipeline: Path
+    input_path: Path
+    output: Path
+    input_format: str
+    output_format: str
+    shard_size: int
+    batch_size: int
+    on_error: str
+    kb: Optional[Path]
+
+    def job(self) -> Dict[str, Any]:
+        """What must not change between a run and its resumption."""
+        return {
+            "pipeline": str(self.pipeline.resolve()),
+            "input": str(self.input_path.resolve()),
+            "input_format": self.input_format,
+            "output_format": self.output_format,
+            "shard_size": self.shard_size,
+        }
+
+
+class ShardSet:
+    """The unfinished shards of a run: opened in input order as their first
+    record is read, committed in input order once all their records are
+    read and linked. A shard whose records were all skipped (or blank)
+    is committed too, with no records."""
+
+    def __init__(self, settings: LinkSettings, schema, progress: tqdm) -> None:
+        self.settings = settings
+        self.schema = schema
+        self.progress = progress
+        self.open: Dict[int, ShardWriter] = {}  # in input order
+        self.expected: Dict[int, int] = {}
+        self.closed: Set[int] = set()
+        self.committed = 0
+        self.linked_now = 0
+
+    def start(self, shard: int) -> ShardWriter:
+        for previous in self.open:
+            self.closed.add(previous)
+        writer = ShardWriter(self.settings.output, shard, self.settings.output_format, self.schema)
+        self.open[shard] = writer
+        self.expected[shard] = 0
+        return writer
+
+    def skip(self, shard: int, error: RecordError) -> None:
+        """Record a malformed record, or raise it (`on_error` "fail")."""
+        where = f"{position_name(self.settings.input_format)} {error.position}"
+        if self.settings.on_error == "fail":
+            raise DumpError(self.settings.input_path, f"{where}: {error.reason} (--on-error skip to skip it)")
+        self.open[shard].stats.skipped.append(
+            {position_name(self.settings.input_format): error.position, "reason": error.reason}
+        )
+        self.progress.write(f"skipped {self.settings.input_path} {where}: {error.reason}", file=sys.stderr)
+
+    def add(self, shard: int, records) -> None:
+        """Write linked records of `shard`, then commit every leading shard that is complete."""
+        self.open[shard].write(records)
+        self.linked_now += len(records)
+        self.progress.update(len(records))
+        self.flush()
+
+    def flush(self, final: bool = False) -> None:
+        while self.open:
+            shard, writer = next(iter(self.open.items()))
+            if not (final or shard in self.closed) or writer.stats.linked < self.expected[shard]:
+                return
+            writer.commit()
+            del self.open[shard]
+            self.committed += 1

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Set
 from tqdm import tqdm
 
 from ..util import PathLike
-from .io import RecordError, read_shard, shard_offsets
+from .io import LinkSettings, RecordError, ShardSet, read_shard, shard_offsets
 from .records import RELATIONS, arrow_schema, doc_record, from_arrow, has_relations, load_pipeline, require_pyarrow
 
 
@@ -69,9 +69,8 @@ class LinkActor:
             record = doc_record(doc, "")
             entities[i] = record["entities"]
             relations[i] = record.get(RELATIONS)
-        table = batch.drop_columns([self.text_column]).append_column(
-            "entities", pa.array(entities, type=self.entities_type)
-        )
+        kept = [name for name in batch.schema.names if name != self.text_column]
+        table = batch.select(kept).append_column("entities", pa.array(entities, type=self.entities_type))
         if self.relations:
             table = to_relations_column(table, relations)
         return table
@@ -128,7 +127,7 @@ def link_dataset(
         },
         batch_size=batch_size,
         batch_format="pyarrow",
-        concurrency=max(1, n_actors),
+        compute=ray.data.ActorPoolStrategy(size=max(1, n_actors)),
         num_cpus=cpus,
         num_gpus=gpus,
     )
@@ -150,11 +149,16 @@ def _shard_rows(item: Dict[str, Any], path: str, fmt: str, shard_size: int) -> L
 
 
 def link_shards_ray(
-    settings, finished: Set[int], bar: tqdm, *, ray_address: Optional[str], n_actors: int, cpus: float, gpus: float
+    settings: LinkSettings,
+    finished: Set[int],
+    bar: tqdm,
+    *,
+    ray_address: Optional[str],
+    n_actors: int,
+    cpus: float,
+    gpus: float,
 ) -> int:
     """The Ray engine of `corpus.link_corpus`: link the unfinished shards; returns the documents linked."""
-    from .corpus import ShardSet
-
     ray = require_ray()
     if not ray.is_initialized():
         ray.init(address=ray_address)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from ..kb.store import RefinedKB
+from ..util import concatenated_ranges
 
 
 class FactGraph:
@@ -79,7 +80,7 @@ class FactGraph:
         self.relations = torch.from_numpy(relations[order].astype(np.int32))
         self.objects = torch.from_numpy(objects[order].astype(index_type))
         offsets = np.searchsorted(subjects[order], np.arange(self.n_entities + 1))
-        self.offsets = torch.from_numpy(offsets.astype(np.int64))
+        self.offsets = offsets.astype(np.int64)  # numpy: the gathers of `fact_rows` run there
 
     @property
     def n_relations(self) -> int:
@@ -119,12 +120,11 @@ class FactGraph:
         RETURNS (Tuple[torch.Tensor, torch.Tensor]): The facts' positions in
             the graph's arrays, and for each the position in `entities` of its subject.
         """
+        entities = entities.numpy()
         starts = self.offsets[entities]
         lengths = self.offsets[entities + 1] - starts
-        owner = torch.repeat_interleave(torch.arange(len(entities)), lengths)
-        # concatenated ranges [start, start + length) without a Python loop
-        shifts = torch.repeat_interleave(starts - (torch.cumsum(lengths, 0) - lengths), lengths)
-        return torch.arange(len(owner), dtype=torch.int64) + shifts, owner
+        owner = np.repeat(np.arange(len(entities)), lengths)
+        return torch.from_numpy(concatenated_ranges(starts, lengths)), torch.from_numpy(owner)
 
     def follow(self, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         """One step over the graph: `M_obj^T ((M_subj x) * (M_rel r))`.
@@ -178,10 +178,18 @@ class EntityWeights(NamedTuple):
 
     @classmethod
     def coalesce(cls, rows: torch.Tensor, entities: torch.Tensor, values: torch.Tensor, shape: Tuple[int, int]) -> "EntityWeights":
-        """Entries that may repeat a (row, entity), summed into one each."""
-        keys, position = torch.unique(rows * shape[1] + entities, sorted=True, return_inverse=True)
-        summed = values.new_zeros(len(keys)).index_add(0, position, values)
-        return cls(keys // shape[1], keys % shape[1], summed, shape)
+        """Entries that may repeat a (row, entity), summed into one each (sorted by row, then entity)."""
+        keys = rows * shape[1] + entities
+        size = shape[0] * shape[1]
+        if len(keys) * 8 > size:  # many entries: a scatter over the dense batch is cheaper than a sort
+            present = torch.zeros(size, dtype=torch.bool, device=keys.device)
+            present[keys] = True
+            unique = torch.nonzero(present).squeeze(1)
+            summed = values.new_zeros(size).index_add(0, keys, values)[unique]
+        else:
+            unique, position = torch.unique(keys, sorted=True, return_inverse=True)
+            summed = values.new_zeros(len(unique)).index_add(0, position, values)
+        return cls(unique // shape[1], unique % shape[1], summed, shape)
 
     @classmethod
     def concatenate(cls, parts: Sequence["EntityWeights"], shape: Tuple[int, int]) -> "EntityWeights":
@@ -201,12 +209,14 @@ class EntityWeights(NamedTuple):
         """Each row's `k` entries of largest value (all of a row with at most k)."""
         if not len(self.values):
             return self
+        if int(torch.bincount(self.rows, minlength=self.shape[0]).max()) <= k:
+            return self
         order = torch.argsort(self.values.detach(), descending=True, stable=True)
         order = order[torch.argsort(self.rows[order], stable=True)]
         rows = self.rows[order]
-        counts = torch.bincount(rows, minlength=self.shape[0])
-        rank = torch.arange(len(rows)) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
-        return self.keep(order[rank < k])
+        counts = np.bincount(rows.cpu().numpy(), minlength=self.shape[0])
+        rank = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+        return self.keep(order[torch.from_numpy(rank < k).to(order.device)])
 
     def with_values(self, values: torch.Tensor) -> "EntityWeights":
         """The same entries with other values."""

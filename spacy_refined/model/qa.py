@@ -125,7 +125,7 @@ def build_qa_model(
     intersection: bool = True,
     mask_topic: bool = True,
     prune: float = 0.001,
-    max_entities: int = 1000,
+    max_entities: int = 500,
     dropout: float = 0.1,
 ) -> Model[QAInput, QAOutput]:
     """Question answering over the KB: entity resolution, multi-hop
@@ -321,7 +321,8 @@ class QAHeads(torch.nn.Module):
     ) -> QAHeadsOutput:
         n_docs = len(lengths)
         n_relations = self.config["n_relations"]
-        padded, mask = _pad(self.dropout(tokens), lengths)
+        tokens = self.dropout(tokens)
+        padded, mask = _pad(tokens, lengths)
         # ---- entity resolution
         offsets = torch.cumsum(lengths, 0) - lengths
         first = offsets[span_doc] + span_start
@@ -366,7 +367,22 @@ class QAHeads(torch.nn.Module):
             previous = r
         return EntityWeights.concatenate(reached, x.shape), torch.stack(relations, dim=1)
 
-    def _intersect(self, answers, padded, mask, pooled, hop_probs, graph, span_doc, span_probs, candidate_probs, span_vectors, entities, span_start, span_end) -> Tuple[EntityWeights, torch.Tensor]:
+    def _intersect(
+        self,
+        answers: EntityWeights,
+        padded: torch.Tensor,
+        mask: torch.Tensor,
+        pooled: torch.Tensor,
+        hop_probs: torch.Tensor,
+        graph: FactGraph,
+        span_doc: torch.Tensor,
+        span_probs: torch.Tensor,
+        candidate_probs: torch.Tensor,
+        span_vectors: torch.Tensor,
+        entities: torch.Tensor,
+        span_start: torch.Tensor,
+        span_end: torch.Tensor,
+    ) -> Tuple[EntityWeights, torch.Tensor]:
         """Mix in the intersection of the answers of the two most probable
         non-overlapping spans; the answers and the (B,) gate."""
         n_docs = answers.shape[0]

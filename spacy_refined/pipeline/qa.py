@@ -45,7 +45,7 @@ from ..kb.store import RefinedKB
 from ..model.follow import FactGraph
 from ..model.qa import CANDIDATE_FEATURES, QAInput, QAOutput, QASpans, set_relation_count
 from ..model.threads import torch_threads
-from .knowledge_base import KnowledgeBaseComponent
+from .knowledge_base import KBListener
 
 ENTITY_MODES = ("learned", "gold", "linker")
 EXTENSIONS = ("answers", "qa_entities", "qa_path", "qa_status")
@@ -159,7 +159,7 @@ def install_extensions() -> None:
             Doc.set_extension(extension, default=None)
 
 
-class RefinedQA(TrainablePipe):
+class RefinedQA(KBListener, TrainablePipe):
     """Question answering over a `RefinedKB`'s facts."""
 
     def __init__(
@@ -205,31 +205,16 @@ class RefinedQA(TrainablePipe):
         self.cpu_threads = cpu_threads
         self.scorer = scorer
         self.cfg: Dict[str, Any] = {"relation_ids": None}
-        self._kb_source: Optional[KnowledgeBaseComponent] = None
         self._graph: Optional[FactGraph] = None
-        self._graph_key: Optional[Tuple[int, int, int]] = None
+        self._graph_key: Optional[Tuple[int, int]] = None
         self._labels: Dict[int, str] = {}
         self._owner_pid = os.getpid()
 
     # --------------------------------------------------------------------- KB
 
-    def listen_to_kb(self, source: KnowledgeBaseComponent) -> None:
-        """Take the KB from `source` (called by the `refined_kb` component)."""
-        self._kb_source = source
-
-    @property
-    def kb(self) -> Optional[RefinedKB]:
-        """The KB of the `refined_kb` component this component listens to (None before it has one)."""
-        return self._kb_source.kb if self._kb_source is not None else None
-
-    def _require_kb(self) -> RefinedKB:
-        if self._kb_source is None:
-            raise KBError(
-                f"[{self.name}] no KB component: add one before this component "
-                f'(nlp.add_pipe("refined_kb", before="{self.name}")), or set `kb_component` to its name'
-            )
-        kb = self.kb
-        return kb if kb is not None else self._kb_source.require_kb(self.name)
+    def kb_changed(self, kb: RefinedKB) -> None:
+        """Drop the fact graph of the previous KB."""
+        self._graph = None
 
     @property
     def relation_ids(self) -> List[str]:
@@ -240,10 +225,10 @@ class RefinedQA(TrainablePipe):
 
     @property
     def graph(self) -> FactGraph:
-        """The KB's facts for `follow`, rebuilt when the KB changes (another
-        KB, or one that `kb add` grew and `reload` re-opened)."""
-        kb = self._require_kb()
-        key = (id(kb), len(kb), len(kb.segments))
+        """The KB's facts for `follow`, rebuilt when the KB changes: another
+        KB (`kb_changed`), or one that `kb add` grew and `reload` re-opened."""
+        kb = self.require_kb()
+        key = (len(kb), len(kb.segments))
         if self._graph is None or key != self._graph_key:
             relation_ids = self.relation_ids
             if list(kb.relation_ids[: len(relation_ids)]) != list(relation_ids):
@@ -264,7 +249,7 @@ class RefinedQA(TrainablePipe):
         RAISES (KBError): If the KB has no facts: there is nothing to follow.
         """
         validate_get_examples(get_examples, "RefinedQA.initialize")
-        kb = self._require_kb()
+        kb = self.require_kb()
         n_facts = sum(len(segment.fact_subjects) for segment in kb.segments)
         if n_facts == 0 or not kb.relation_ids:
             raise KBError(
@@ -308,7 +293,7 @@ class RefinedQA(TrainablePipe):
         examples = list(examples)
         ops = self.model.ops
         targets = np.zeros(output.answers.shape, dtype="float32")
-        kb = self._require_kb()
+        kb = self.require_kb()
         for i, eg in enumerate(examples):
             found = kb.find(eg.reference.user_data.get(ANSWERS_KEY, []))
             targets[i, found[found >= 0]] = 1.0
@@ -331,7 +316,7 @@ class RefinedQA(TrainablePipe):
         """Write `doc._.answers`, `doc._.qa_entities` (and the span group
         `spans_key`), `doc._.qa_path` and `doc._.qa_status`."""
         docs = list(docs)
-        kb = self._require_kb()
+        kb = self.require_kb()
         spans = output.spans
         answers = self.model.ops.to_numpy(output.answers)
         n_top = min(self.top_k, answers.shape[1])
@@ -391,7 +376,7 @@ class RefinedQA(TrainablePipe):
 
     def _spans(self, docs: List[Doc]) -> QASpans:
         """The candidate spans of the questions and their candidates, by the `entities` setting."""
-        kb = self._require_kb()
+        kb = self.require_kb()
         if self.entities == "learned":
             return self._learned_spans(docs, kb)
         rows: List[Tuple[int, int, int]] = []

@@ -102,7 +102,7 @@ def scale(n_entities: int, n_facts: int, n_relations: int, repeats: int, seed: i
     graph = FactGraph(n_entities, n_relations, subjects, rng.integers(0, n_relations, n_facts), rng.integers(0, n_entities, n_facts))
     del subjects
     result["build_seconds"] = round(time.perf_counter() - started, 2)
-    result["graph_mb"] = round(sum(t.numel() * t.element_size() for t in (graph.relations, graph.objects, graph.offsets)) / 2**20, 1)
+    result["graph_mb"] = round(graph.nbytes / 2**20, 1)
     result["build_peak_rss_mb"] = round(peak_rss_mb() - before, 1)
 
     def two_hops(batch: int, backward: bool) -> float:

@@ -83,6 +83,11 @@ class FactGraph:
         self.offsets = offsets.astype(np.int64)  # numpy: the gathers of `fact_rows` run there
 
     @property
+    def nbytes(self) -> int:
+        """Memory held by the graph's arrays, in bytes."""
+        return self.relations.numel() * self.relations.element_size() + self.objects.numel() * self.objects.element_size() + self.offsets.nbytes
+
+    @property
     def n_relations(self) -> int:
         """The relations of the graph: R, or 2R with inverse relations."""
         return self.n_base_relations * (2 if self.inverse else 1)

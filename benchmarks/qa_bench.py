@@ -81,6 +81,7 @@ def ceiling(kb: RefinedKB, records: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
                 r = torch.zeros(1, graph.n_relations)
                 r[0, relation] = 1.0
                 x = graph.follow_sparse(x, r)
+                x = x.keep(x.values > 0)  # the facts of other relations pass no weight
             entities = set(x.entities.tolist())
             reached = entities if reached is None else reached & entities
         reached_any += bool(reached and reached & answers)

@@ -32,7 +32,7 @@ def read_triples(path: PathLike) -> Tuple[List[Dict[str, Any]], Dict[str, str]]:
     """
     facts: Dict[str, List[Tuple[str, str]]] = {}
     relations: Dict[str, str] = {}
-    for line_number, head, relation, tail in _triples(path):
+    for head, relation, tail in _triples(path):
         facts.setdefault(head, []).append((relation, tail))
         facts.setdefault(tail, [])
         relations.setdefault(relation, relation.replace("_", " "))
@@ -60,7 +60,7 @@ def add_triples(builder: KBBuilder, path: PathLike) -> int:
     return len(entities)
 
 
-def _triples(path: PathLike) -> Iterator[Tuple[int, str, str, str]]:
+def _triples(path: PathLike) -> Iterator[Tuple[str, str, str]]:
     if not Path(path).exists():
         raise DumpError(path, "no such file")
     with open_text(path) as f:
@@ -71,7 +71,7 @@ def _triples(path: PathLike) -> Iterator[Tuple[int, str, str, str]]:
             fields = line.split("\t")
             if len(fields) != 3 or not all(field.strip() for field in fields):
                 raise DumpError(path, f"expected head<TAB>relation<TAB>tail, got {len(fields)} field(s): {line[:80]!r}", line=line_number)
-            yield line_number, fields[0].strip(), fields[1].strip(), fields[2].strip()
+            yield fields[0].strip(), fields[1].strip(), fields[2].strip()
 
 
 def _aliases(name: str) -> List[str]:

@@ -139,8 +139,10 @@ def make_refined_qa(
     top_relations (int): Relations reported per hop in `doc._.qa_path`.
     answer_weight (float): Weight of the gold answers in the squared-error
         loss (the other entities have weight 1).
-    cpu_threads (int): Torch's intra-op threads during prediction on CPU (0:
-        torch's setting).
+    cpu_threads (int): Torch's intra-op threads during prediction and
+        training on CPU (0: torch's setting): the heads' sparse operations
+        are small, and more threads cost more in synchronisation than they
+        bring.
     scorer (Optional[Callable]): The scoring method (`spacy_refined.qa_scorer.v1`).
     RETURNS (RefinedQA): The component.
     """
@@ -280,9 +282,10 @@ class RefinedQA(KBListener, TrainablePipe):
             return losses
         set_dropout_rate(self.model, drop)
         docs = [eg.predicted for eg in examples]
-        output, backprop = self.model.begin_update(self._input(docs))
-        loss, d_answers = self.get_loss(examples, output)
-        backprop(d_answers)
+        with torch_threads(self._threads, self._owner_pid):
+            output, backprop = self.model.begin_update(self._input(docs))
+            loss, d_answers = self.get_loss(examples, output)
+            backprop(d_answers)
         if sgd is not None:
             self.finish_update(sgd)
         losses[self.name] += loss
@@ -309,8 +312,13 @@ class RefinedQA(KBListener, TrainablePipe):
     def predict(self, docs: Iterable[Doc]) -> QAOutput:
         """Answer scores of the KB's entities for each question, with the explanation."""
         docs = list(docs)
-        with torch_threads(self.cpu_threads if isinstance(self.model.ops, NumpyOps) else 0, self._owner_pid):
+        with torch_threads(self._threads, self._owner_pid):
             return self.model.predict(self._input(docs))
+
+    @property
+    def _threads(self) -> int:
+        """Torch's threads inside this component's work: `cpu_threads` on CPU, torch's setting on GPU."""
+        return self.cpu_threads if isinstance(self.model.ops, NumpyOps) else 0
 
     def set_annotations(self, docs: Iterable[Doc], output: QAOutput) -> None:
         """Write `doc._.answers`, `doc._.qa_entities` (and the span group

@@ -18,6 +18,7 @@ process's peak memory.
 `demo`: a trained pipeline's answers to the first questions of a file, with
 their explanation (resolved entities, relations per hop).
 """
+
 import argparse
 import json
 import resource
@@ -96,11 +97,18 @@ def scale(n_entities: int, n_facts: int, n_relations: int, repeats: int, seed: i
     """Timings and memory of `follow` on a synthetic uniform KG."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    result: Dict[str, Any] = {"entities": n_entities, "facts": n_facts, "relations": n_relations, "threads": torch.get_num_threads()}
+    result: Dict[str, Any] = {
+        "entities": n_entities,
+        "facts": n_facts,
+        "relations": n_relations,
+        "threads": torch.get_num_threads(),
+    }
     before = peak_rss_mb()
     started = time.perf_counter()
     subjects = np.sort(rng.integers(0, n_entities, n_facts))
-    graph = FactGraph(n_entities, n_relations, subjects, rng.integers(0, n_relations, n_facts), rng.integers(0, n_entities, n_facts))
+    graph = FactGraph(
+        n_entities, n_relations, subjects, rng.integers(0, n_relations, n_facts), rng.integers(0, n_entities, n_facts)
+    )
     del subjects
     result["build_seconds"] = round(time.perf_counter() - started, 2)
     result["graph_mb"] = round(graph.nbytes / 2**20, 1)
@@ -143,9 +151,13 @@ def demo(pipeline: str, records: Sequence[Dict[str, Any]]) -> None:
     nlp = spacy.load(pipeline)
     for record, doc in zip(records, nlp.pipe(record["question"] for record in records)):
         print(f"Q: {doc.text}   (gold: {', '.join(record.get('answers', [])[:5])})")
-        print(f"   entities: {[(e['text'], e['kb_id'], round(e['score'], 3)) for e in doc._.qa_entities]}  status: {doc._.qa_status}")
+        print(
+            f"   entities: {[(e['text'], e['kb_id'], round(e['score'], 3)) for e in doc._.qa_entities]}  status: {doc._.qa_status}"
+        )
         for hop in doc._.qa_path:
-            print(f"   hop {hop['hop']} (weight {hop['weight']:.2f}): {[(r, round(w, 2)) for r, w in hop['relations']]}")
+            print(
+                f"   hop {hop['hop']} (weight {hop['weight']:.2f}): {[(r, round(w, 2)) for r, w in hop['relations']]}"
+            )
         print(f"   answers: {[(a, round(s, 3)) for a, s in doc._.answers[:5]]}")
 
 

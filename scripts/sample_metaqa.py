@@ -12,6 +12,7 @@ random; the 1-, 2- and 3-hop questions of a split go to one file
 (`train.jsonl`, `dev.jsonl`, `test.jsonl`; the `qtype` tells the hops). The
 output is the same on a re-run.
 """
+
 import argparse
 import json
 import random
@@ -25,7 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from qa_bench import METAQA_RELATIONS  # noqa: E402
 
 
-def follow_path(facts: Dict[Tuple[str, str], Set[str]], inverse: Dict[Tuple[str, str], Set[str]], topic: str, qtype: str) -> Set[str]:
+def follow_path(
+    facts: Dict[Tuple[str, str], Set[str]], inverse: Dict[Tuple[str, str], Set[str]], topic: str, qtype: str
+) -> Set[str]:
     words = qtype.split("_to_")
     reached = {topic}
     for a, b in zip(words, words[1:]):
@@ -47,7 +50,9 @@ def main() -> None:
     parser.add_argument("--per-split", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    triples = [tuple(line.rstrip("\n").split("\t")) for line in open(args.metaqa / "kb.tsv", encoding="utf8") if line.strip()]
+    triples = [
+        tuple(line.rstrip("\n").split("\t")) for line in open(args.metaqa / "kb.tsv", encoding="utf8") if line.strip()
+    ]
     directors = sorted({t for h, r, t in triples if r == "directed_by"})
     rng = random.Random(args.seed)
     chosen = set(rng.sample(directors, args.directors))

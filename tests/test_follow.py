@@ -1,5 +1,6 @@
 """`follow` over a KB's facts: values and gradients on a hand-computed graph,
 inverse relations, intersection, and the graph of a KB built from triples."""
+
 import pytest
 import torch
 
@@ -29,28 +30,40 @@ def test_follow_values_and_gradients(graph):
     # row 1, by hand: into 0: 1 a^-1 0 (0.2 * 0.125) + 2 b^-1 0 (0.3 * 0.125);
     # into 1: 0 a 1 (0.1 * 0.5) + 3 a^-1 1 (0.4 * 0.125); into 2: 0 b 2 (0.1 * 0.25) + 3 b^-1 2 + 3 a^-1 2 (0.4 * 0.25);
     # into 3: 1 a 3 (0.2 * 0.5) + 2 b 3 (0.3 * 0.25) + 2 a 3 (0.3 * 0.5)
-    expected = torch.tensor([
-        [0.0, 1.0, 0.0, 0.0],
-        [0.0625, 0.1, 0.125, 0.325],
-    ])
+    expected = torch.tensor(
+        [
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0625, 0.1, 0.125, 0.325],
+        ]
+    )
     assert torch.allclose(y, expected)
     weights = torch.tensor([[1.0, 2.0, 3.0, 4.0], [1.0, -1.0, 2.0, 0.5]])
     (y * weights).sum().backward()
     # d/dx[b, s] = sum over facts s -rel-> o of r[b, rel] * w[b, o]; d/dr[b, rel] = sum over its facts of x[b, s] * w[b, o]
     assert torch.allclose(x.grad[0, 0], torch.tensor(1.0 * 2.0 + 0.0 * 3.0))
-    assert torch.allclose(x.grad[1], torch.tensor([
-        0.5 * -1.0 + 0.25 * 2.0,  # 0 -a-> 1, 0 -b-> 2
-        0.5 * 0.5 + 0.125 * 1.0,  # 1 -a-> 3, 1 -a^-1-> 0
-        0.25 * 0.5 + 0.5 * 0.5 + 0.125 * 1.0,  # 2 -b-> 3, 2 -a-> 3, 2 -b^-1-> 0
-        0.125 * -1.0 + 0.125 * 2.0 + 0.125 * 2.0,  # 3 -a^-1-> 1, 3 -b^-1-> 2, 3 -a^-1-> 2
-    ]))
+    assert torch.allclose(
+        x.grad[1],
+        torch.tensor(
+            [
+                0.5 * -1.0 + 0.25 * 2.0,  # 0 -a-> 1, 0 -b-> 2
+                0.5 * 0.5 + 0.125 * 1.0,  # 1 -a-> 3, 1 -a^-1-> 0
+                0.25 * 0.5 + 0.5 * 0.5 + 0.125 * 1.0,  # 2 -b-> 3, 2 -a-> 3, 2 -b^-1-> 0
+                0.125 * -1.0 + 0.125 * 2.0 + 0.125 * 2.0,  # 3 -a^-1-> 1, 3 -b^-1-> 2, 3 -a^-1-> 2
+            ]
+        ),
+    )
     assert torch.allclose(r.grad[0], torch.tensor([1.0 * 2.0, 1.0 * 3.0, 0.0, 0.0]))
-    assert torch.allclose(r.grad[1], torch.tensor([
-        0.1 * -1.0 + 0.2 * 0.5 + 0.3 * 0.5,  # a: 0->1, 1->3, 2->3
-        0.1 * 2.0 + 0.3 * 0.5,  # b: 0->2, 2->3
-        0.2 * 1.0 + 0.4 * -1.0 + 0.4 * 2.0,  # a^-1: 1->0, 3->1, 3->2
-        0.3 * 1.0 + 0.4 * 2.0,  # b^-1: 2->0, 3->2
-    ]))
+    assert torch.allclose(
+        r.grad[1],
+        torch.tensor(
+            [
+                0.1 * -1.0 + 0.2 * 0.5 + 0.3 * 0.5,  # a: 0->1, 1->3, 2->3
+                0.1 * 2.0 + 0.3 * 0.5,  # b: 0->2, 2->3
+                0.2 * 1.0 + 0.4 * -1.0 + 0.4 * 2.0,  # a^-1: 1->0, 3->1, 3->2
+                0.3 * 1.0 + 0.4 * 2.0,  # b^-1: 2->0, 3->2
+            ]
+        ),
+    )
 
 
 def test_follow_inverse_relations(graph):
@@ -109,7 +122,9 @@ def test_saturate():
 
 def test_graph_from_kb_built_from_triples(tmp_path):
     triples = tmp_path / "kb.tsv"
-    triples.write_text("Titanic\tdirected_by\tJames Cameron\nAvatar\tdirected_by\tJames Cameron\nTitanic\trelease_year\t1997\n")
+    triples.write_text(
+        "Titanic\tdirected_by\tJames Cameron\nAvatar\tdirected_by\tJames Cameron\nTitanic\trelease_year\t1997\n"
+    )
     with KBBuilder(tmp_path / "kb", progress=False) as builder:
         add_triples(builder, triples)
     kb = RefinedKB.load(tmp_path / "kb")

@@ -1,5 +1,6 @@
 """The `refined_qa` component: KB from triples, training from answers alone,
 prediction, serialization, bad input and a KB grown after training."""
+
 import json
 import random
 import shutil
@@ -39,16 +40,35 @@ QUESTIONS: List[Dict[str, Any]] = [
     {"question": "who directed Titanic", "answers": ["James Cameron"], "topic_entities": ["Titanic"]},
     {"question": "who directed Inception", "answers": ["Christopher Nolan"], "topic_entities": ["Inception"]},
     {"question": "who directed Avatar", "answers": ["James Cameron"], "topic_entities": ["Avatar"]},
-    {"question": "which films did James Cameron direct", "answers": ["Titanic", "Avatar"], "topic_entities": ["James Cameron"]},
-    {"question": "which films did Christopher Nolan direct", "answers": ["Inception", "Memento"], "topic_entities": ["Christopher Nolan"]},
+    {
+        "question": "which films did James Cameron direct",
+        "answers": ["Titanic", "Avatar"],
+        "topic_entities": ["James Cameron"],
+    },
+    {
+        "question": "which films did Christopher Nolan direct",
+        "answers": ["Inception", "Memento"],
+        "topic_entities": ["Christopher Nolan"],
+    },
     {"question": "when was Memento released", "answers": ["2000"], "topic_entities": ["Memento"]},
     {"question": "when was Titanic released", "answers": ["1997"], "topic_entities": ["Titanic"]},
-    {"question": "who starred in Titanic", "answers": ["Kate Winslet", "Leonardo DiCaprio"], "topic_entities": ["Titanic"]},
+    {
+        "question": "who starred in Titanic",
+        "answers": ["Kate Winslet", "Leonardo DiCaprio"],
+        "topic_entities": ["Titanic"],
+    },
     {"question": "where was the director of Memento born", "answers": ["London"], "topic_entities": ["Memento"]},
     {"question": "where was the director of Avatar born", "answers": ["Kapuskasing"], "topic_entities": ["Avatar"]},
 ]
 
-CONFIG = {"model": {"hidden_width": 32, "hops": 2, "max_span_width": 4, "tok2vec": {"width": 32, "depth": 1, "embed_size": 500}}}
+CONFIG = {
+    "model": {
+        "hidden_width": 32,
+        "hops": 2,
+        "max_span_width": 4,
+        "tok2vec": {"width": 32, "depth": 1, "embed_size": 500},
+    }
+}
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +84,9 @@ def qa_kb_path(tmp_path_factory) -> Path:
 def add_qa(nlp, kb_path: Path, config: Dict[str, Any] = None, name: str = "refined_qa"):
     """Add a `refined_kb` component (initialized from `kb_path`) and a `refined_qa` listening to it."""
     nlp.add_pipe("refined_kb")
-    nlp.config["initialize"]["components"]["refined_kb"] = {"kb_loader": {"@misc": "spacy_refined.KBFromPath.v1", "path": str(kb_path)}}
+    nlp.config["initialize"]["components"]["refined_kb"] = {
+        "kb_loader": {"@misc": "spacy_refined.KBFromPath.v1", "path": str(kb_path)}
+    }
     return nlp.add_pipe("refined_qa", name=name, config={**CONFIG, **(config or {})})
 
 
@@ -118,10 +140,18 @@ def test_malformed_triples_line_names_file_and_line(tmp_path):
 
 def test_reader_places_topic_entities(tmp_path):
     nlp = spacy.blank("en")
-    record = {"question": "which Australia footballer plays for Newcastle_Jets ?", "question_marked": "which [Australia] footballer plays for [Newcastle_Jets] ?",
-              "topic_entities": ["Newcastle_Jets", "Australia"], "answers": ["Adam"], "id": "q1"}
+    record = {
+        "question": "which Australia footballer plays for Newcastle_Jets ?",
+        "question_marked": "which [Australia] footballer plays for [Newcastle_Jets] ?",
+        "topic_entities": ["Newcastle_Jets", "Australia"],
+        "answers": ["Adam"],
+        "id": "q1",
+    }
     eg = question_example(nlp, record)
-    assert [(s.text, s.kb_id_) for s in eg.predicted.spans["topic_entities"]] == [("Australia", "Australia"), ("Newcastle_Jets", "Newcastle_Jets")]
+    assert [(s.text, s.kb_id_) for s in eg.predicted.spans["topic_entities"]] == [
+        ("Australia", "Australia"),
+        ("Newcastle_Jets", "Newcastle_Jets"),
+    ]
     assert eg.reference.user_data["qa_answers"] == ["Adam"] and eg.predicted.user_data["id"] == "q1"
     unmarked = question_example(nlp, {"question": "who directed titanic", "answers": [], "topic_entities": ["Titanic"]})
     assert [s.text for s in unmarked.predicted.spans["topic_entities"]] == ["titanic"]
@@ -196,7 +226,12 @@ def test_intersection_setting(qa_kb_path):
     nlp = spacy.blank("en")
     qa = add_qa(nlp, qa_kb_path, {"model": {**CONFIG["model"], "intersection": False}})
     nlp.initialize(lambda: [question_example(nlp, QUESTIONS[0])])
-    assert nlp("which films with Leonardo DiCaprio did Christopher Nolan direct").spans["qa_entities"].attrs["intersection"] == 0.0
+    assert (
+        nlp("which films with Leonardo DiCaprio did Christopher Nolan direct")
+        .spans["qa_entities"]
+        .attrs["intersection"]
+        == 0.0
+    )
     assert qa.model.get_ref("heads").attrs["intersection"] is False
 
 
@@ -212,7 +247,9 @@ def test_kb_grown_with_kb_add_answers_about_new_entities(qa_kb_path, tmp_path):
     shutil.copytree(qa_kb_path, kb_copy)
     nlp = train(kb_copy)
     assert "Oppenheimer" not in nlp.get_pipe("refined_kb").kb
-    append_segment(kb_copy, [{"id": "Oppenheimer", "label": "Oppenheimer", "facts": [["directed_by", "Christopher Nolan"]]}])
+    append_segment(
+        kb_copy, [{"id": "Oppenheimer", "label": "Oppenheimer", "facts": [["directed_by", "Christopher Nolan"]]}]
+    )
     nlp.get_pipe("refined_kb").kb.reload()
     doc = nlp("who directed Oppenheimer")
     assert doc._.qa_entities[0]["kb_id"] == "Oppenheimer"
@@ -241,7 +278,9 @@ def test_evaluate_qa_command(trained, tmp_path, run_cli):
     code, out, err = run_cli("evaluate-qa", tmp_path / "pipeline", questions, "--output", tmp_path / "metrics.json")
     assert code == 0, err
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["hits1"] == 100.0 and metrics["er_acc"] == 100.0 and metrics["groups"]["qtype=x"]["n"] == len(QUESTIONS)
+    assert (
+        metrics["hits1"] == 100.0 and metrics["er_acc"] == 100.0 and metrics["groups"]["qtype=x"]["n"] == len(QUESTIONS)
+    )
     assert metrics["questions_per_second"] > 0
 
 

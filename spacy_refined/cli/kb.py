@@ -29,7 +29,9 @@ def build(
     mention_counts: List[Path] = typer.Option(
         [], help="Mention->entity counts: TSV (mention, id, count) or EL documents JSONL"
     ),
-    triples: List[Path] = typer.Option([], help="A KG as triples: TSV of head, relation, tail names (e.g. MetaQA's kb)"),
+    triples: List[Path] = typer.Option(
+        [], help="A KG as triples: TSV of head, relation, tail names (e.g. MetaQA's kb)"
+    ),
     popularity: Optional[Path] = typer.Option(None, help="Popularity scores, TSV(.gz) of id and score (e.g. PageRank)"),
     language: str = typer.Option("en", help="Language of labels, aliases and descriptions"),
     n_types: int = typer.Option(1400, help="Size of the type inventory"),

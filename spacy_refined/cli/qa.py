@@ -1,4 +1,5 @@
 """`evaluate-qa`: score a question-answering pipeline on QA JSONL."""
+
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Optional
@@ -14,13 +15,19 @@ from .evaluate import GEMM
 @app.command("evaluate-qa")
 def evaluate_qa(
     pipeline: Path = typer.Argument(..., help="Trained pipeline directory (with a refined_qa component)"),
-    questions: Path = typer.Argument(..., help="QA JSONL: question, answers, optionally topic_entities, question_marked, qtype, path"),
+    questions: Path = typer.Argument(
+        ..., help="QA JSONL: question, answers, optionally topic_entities, question_marked, qtype, path"
+    ),
     k: int = typer.Option(10, "--k", help="The k of Hits@k"),
-    entities: Optional[str] = typer.Option(None, help="Replace refined_qa's entity resolution: learned, gold or linker"),
+    entities: Optional[str] = typer.Option(
+        None, help="Replace refined_qa's entity resolution: learned, gold or linker"
+    ),
     limit: int = typer.Option(0, help="Evaluate only the first N questions (0: all)"),
     batch_size: int = typer.Option(256, help="Questions per batch"),
     gpu_id: int = typer.Option(-1, help="GPU to use, -1 for CPU"),
-    gemm: str = typer.Option("numpy", help="Matrix products on CPU: 'numpy' (numpy's BLAS) or 'blis' (thinc's default)"),
+    gemm: str = typer.Option(
+        "numpy", help="Matrix products on CPU: 'numpy' (numpy's BLAS) or 'blis' (thinc's default)"
+    ),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write all metrics as JSON here"),
 ) -> None:
     """Hits@1, Hits@k, answer-set F1 and entity-resolution accuracy (the top
@@ -49,7 +56,12 @@ def evaluate_qa(
         if entities is not None:
             qa.entities = entities
         metrics = run(nlp, [question_example(nlp, record) for record in records], k=k, batch_size=batch_size)
-    metrics["settings"] = {"pipeline": str(pipeline), "questions": str(questions), "entities": qa.entities, "gemm": gemm}
+    metrics["settings"] = {
+        "pipeline": str(pipeline),
+        "questions": str(questions),
+        "entities": qa.entities,
+        "gemm": gemm,
+    }
     typer.echo(
         f"{metrics['n']:,} questions: Hits@1 {metrics['hits1']}, Hits@{k} {metrics['hits_k']}, F1 {metrics['f1']}, "
         f"entity resolution {metrics['er_acc']}, {metrics['questions_per_second']} questions/s"

@@ -6,6 +6,7 @@ resolved entities (`doc._.qa_entities`) and its gold answers and topic
 entities. The same functions serve `spacy train`'s scorer
 (`spacy_refined.qa_scorer.v1`) and `evaluate-qa`.
 """
+
 import time
 from collections import defaultdict
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -81,7 +82,10 @@ class QAMetrics:
 
     def results(self) -> Dict[str, Any]:
         """Overall means and, per group, its means."""
-        return {**self.group("all"), "groups": {name: self.group(name) for name in sorted(self.counts) if name != "all"}}
+        return {
+            **self.group("all"),
+            "groups": {name: self.group(name) for name in sorted(self.counts) if name != "all"},
+        }
 
 
 @registry.scorers("spacy_refined.qa_scorer.v1")
@@ -98,14 +102,16 @@ def make_qa_scorer(k: int = 10, threshold: float = 0.5) -> Callable[..., Dict[st
     def score(examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
         metrics = QAMetrics()
         for eg in examples:
-            metrics.add(question_scores(
-                eg.predicted._.answers or [],
-                eg.predicted._.qa_entities or [],
-                eg.reference.user_data.get(ANSWERS_KEY, []),
-                topic_ids(eg.reference),
-                k=k,
-                threshold=threshold,
-            ))
+            metrics.add(
+                question_scores(
+                    eg.predicted._.answers or [],
+                    eg.predicted._.qa_entities or [],
+                    eg.reference.user_data.get(ANSWERS_KEY, []),
+                    topic_ids(eg.reference),
+                    k=k,
+                    threshold=threshold,
+                )
+            )
         overall = metrics.group()
         return {f"qa_{m}": (overall[m] / 100.0 if overall[m] is not None else None) for m in QAMetrics.METRICS}
 
@@ -159,8 +165,12 @@ def evaluate_qa(nlp: Any, examples: Sequence[Example], *, k: int = 10, batch_siz
     for eg, doc in zip(examples, predicted):
         no_entity += doc._.qa_status == "no_entity"
         scores = question_scores(
-            doc._.answers or [], doc._.qa_entities or [], eg.reference.user_data.get(ANSWERS_KEY, []),
-            topic_ids(eg.reference), k=k, threshold=threshold,
+            doc._.answers or [],
+            doc._.qa_entities or [],
+            eg.reference.user_data.get(ANSWERS_KEY, []),
+            topic_ids(eg.reference),
+            k=k,
+            threshold=threshold,
         )
         metrics.add(scores, question_groups(eg.reference.user_data))
     return {

@@ -12,6 +12,7 @@ The triples of a file are held in memory while it is read (the entities'
 facts must reach the builder with their subject), which suits KGs of up to a
 few tens of millions of facts.
 """
+
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
 
@@ -37,7 +38,12 @@ def read_triples(path: PathLike) -> Tuple[List[Dict[str, Any]], Dict[str, str]]:
         facts.setdefault(tail, [])
         relations.setdefault(relation, relation.replace("_", " "))
     entities = [
-        {"id": name, "label": name, "aliases": _aliases(name), "facts": [list(fact) for fact in dict.fromkeys(entity_facts)]}
+        {
+            "id": name,
+            "label": name,
+            "aliases": _aliases(name),
+            "facts": [list(fact) for fact in dict.fromkeys(entity_facts)],
+        }
         for name, entity_facts in facts.items()
     ]
     return entities, relations
@@ -70,7 +76,11 @@ def _triples(path: PathLike) -> Iterator[Tuple[str, str, str]]:
                 continue
             fields = line.split("\t")
             if len(fields) != 3 or not all(field.strip() for field in fields):
-                raise DumpError(path, f"expected head<TAB>relation<TAB>tail, got {len(fields)} field(s): {line[:80]!r}", line=line_number)
+                raise DumpError(
+                    path,
+                    f"expected head<TAB>relation<TAB>tail, got {len(fields)} field(s): {line[:80]!r}",
+                    line=line_number,
+                )
             yield fields[0].strip(), fields[1].strip(), fields[2].strip()
 
 

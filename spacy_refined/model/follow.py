@@ -29,6 +29,7 @@ its object back to its subject ("the films directed by X").
 The module is shared: the QA component (`model/qa.py`) follows relations
 with it, and any other component that reasons over the KB's facts can.
 """
+
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -60,7 +61,9 @@ class FactGraph:
         subjects, relations, objects = (np.asarray(a, dtype=np.int64) for a in (subjects, relations, objects))
         if not len(subjects) == len(relations) == len(objects):
             raise ValueError("subjects, relations and objects must have the same length")
-        if len(subjects) and (min(subjects.min(), objects.min()) < 0 or max(subjects.max(), objects.max()) >= n_entities):
+        if len(subjects) and (
+            min(subjects.min(), objects.min()) < 0 or max(subjects.max(), objects.max()) >= n_entities
+        ):
             raise ValueError(f"fact entities out of range for a graph of {n_entities} entities")
         if len(relations) and (relations.min() < 0 or relations.max() >= n_relations):
             raise ValueError(f"fact relations out of range for a graph of {n_relations} relations")
@@ -85,7 +88,11 @@ class FactGraph:
     @property
     def nbytes(self) -> int:
         """Memory held by the graph's arrays, in bytes."""
-        return self.relations.numel() * self.relations.element_size() + self.objects.numel() * self.objects.element_size() + self.offsets.nbytes
+        return (
+            self.relations.numel() * self.relations.element_size()
+            + self.objects.numel() * self.objects.element_size()
+            + self.offsets.nbytes
+        )
 
     @property
     def n_relations(self) -> int:
@@ -182,7 +189,9 @@ class EntityWeights(NamedTuple):
         return cls(rows, entities, x[rows, entities], (x.shape[0], x.shape[1]))
 
     @classmethod
-    def coalesce(cls, rows: torch.Tensor, entities: torch.Tensor, values: torch.Tensor, shape: Tuple[int, int]) -> "EntityWeights":
+    def coalesce(
+        cls, rows: torch.Tensor, entities: torch.Tensor, values: torch.Tensor, shape: Tuple[int, int]
+    ) -> "EntityWeights":
         """Entries that may repeat a (row, entity), summed into one each (sorted by row, then entity)."""
         keys = rows * shape[1] + entities
         size = shape[0] * shape[1]
@@ -199,7 +208,9 @@ class EntityWeights(NamedTuple):
     @classmethod
     def concatenate(cls, parts: Sequence["EntityWeights"], shape: Tuple[int, int]) -> "EntityWeights":
         """The sum of several entity weights of the same shape."""
-        return cls.coalesce(*(torch.cat([getattr(part, name) for part in parts]) for name in ("rows", "entities", "values")), shape)
+        return cls.coalesce(
+            *(torch.cat([getattr(part, name) for part in parts]) for name in ("rows", "entities", "values")), shape
+        )
 
     @property
     def keys(self) -> torch.Tensor:
@@ -230,7 +241,9 @@ class EntityWeights(NamedTuple):
     def to_dense(self) -> torch.Tensor:
         """The (B, N) dense tensor."""
         n_rows, n_entities = self.shape
-        flat = self.values.new_zeros(n_rows * n_entities).index_add(0, self.rows * n_entities + self.entities, self.values)
+        flat = self.values.new_zeros(n_rows * n_entities).index_add(
+            0, self.rows * n_entities + self.entities, self.values
+        )
         return flat.view(n_rows, n_entities)
 
 

@@ -26,6 +26,7 @@ The model's input is a `QAInput`; its output a `QAOutput` whose `answers`
 (B, N) are the scores of the KB's entities, and `backprop` takes their
 gradient.
 """
+
 from dataclasses import dataclass
 from typing import Callable, List, NamedTuple, Optional, Tuple
 
@@ -197,7 +198,9 @@ def _init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
     elif docs:
         width = tok2vec.predict(docs[:1])[0].shape[1]
     else:
-        raise ValueError("cannot infer the token vector width of the tok2vec layer: initialize the model with sample docs")
+        raise ValueError(
+            "cannot infer the token vector width of the tok2vec layer: initialize the model with sample docs"
+        )
     heads.set_dim("nI", width, force=True)
     module = QAHeads(
         width=width,
@@ -253,7 +256,9 @@ def _heads_inputs(model: Model, inputs: _HeadsInput, is_train: bool) -> Tuple[Ar
     return arguments, get_d_inputs
 
 
-def _heads_outputs(model: Model, inputs_outputs: Tuple[_HeadsInput, QAHeadsOutput], is_train: bool) -> Tuple[QAOutput, Callable]:
+def _heads_outputs(
+    model: Model, inputs_outputs: Tuple[_HeadsInput, QAHeadsOutput], is_train: bool
+) -> Tuple[QAOutput, Callable]:
     outputs = inputs_outputs[1]
     answers = torch2xp(outputs.answers, ops=model.ops)
     rest = {name: t.detach().cpu().numpy() for name, t in outputs._asdict().items() if name != "answers"}
@@ -284,8 +289,16 @@ class QAHeads(torch.nn.Module):
     ) -> None:
         super().__init__()
         self.config = {
-            "width": width, "n_relations": n_relations, "hidden_width": hidden_width, "hops": hops,
-            "max_span_width": max_span_width, "intersection": intersection, "mask_topic": mask_topic, "prune": prune, "max_entities": max_entities, "dropout": dropout,
+            "width": width,
+            "n_relations": n_relations,
+            "hidden_width": hidden_width,
+            "hops": hops,
+            "max_span_width": max_span_width,
+            "intersection": intersection,
+            "mask_topic": mask_topic,
+            "prune": prune,
+            "max_entities": max_entities,
+            "dropout": dropout,
         }
         n_features = len(CANDIDATE_FEATURES)
         self.hops = hops
@@ -302,7 +315,9 @@ class QAHeads(torch.nn.Module):
         self.relation_keys = torch.nn.Linear(n_relations, hidden_width, bias=False)
         self.hop_queries = torch.nn.Parameter(torch.randn(hops, width) * 0.1)
         self.relation_layer = torch.nn.Sequential(
-            torch.nn.Linear(width + hidden_width + n_relations, hidden_width), torch.nn.ReLU(), torch.nn.Linear(hidden_width, n_relations)
+            torch.nn.Linear(width + hidden_width + n_relations, hidden_width),
+            torch.nn.ReLU(),
+            torch.nn.Linear(hidden_width, n_relations),
         )
         self.hop_layer = torch.nn.Linear(width, hops)
         self.gate_layer = torch.nn.Linear(width + 1, 1)
@@ -332,25 +347,51 @@ class QAHeads(torch.nn.Module):
         valid = entities >= 0
         signatures = _relation_signatures(graph, entities.clamp(min=0), n_relations) * valid.unsqueeze(-1)
         candidate_logits = self.candidate_features(features).squeeze(-1)
-        candidate_logits = candidate_logits + (self.candidate_query(span_vectors).unsqueeze(1) * self.relation_keys(signatures)).sum(-1)
+        candidate_logits = candidate_logits + (
+            self.candidate_query(span_vectors).unsqueeze(1) * self.relation_keys(signatures)
+        ).sum(-1)
         candidate_probs = _masked_softmax(candidate_logits, valid, dim=1)
         best_features = (features * candidate_probs.unsqueeze(-1)).sum(1)
         span_logits = self.span_score(torch.cat([span_vectors, best_features], dim=1)).squeeze(1)
         span_probs = _grouped_softmax(span_logits, span_doc, n_docs)
         x0 = _entity_weights(span_probs.unsqueeze(1) * candidate_probs, span_doc, entities, n_docs, graph.n_entities)
-        context = torch.zeros(n_docs, span_vectors.shape[1], device=tokens.device).index_add(0, span_doc, span_probs.unsqueeze(1) * span_vectors)
+        context = torch.zeros(n_docs, span_vectors.shape[1], device=tokens.device).index_add(
+            0, span_doc, span_probs.unsqueeze(1) * span_vectors
+        )
         # ---- reasoning
         pooled = (padded * mask.unsqueeze(-1)).sum(1) / lengths.clamp(min=1).unsqueeze(1)
         hop_probs = torch.softmax(self.hop_layer(pooled), dim=1)
         answers, relations = self._follow(x0, padded, mask, context, hop_probs, graph)
         gate = tokens.new_zeros(n_docs)
         if self.intersection and len(span_doc):
-            answers, gate = self._intersect(answers, padded, mask, pooled, hop_probs, graph, span_doc, span_probs, candidate_probs, span_vectors, entities, span_start, span_end)
+            answers, gate = self._intersect(
+                answers,
+                padded,
+                mask,
+                pooled,
+                hop_probs,
+                graph,
+                span_doc,
+                span_probs,
+                candidate_probs,
+                span_vectors,
+                entities,
+                span_start,
+                span_end,
+            )
         if self.mask_topic:
             answers = answers.with_values(answers.values * (1.0 - torch.clamp(_lookup(x0, answers.keys), max=1.0)))
         return QAHeadsOutput(answers.to_dense(), span_probs, candidate_probs, relations, hop_probs, gate)
 
-    def _follow(self, x: EntityWeights, padded: torch.Tensor, mask: torch.Tensor, context: torch.Tensor, hop_probs: torch.Tensor, graph: FactGraph) -> Tuple[EntityWeights, torch.Tensor]:
+    def _follow(
+        self,
+        x: EntityWeights,
+        padded: torch.Tensor,
+        mask: torch.Tensor,
+        context: torch.Tensor,
+        hop_probs: torch.Tensor,
+        graph: FactGraph,
+    ) -> Tuple[EntityWeights, torch.Tensor]:
         """T hops from `x` with relations conditioned on `context`; the
         hops mixed by `hop_probs`: the (B, N) answers and the (B, T, R) relations."""
         n_docs = x.shape[0]
@@ -388,7 +429,9 @@ class QAHeads(torch.nn.Module):
         n_docs = answers.shape[0]
         first, second = _top_two_spans(span_doc, span_probs, span_start, span_end, n_docs)
         has_two = second >= 0
-        gate = torch.sigmoid(self.gate_layer(torch.cat([pooled, span_probs[second.clamp(min=0)].unsqueeze(1)], dim=1))).squeeze(1)
+        gate = torch.sigmoid(
+            self.gate_layer(torch.cat([pooled, span_probs[second.clamp(min=0)].unsqueeze(1)], dim=1))
+        ).squeeze(1)
         if not self.training:  # a closed gate adds nothing: skip its branches
             has_two = has_two & (gate >= self.prune)
         gate = gate * has_two
@@ -397,7 +440,13 @@ class QAHeads(torch.nn.Module):
         docs = torch.nonzero(has_two).squeeze(1)
         branches = []
         for chosen in (first[docs], second[docs]):
-            x = _entity_weights(candidate_probs[chosen], torch.arange(len(docs), device=gate.device), entities[chosen], len(docs), graph.n_entities)
+            x = _entity_weights(
+                candidate_probs[chosen],
+                torch.arange(len(docs), device=gate.device),
+                entities[chosen],
+                len(docs),
+                graph.n_entities,
+            )
             branch, _ = self._follow(x, padded[docs], mask[docs], span_vectors[chosen], hop_probs[docs], graph)
             branches.append(branch)
         both = intersect(*branches)
@@ -435,13 +484,17 @@ def _grouped_softmax(logits: torch.Tensor, groups: torch.Tensor, n_groups: int) 
     """Softmax of `logits` within each group (S,) -> (S,)."""
     if not len(logits):
         return logits
-    maxima = torch.full((n_groups,), -1e9, device=logits.device).scatter_reduce(0, groups, logits.detach(), reduce="amax")
+    maxima = torch.full((n_groups,), -1e9, device=logits.device).scatter_reduce(
+        0, groups, logits.detach(), reduce="amax"
+    )
     exp = torch.exp(logits - maxima[groups])
     totals = torch.zeros(n_groups, device=logits.device).index_add(0, groups, exp)
     return exp / totals[groups]
 
 
-def _entity_weights(weights: torch.Tensor, rows: torch.Tensor, entities: torch.Tensor, n_rows: int, n_entities: int) -> EntityWeights:
+def _entity_weights(
+    weights: torch.Tensor, rows: torch.Tensor, entities: torch.Tensor, n_rows: int, n_entities: int
+) -> EntityWeights:
     """(S, K) weights of the candidates `entities` (-1: none) of spans in rows `rows` -> sparse (n_rows, N)."""
     valid = entities >= 0
     flat_rows = rows.unsqueeze(1).expand_as(entities)[valid]
@@ -469,7 +522,9 @@ def _relation_signatures(graph: FactGraph, entities: torch.Tensor, n_relations: 
     return table[inverse].to(entities.device)
 
 
-def _top_two_spans(span_doc: torch.Tensor, span_probs: torch.Tensor, start: torch.Tensor, end: torch.Tensor, n_docs: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def _top_two_spans(
+    span_doc: torch.Tensor, span_probs: torch.Tensor, start: torch.Tensor, end: torch.Tensor, n_docs: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per question, the most probable span and the most probable one not
     overlapping it (-1: none)."""
     first = torch.full((n_docs,), -1, dtype=torch.long)

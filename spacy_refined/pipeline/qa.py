@@ -20,6 +20,7 @@ Design notes:
   `max_span_width` tokens that name a KB entity (the alias table, through
   the same candidate generator as the linker's).
 """
+
 import os
 from itertools import islice
 from pathlib import Path
@@ -147,10 +148,22 @@ def make_refined_qa(
     RETURNS (RefinedQA): The component.
     """
     return RefinedQA(
-        nlp.vocab, model, name, kb_component=kb_component, entities=entities, get_candidates=get_candidates,
-        n_candidates=n_candidates, topic_key=topic_key, spans_key=spans_key, top_k=top_k,
-        answer_threshold=answer_threshold, min_entity_score=min_entity_score, top_relations=top_relations,
-        answer_weight=answer_weight, cpu_threads=cpu_threads, scorer=scorer,
+        nlp.vocab,
+        model,
+        name,
+        kb_component=kb_component,
+        entities=entities,
+        get_candidates=get_candidates,
+        n_candidates=n_candidates,
+        topic_key=topic_key,
+        spans_key=spans_key,
+        top_k=top_k,
+        answer_threshold=answer_threshold,
+        min_entity_score=min_entity_score,
+        top_relations=top_relations,
+        answer_weight=answer_weight,
+        cpu_threads=cpu_threads,
+        scorer=scorer,
     )
 
 
@@ -235,7 +248,7 @@ class RefinedQA(KBListener, TrainablePipe):
             relation_ids = self.relation_ids
             if list(kb.relation_ids[: len(relation_ids)]) != list(relation_ids):
                 raise KBError(
-                    f"[{self.name}] the KB at {kb.path} has relations {kb.relation_ids[:len(relation_ids)]}, but the "
+                    f"[{self.name}] the KB at {kb.path} has relations {kb.relation_ids[: len(relation_ids)]}, but the "
                     f"model was trained with {relation_ids}: use the KB it was trained with (or one grown from it)"
                 )
             self._graph = FactGraph.from_kb(kb, inverse=True, n_relations=len(relation_ids))
@@ -256,7 +269,7 @@ class RefinedQA(KBListener, TrainablePipe):
         if n_facts == 0 or not kb.relation_ids:
             raise KBError(
                 f"[{self.name}] the KB at {kb.path} has no facts, so there are no relations to follow: build it "
-                f"with facts (`kb build --triples kb.tsv`, or entities with \"facts\")"
+                f'with facts (`kb build --triples kb.tsv`, or entities with "facts")'
             )
         self.cfg["relation_ids"] = list(kb.relation_ids)
         self._graph = None
@@ -340,15 +353,26 @@ class RefinedQA(KBListener, TrainablePipe):
             ids = kb.entity_ids([index for index, _ in kept])
             doc._.answers = [(entity_id, float(score)) for entity_id, (_, score) in zip(ids, kept)]
             doc._.qa_entities = self._resolved(doc, spans, by_doc.get(i, []), output, kb)
-            doc._.qa_path = [
-                {
-                    "hop": t + 1,
-                    "weight": float(output.hops[i, t]),
-                    "relations": [(relation_names[r], float(output.relations[i, t, r])) for r in np.argsort(-output.relations[i, t])[: self.top_relations]],
-                }
-                for t in range(output.hops.shape[1])
-            ] if doc._.qa_entities else []
-            group = SpanGroup(doc, name=self.spans_key, attrs={"scores": [e["score"] for e in doc._.qa_entities], "intersection": float(output.gate[i])})
+            doc._.qa_path = (
+                [
+                    {
+                        "hop": t + 1,
+                        "weight": float(output.hops[i, t]),
+                        "relations": [
+                            (relation_names[r], float(output.relations[i, t, r]))
+                            for r in np.argsort(-output.relations[i, t])[: self.top_relations]
+                        ],
+                    }
+                    for t in range(output.hops.shape[1])
+                ]
+                if doc._.qa_entities
+                else []
+            )
+            group = SpanGroup(
+                doc,
+                name=self.spans_key,
+                attrs={"scores": [e["score"] for e in doc._.qa_entities], "intersection": float(output.gate[i])},
+            )
             for entity in doc._.qa_entities:
                 group.append(Span(doc, entity["start"], entity["end"], label=QA_ENTITY_LABEL, kb_id=entity["kb_id"]))
             doc.spans[self.spans_key] = group
@@ -361,20 +385,24 @@ class RefinedQA(KBListener, TrainablePipe):
             else:
                 doc._.qa_status = "answered"
 
-    def _resolved(self, doc: Doc, spans: QASpans, rows: List[int], output: QAOutput, kb: RefinedKB) -> List[Dict[str, Any]]:
+    def _resolved(
+        self, doc: Doc, spans: QASpans, rows: List[int], output: QAOutput, kb: RefinedKB
+    ) -> List[Dict[str, Any]]:
         """The question's resolved spans, most probable first: their best candidate and its score."""
         rows = sorted(rows, key=lambda s: -output.span_probs[s])
         rows = [s for n, s in enumerate(rows) if n == 0 or output.span_probs[s] >= self.min_entity_score]
         resolved = []
         for s in rows:
             best = int(np.argmax(output.candidate_probs[s]))
-            resolved.append({
-                "start": int(spans.start[s]),
-                "end": int(spans.end[s]),
-                "text": doc[int(spans.start[s]) : int(spans.end[s])].text,
-                "kb_id": kb.entity_id(int(spans.entities[s, best])),
-                "score": float(output.span_probs[s] * output.candidate_probs[s, best]),
-            })
+            resolved.append(
+                {
+                    "start": int(spans.start[s]),
+                    "end": int(spans.end[s]),
+                    "text": doc[int(spans.start[s]) : int(spans.end[s])].text,
+                    "kb_id": kb.entity_id(int(spans.entities[s, best])),
+                    "score": float(output.span_probs[s] * output.candidate_probs[s, best]),
+                }
+            )
         return resolved
 
     # ------------------------------------------------------ spans and input
@@ -391,7 +419,11 @@ class RefinedQA(KBListener, TrainablePipe):
         ids: List[str] = []
         scores: List[float] = []
         for i, doc in enumerate(docs):
-            given = doc.spans[self.topic_key] if self.entities == "gold" and self.topic_key in doc.spans else (doc.ents if self.entities == "linker" else [])
+            given = (
+                doc.spans[self.topic_key]
+                if self.entities == "gold" and self.topic_key in doc.spans
+                else (doc.ents if self.entities == "linker" else [])
+            )
             for span in given:
                 if span.kb_id_ and span.kb_id_ != NIL:
                     rows.append((i, span.start, span.end))
@@ -453,7 +485,9 @@ class RefinedQA(KBListener, TrainablePipe):
         for (row, col), label in zip(zip(*np.nonzero(valid)), labels):
             text = span_texts[row]
             match[row, col] = float(text == label or text == label.replace("_", " "))
-            match_lower[row, col] = float(text.casefold() == label.casefold() or text.casefold() == label.replace("_", " ").casefold())
+            match_lower[row, col] = float(
+                text.casefold() == label.casefold() or text.casefold() == label.replace("_", " ").casefold()
+            )
         features[..., 1] = match
         features[..., 2] = match_lower
         features[valid, 3] = kb.popularities(entities[valid])
@@ -492,7 +526,10 @@ class RefinedQA(KBListener, TrainablePipe):
         return util.to_bytes(serialize, exclude)
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "RefinedQA":
-        deserialize = {"cfg": lambda b: self.cfg.update(srsly.json_loads(b)), "model": lambda b: self.model.from_bytes(b)}
+        deserialize = {
+            "cfg": lambda b: self.cfg.update(srsly.json_loads(b)),
+            "model": lambda b: self.model.from_bytes(b),
+        }
         util.from_bytes(bytes_data, deserialize, exclude)
         self._graph = None
         return self
@@ -503,4 +540,6 @@ def find_qa(nlp: Language, name: Optional[str] = None) -> RefinedQA:
     for component_name, component in nlp.pipeline:
         if isinstance(component, RefinedQA) and name in (None, component_name):
             return component
-    raise ValueError(f"the pipeline has no refined_qa component{f' called {name!r}' if name else ''} (it has: {', '.join(nlp.pipe_names) or 'none'})")
+    raise ValueError(
+        f"the pipeline has no refined_qa component{f' called {name!r}' if name else ''} (it has: {', '.join(nlp.pipe_names) or 'none'})"
+    )

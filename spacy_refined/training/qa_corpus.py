@@ -11,6 +11,7 @@ the brackets of `question_marked`, else at the first occurrence of the
 entity ID in the question (case-insensitive), else left out. Other fields
 (`id`, `qtype`, `path`) go to `user_data` of both docs.
 """
+
 import re
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Tuple, Union

@@ -254,19 +254,7 @@ def main_process_rate(wikidata: Path) -> float:
         writer = SegmentWriter(Path(tmp) / "segment", Path(tmp) / "work", 0, 64)
         start = time.perf_counter()
         for r in records:
-            writer.add_entity(
-                EntityRecord(
-                    id=r.id,
-                    label=r.label or "",
-                    description=r.description or "",
-                    aliases=r.aliases,
-                    types=r.instance_of,
-                    subclass_of=r.subclass_of,
-                    facts=r.facts,
-                    sitelinks=r.sitelink_count,
-                    title=r.sitelink_title,
-                )
-            )
+            writer.add_entity(EntityRecord.from_wikidata(r))
         writer.close()
         return len(records) / (time.perf_counter() - start)
 

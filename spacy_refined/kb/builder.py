@@ -71,7 +71,7 @@ from .lock import write_lock
 from .normalize import normalize_alias, normalize_title
 from .segment import find_sorted
 from .store import RefinedKB
-from .wikidata import read_wikidata
+from .wikidata import WikidataRecord, read_wikidata
 from .wikipedia import read_wikipedia
 
 
@@ -124,6 +124,21 @@ class EntityRecord:
     popularity: Optional[float] = None
     sitelinks: int = 0
     title: Optional[str] = None
+
+    @classmethod
+    def from_wikidata(cls, record: WikidataRecord) -> "EntityRecord":
+        """The entity of an item of a Wikidata dump (its P31 classes as types)."""
+        return cls(
+            id=record.id,
+            label=record.label or "",
+            description=record.description or "",
+            aliases=record.aliases,
+            types=record.instance_of,
+            subclass_of=record.subclass_of,
+            facts=record.facts,
+            sitelinks=record.sitelink_count,
+            title=record.sitelink_title,
+        )
 
     @classmethod
     def from_dict(cls, data: Any, popularity_range: Optional[Tuple[float, float]] = None) -> "EntityRecord":
@@ -627,19 +642,7 @@ class KBBuilder:
                     if record.label:
                         self.relation_labels[record.id] = record.label
                     continue
-                self.writer.add_entity(
-                    EntityRecord(
-                        id=record.id,
-                        label=record.label or "",
-                        description=record.description or "",
-                        aliases=record.aliases,
-                        types=record.instance_of,
-                        subclass_of=record.subclass_of,
-                        facts=record.facts,
-                        sitelinks=record.sitelink_count,
-                        title=record.sitelink_title,
-                    )
-                )
+                self.writer.add_entity(EntityRecord.from_wikidata(record))
                 n += 1
                 bar.update()
         self.sources.append({"kind": "wikidata", "path": str(path), "entities": n})

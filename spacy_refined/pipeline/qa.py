@@ -13,9 +13,16 @@ Design notes:
   once: the fact graph is rebuilt whenever the KB changes, and entity
   resolution reads the KB's alias table.
 * Trained from (question, answers) pairs alone with the default
-  `entities = "learned"`: the loss is on the answers only (TransferNet's
-  weighted squared error), and the spans and candidates that start the
-  traversal get their gradients through it.
+  `entities = "learned"`: the loss is on the answers only (a weighted binary
+  cross-entropy of each entity's score), and the spans and candidates that
+  start the traversal get their gradients through it. Cross-entropy rather
+  than a squared error: the gradient a relation receives through the
+  relation softmax is its weight times the loss's gradient at the answers,
+  so with a squared error (bounded gradient) a relation whose weight is near
+  zero never recovers, and entity resolution learns to escape to spans whose
+  entities lack the relation the head settled on (all-zero answers cost
+  less than wrong ones); the log's gradient at a gold answer grows as its
+  score shrinks and cancels that factor.
 * The candidate spans of a question are all its spans of up to
   `max_span_width` tokens that name a KB entity (the alias table, through
   the same candidate generator as the linker's).
@@ -138,7 +145,7 @@ def make_refined_qa(
     min_entity_score (float): Resolved spans with P(span) below it are not
         reported in `doc._.qa_entities` (the best span always is).
     top_relations (int): Relations reported per hop in `doc._.qa_path`.
-    answer_weight (float): Weight of the gold answers in the squared-error
+    answer_weight (float): Weight of the gold answers in the cross-entropy
         loss (the other entities have weight 1).
     cpu_threads (int): Torch's intra-op threads during prediction and
         training on CPU (0: torch's setting): the heads' sparse operations
@@ -305,7 +312,7 @@ class RefinedQA(KBListener, TrainablePipe):
         return losses
 
     def get_loss(self, examples: Iterable[Example], output: QAOutput) -> Tuple[float, Any]:
-        """Weighted squared error of the answer scores against the gold answers, and its gradient."""
+        """Weighted binary cross-entropy of the answer scores against the gold answers, and its gradient."""
         examples = list(examples)
         ops = self.model.ops
         targets = np.zeros(output.answers.shape, dtype="float32")
@@ -315,10 +322,10 @@ class RefinedQA(KBListener, TrainablePipe):
             targets[i, found[found >= 0]] = 1.0
         targets = ops.asarray2f(targets)
         weights = 1.0 + (self.answer_weight - 1.0) * targets
-        diff = output.answers - targets
+        p = ops.xp.clip(output.answers, 1e-6, 1.0 - 1e-6)
         n = max(1, len(examples))
-        loss = float((weights * diff**2).sum()) / n
-        return loss, 2.0 * weights * diff / n
+        loss = -float((weights * (targets * ops.xp.log(p) + (1.0 - targets) * ops.xp.log1p(-p))).sum()) / n
+        return loss, weights * (p - targets) / (p * (1.0 - p)) / n
 
     # ------------------------------------------------------------ prediction
 

@@ -23,7 +23,7 @@ from . import description  # noqa: F401
 from ._torch import shim_device, torch_shim
 from .bio import IMPOSSIBLE, best_tags, decode_tags
 from .heads import CandidateTensors, HeadsOutput, MentionTensors, RefinedHeads
-from .types import HeadsInput, Logits, Mentions, RefinedInput, RefinedOutput
+from .types import HeadsInput, Logits, Mentions, Origin, RefinedInput, RefinedOutput
 
 
 @registry.architectures("spacy_refined.RefinedModel.v1")
@@ -116,6 +116,7 @@ def _init(model: Model, X: Optional[RefinedInput] = None, Y=None) -> None:
         dropout=heads.attrs["dropout"],
         context_width=heads.attrs["context_width"],
         n_coherence=heads.get_dim("n_coherence"),
+        alias_feature=True,
     )
     heads.shims[0] = torch_shim(module)
 
@@ -142,11 +143,19 @@ def _forward(model: Model, inputs: RefinedInput, is_train: bool) -> Tuple[Refine
     mentions, extra = inputs.mentions, Mentions.empty()
     tag_logits = None
     if mentions is None:
-        tag_logits = heads.predict(HeadsInput(tokens, lengths, tags=True)).tag_logits
-        log_probs = torch.log_softmax(xp2torch(tag_logits).float(), dim=1).cpu().numpy()
-        log_probs[_space_tokens(docs), 1:] = IMPOSSIBLE  # whitespace is never part of a mention
-        found = decode_tags(best_tags(log_probs, lengths), lengths)
-        mentions, extra = found.subset(found.label == 0), found.subset(found.label > 0)
+        tagged = None
+        if inputs.tag:
+            tag_logits = heads.predict(HeadsInput(tokens, lengths, tags=True)).tag_logits
+            log_probs = torch.log_softmax(xp2torch(tag_logits).float(), dim=1).cpu().numpy()
+            log_probs[_space_tokens(docs), 1:] = IMPOSSIBLE  # whitespace is never part of a mention
+            found = decode_tags(best_tags(log_probs, lengths), lengths)
+            tagged, extra = found.subset(found.label == 0), found.subset(found.label > 0)
+        if inputs.propose is not None:
+            mentions = inputs.propose(docs, tagged)
+        elif tagged is not None:
+            mentions = tagged
+        else:
+            raise ValueError("the model has no mentions to link: give mentions, tag the docs or a `propose` function")
     candidates = inputs.lookup(docs, mentions, is_train)
     if candidates.vectors is not None:
         vectors, backprop_vectors = model.ops.asarray2f(candidates.vectors), None
@@ -206,6 +215,7 @@ def _heads_inputs(model: Model, inputs: HeadsInput, is_train: bool) -> Tuple[Arg
             tokens=torch.as_tensor(inputs.mention_tokens, device=device),
             owners=torch.as_tensor(inputs.owners, device=device),
             docs=torch.as_tensor(inputs.mentions.doc, device=device),
+            from_aliases=torch.as_tensor(inputs.mentions.origin == Origin.ALIASES, dtype=torch.float32, device=device),
         )
         kwargs["candidates"] = CandidateTensors(
             rows=torch.as_tensor(candidates.rows, device=device),

@@ -30,11 +30,13 @@ NIL_LOGIT = 0.0  # the fixed logit of the NIL option
 class MentionTensors(NamedTuple):
     """A batch's mentions: `tokens`, the flat batch indices of their tokens;
     `owners`, the mention owning each of those; `docs`, the document of
-    each mention."""
+    each mention; `from_aliases`, 1.0 where only the KB's aliases proposed
+    the mention (float, one per mention)."""
 
     tokens: torch.Tensor
     owners: torch.Tensor
     docs: torch.Tensor
+    from_aliases: torch.Tensor
 
 
 class CandidateTensors(NamedTuple):
@@ -170,32 +172,47 @@ class DescriptionMatcher(nn.Linear):
 class CandidateScorer(nn.Linear):
     """A linear layer over each candidate's features: prior, log prior,
     typing agreement, has-types flag, description score, popularity (the
-    KB's percentile rank, which P(e|m) does not give for a sole candidate;
-    starts at weight 0), and the document coherence features from the KB's
-    facts, as given and relative to the mention's most coherent candidate.
-    NIL is an extra option with a fixed logit, so a softmax over candidates
-    + NIL gives the confidence."""
+    KB's percentile rank, which P(e|m) does not give for a sole candidate
+    and which breaks ties of the prior), the document coherence features
+    from the KB's facts, as given and relative to the mention's most
+    coherent candidate, and (`alias_feature`) whether only the KB's aliases
+    proposed the mention, so that NIL can turn down the alias matches that
+    are no mentions. NIL is an extra option with a fixed logit, so a softmax
+    over candidates + NIL gives the confidence.
 
-    def __init__(self, n_coherence: int) -> None:
-        super().__init__(N_OWN_FEATURES + 2 * n_coherence, 1)
+    Its initial weights link by the KB alone (prior, popularity,
+    coherence): an untrained model is the zero-training linker."""
+
+    def __init__(self, n_coherence: int, alias_feature: bool = False) -> None:
+        super().__init__(N_OWN_FEATURES + 2 * n_coherence + int(alias_feature), 1)
+        self.alias_feature = alias_feature
         with torch.no_grad():
             # Start from the prior: logit = log P(e|m) + 2, so NIL (logit 0)
-            # wins only where no candidate has a prior above e^-2; and from
-            # trusting coherence (zero without facts), whose fitted weights
-            # lie further from zero than the optimizer's small steps go.
+            # wins only where no candidate has a prior above e^-2; from
+            # popularity as a tie-breaker; and from trusting coherence (zero
+            # without facts), whose fitted weights lie further from zero than
+            # the optimizer's small steps go.
             self.weight.zero_()
             self.weight[0, 1] = 1.0
-            self.weight[0, N_OWN_FEATURES:] = 2.0
+            self.weight[0, 5] = 0.5
+            self.weight[0, N_OWN_FEATURES : N_OWN_FEATURES + 2 * n_coherence] = 2.0
             self.bias.fill_(2.0)
 
-    @staticmethod
-    def features(candidates: CandidateTensors, type_probs: torch.Tensor, description: torch.Tensor) -> torch.Tensor:
+    def features(
+        self,
+        candidates: CandidateTensors,
+        type_probs: torch.Tensor,
+        description: torch.Tensor,
+        from_aliases: torch.Tensor,
+    ) -> torch.Tensor:
         """The candidates' features.
 
         candidates (CandidateTensors): the candidates.
         type_probs (torch.Tensor): the mentions' predicted type
             probabilities, (n_mentions, n_types).
         description (torch.Tensor): the description scores, (n_mentions, k).
+        from_aliases (torch.Tensor): 1.0 for the mentions only the KB's
+            aliases proposed, (n_mentions,).
         RETURNS (torch.Tensor): (n_mentions, k, n_features).
         """
         rows, mask, coherence = candidates.rows, candidates.mask, candidates.coherence
@@ -209,7 +226,10 @@ class CandidateScorer(nn.Linear):
             description,
             candidates.popularity[rows],
         ]
-        return torch.cat([torch.stack(own, dim=-1), coherence, coherence - best_coherence], dim=-1)
+        features = [torch.stack(own, dim=-1), coherence, coherence - best_coherence]
+        if self.alias_feature:
+            features.append(from_aliases.to(coherence.dtype)[:, None, None].expand(-1, mask.shape[1], 1))
+        return torch.cat(features, dim=-1)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Link logits.
@@ -243,6 +263,8 @@ class RefinedHeads(nn.Module):
     context_width (int): the units of the document LSTM, each way (0: none).
     n_coherence (int): the coherence features per candidate (models saved
         before it was a setting have 2).
+    alias_feature (bool): whether the scorer sees which mentions only the
+        KB's aliases proposed (models saved before mention sources have not).
     """
 
     def __init__(
@@ -255,6 +277,7 @@ class RefinedHeads(nn.Module):
         dropout: float,
         context_width: int = 0,
         n_coherence: int = 2,
+        alias_feature: bool = False,
     ) -> None:
         super().__init__()
         self.config = {
@@ -266,6 +289,7 @@ class RefinedHeads(nn.Module):
             "dropout": dropout,
             "context_width": context_width,
             "n_coherence": n_coherence,
+            "alias_feature": alias_feature,
         }
         self.dropout = nn.Dropout(dropout)
         self.context = DocumentContext(width, context_width) if context_width else None
@@ -273,7 +297,7 @@ class RefinedHeads(nn.Module):
         self.mention_encoder = MentionEncoder(width)
         self.typer = EntityTyper(self.mention_encoder.out_width, n_types)
         self.describer = DescriptionMatcher(self.mention_encoder.out_width, entity_width)
-        self.scorer = CandidateScorer(n_coherence)
+        self.scorer = CandidateScorer(n_coherence, alias_feature)
 
     def forward(
         self,
@@ -306,7 +330,8 @@ class RefinedHeads(nn.Module):
         type_logits = self.typer(vectors)
         description = self.describer(vectors, candidates.vectors[candidates.rows])
         link_logits = self.scorer(
-            self.scorer.features(candidates, torch.sigmoid(type_logits), description), candidates.mask
+            self.scorer.features(candidates, torch.sigmoid(type_logits), description, mentions.from_aliases),
+            candidates.mask,
         )
         return HeadsOutput(
             tag_logits=tag_logits,

@@ -33,6 +33,7 @@ def build_refined_model(
     hidden_width: int = 128,
     dropout: float = 0.1,
     context_width: int = 0,
+    feature_dropout: float = 0.0,
 ) -> Model[RefinedInput, RefinedOutput]:
     """ReFinED: mention detection, entity typing and disambiguation in one pass.
 
@@ -56,6 +57,10 @@ def build_refined_model(
     context_width (int): units of the BIO tagger's bidirectional LSTM over
         each document (each way; 0: no LSTM, the tagger sees each token's
         vector alone). The LSTM pays for a weak encoder such as a CNN tok2vec.
+    feature_dropout (float): the share of training mentions whose typing and
+        description scores the candidate scorer does not see, so that it
+        does not learn to trust them over the KB's prior where they do not
+        apply (new entities, other text).
     RETURNS (Model[RefinedInput, RefinedOutput]): the model.
     """
     # PyTorchWrapper_v3's forward (convert inputs, call the shim, convert
@@ -72,6 +77,7 @@ def build_refined_model(
             "hidden_width": hidden_width,
             "dropout": dropout,
             "context_width": context_width,
+            "feature_dropout": feature_dropout,
         },
         shims=[torch_shim()],
     )
@@ -117,6 +123,7 @@ def _init(model: Model, X: Optional[RefinedInput] = None, Y=None) -> None:
         context_width=heads.attrs["context_width"],
         n_coherence=heads.get_dim("n_coherence"),
         alias_feature=True,
+        feature_dropout=heads.attrs["feature_dropout"],
     )
     heads.shims[0] = torch_shim(module)
 

@@ -31,12 +31,12 @@ class MentionTensors(NamedTuple):
     """A batch's mentions: `tokens`, the flat batch indices of their tokens;
     `owners`, the mention owning each of those; `docs`, the document of
     each mention; `from_aliases`, 1.0 where only the KB's aliases proposed
-    the mention (float, one per mention)."""
+    the mention (float, one per mention; None: none)."""
 
     tokens: torch.Tensor
     owners: torch.Tensor
     docs: torch.Tensor
-    from_aliases: torch.Tensor
+    from_aliases: Optional[torch.Tensor] = None
 
 
 class CandidateTensors(NamedTuple):
@@ -181,11 +181,16 @@ class CandidateScorer(nn.Linear):
     over candidates + NIL gives the confidence.
 
     Its initial weights link by the KB alone (prior, popularity,
-    coherence): an untrained model is the zero-training linker."""
+    coherence): an untrained model is the zero-training linker. In
+    training, `feature_dropout` hides the learned features (typing and
+    description scores) of a share of the mentions, so that the scorer also
+    learns to link by the KB where they do not apply (entities and text
+    unlike the training data) instead of trusting them over a strong prior."""
 
-    def __init__(self, n_coherence: int, alias_feature: bool = False) -> None:
+    def __init__(self, n_coherence: int, alias_feature: bool = False, feature_dropout: float = 0.0) -> None:
         super().__init__(N_OWN_FEATURES + 2 * n_coherence + int(alias_feature), 1)
         self.alias_feature = alias_feature
+        self.feature_dropout = feature_dropout
         with torch.no_grad():
             # Start from the prior: logit = log P(e|m) + 2, so NIL (logit 0)
             # wins only where no candidate has a prior above e^-2; from
@@ -203,7 +208,7 @@ class CandidateScorer(nn.Linear):
         candidates: CandidateTensors,
         type_probs: torch.Tensor,
         description: torch.Tensor,
-        from_aliases: torch.Tensor,
+        from_aliases: Optional[torch.Tensor],
     ) -> torch.Tensor:
         """The candidates' features.
 
@@ -211,12 +216,15 @@ class CandidateScorer(nn.Linear):
         type_probs (torch.Tensor): the mentions' predicted type
             probabilities, (n_mentions, n_types).
         description (torch.Tensor): the description scores, (n_mentions, k).
-        from_aliases (torch.Tensor): 1.0 for the mentions only the KB's
-            aliases proposed, (n_mentions,).
+        from_aliases (Optional[torch.Tensor]): 1.0 for the mentions only the
+            KB's aliases proposed, (n_mentions,); None: none.
         RETURNS (torch.Tensor): (n_mentions, k, n_features).
         """
         rows, mask, coherence = candidates.rows, candidates.mask, candidates.coherence
         agreement, has_types = type_agreement(type_probs, candidates.types[rows])
+        if self.training and self.feature_dropout > 0:
+            kept = (torch.rand(mask.shape[0], 1, device=mask.device) >= self.feature_dropout).to(description.dtype)
+            agreement, has_types, description = agreement * kept, has_types * kept, description * kept
         best_coherence = coherence.masked_fill(~mask.unsqueeze(-1), 0.0).amax(dim=1, keepdim=True)
         own = [
             candidates.priors,
@@ -228,6 +236,8 @@ class CandidateScorer(nn.Linear):
         ]
         features = [torch.stack(own, dim=-1), coherence, coherence - best_coherence]
         if self.alias_feature:
+            if from_aliases is None:
+                from_aliases = coherence.new_zeros(mask.shape[0])
             features.append(from_aliases.to(coherence.dtype)[:, None, None].expand(-1, mask.shape[1], 1))
         return torch.cat(features, dim=-1)
 
@@ -265,6 +275,8 @@ class RefinedHeads(nn.Module):
         before it was a setting have 2).
     alias_feature (bool): whether the scorer sees which mentions only the
         KB's aliases proposed (models saved before mention sources have not).
+    feature_dropout (float): the share of mentions whose typing and
+        description scores the candidate scorer does not see in training.
     """
 
     def __init__(
@@ -278,6 +290,7 @@ class RefinedHeads(nn.Module):
         context_width: int = 0,
         n_coherence: int = 2,
         alias_feature: bool = False,
+        feature_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.config = {
@@ -290,6 +303,7 @@ class RefinedHeads(nn.Module):
             "context_width": context_width,
             "n_coherence": n_coherence,
             "alias_feature": alias_feature,
+            "feature_dropout": feature_dropout,
         }
         self.dropout = nn.Dropout(dropout)
         self.context = DocumentContext(width, context_width) if context_width else None
@@ -297,7 +311,7 @@ class RefinedHeads(nn.Module):
         self.mention_encoder = MentionEncoder(width)
         self.typer = EntityTyper(self.mention_encoder.out_width, n_types)
         self.describer = DescriptionMatcher(self.mention_encoder.out_width, entity_width)
-        self.scorer = CandidateScorer(n_coherence, alias_feature)
+        self.scorer = CandidateScorer(n_coherence, alias_feature, feature_dropout)
 
     def forward(
         self,

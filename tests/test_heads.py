@@ -34,7 +34,10 @@ def one_mention(n_coherence: int = 2) -> dict:
     """One mention (tokens 0-1 of a 3-token doc) with two candidates."""
     return {
         "mentions": MentionTensors(
-            tokens=torch.tensor([0, 1]), owners=torch.tensor([0, 0]), docs=torch.tensor([0]), from_aliases=torch.zeros(1)
+            tokens=torch.tensor([0, 1]),
+            owners=torch.tensor([0, 0]),
+            docs=torch.tensor([0]),
+            from_aliases=torch.zeros(1),
         ),
         "candidates": CandidateTensors(
             rows=torch.tensor([[0, 1]]),
@@ -74,9 +77,7 @@ def test_alias_feature_tells_alias_only_mentions_apart():
 
 
 def test_feature_dropout_hides_learned_features_in_training_only():
-    heads = RefinedHeads(
-        width=4, n_tags=3, n_types=2, entity_width=4, hidden_width=8, dropout=0.0, feature_dropout=1.0
-    )
+    heads = RefinedHeads(width=4, n_tags=3, n_types=2, entity_width=4, hidden_width=8, dropout=0.0, feature_dropout=1.0)
     inputs = one_mention()
     description = torch.tensor([[2.0, -1.0]])
     type_probs = torch.full((1, 2), 0.9)

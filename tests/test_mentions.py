@@ -133,3 +133,32 @@ def test_pipe_equals_call_and_save_load_identical(zero_training, tmp_path):
 
 def test_unknown_names_stay_unlinked(zero_training):
     assert links(zero_training("Gorblax Industries hired Pat Smith.")) == []
+
+
+def test_training_shows_the_scorer_alias_matches_as_nil(own_kb_path):
+    """Alias matches that are no gold mention are NIL examples; a document
+    without gold annotation gives none; gold mentions keep their IDs."""
+    from spacy.training import Example
+
+    from spacy_refined.ids import NIL
+    from spacy_refined.model.types import Origin
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("refined_kb", config={"external_kb_path": str(own_kb_path)})
+    linker = nlp.add_pipe("refined_linker", config={"alias_share": 1.0})
+    nlp.initialize()
+    annotated = nlp.make_doc("Marta Quill met reporters at Zephyr Lake .")
+    annotated.ents = [Span(annotated, 0, 2, label="PERSON", kb_id="E3")]
+    unannotated = nlp.make_doc("Acme Robotics hired Marta Quill .")
+    examples = [Example(nlp.make_doc(annotated.text), annotated), Example(unannotated, unannotated.copy())]
+    docs = [eg.predicted for eg in examples]
+    gold = linker._with_alias_matches(docs, linker._gold(examples))
+    shown = [
+        (int(d), docs[d][s:e].text, Origin(o).name, kb_id)
+        for d, s, e, o, kb_id in zip(
+            gold.mentions.doc, gold.mentions.start, gold.mentions.end, gold.mentions.origin, gold.kb_ids
+        )
+    ]
+    assert shown == [(0, "Marta Quill", "ALIASES", "E3"), (0, "Zephyr Lake", "ALIASES", NIL)]
+    losses = nlp.update(examples)
+    assert np.isfinite(losses["refined_linker"])

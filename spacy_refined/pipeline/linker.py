@@ -530,6 +530,8 @@ class RefinedLinker(KBListener, TrainablePipe):
         lengths = np.array([len(doc) for doc in docs], dtype="int64")
         doc_offsets = np.r_[0, np.cumsum(lengths)]
         found = Mentions(matches.doc, matches.start, matches.end, np.zeros(len(matches), "int64"))
+        annotated = np.array([len(doc) > 0 and gold.tags[start] >= 0 for doc, start in zip(docs, doc_offsets)])
+        found = found.subset(annotated[found.doc])  # a document without gold mentions says nothing of its matches
         spurious = found.subset(~found.overlapping(gold.mentions, doc_offsets))
         origin = gold.mentions.origin.copy()
         also_matched = np.isin(_flat_spans(gold.mentions, doc_offsets), _flat_spans(found, doc_offsets))

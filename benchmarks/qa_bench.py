@@ -9,7 +9,8 @@
 over the KB's facts, reaches at least one gold answer: what any model
 answering from this KB can reach at best. And `hits1_ties`: the expected
 Hits@1 of following that path exactly and ranking the entities it reaches
-(the topic entities left out) in random order: they all get the same score,
+(the topic entities left out, unless `--keep-topic`: PathQuestion's paths
+often lead back to the topic) in random order: they all get the same score,
 so this is what a model that finds every question's path gets, where a name
 stands for several entities (two films "Hamlet" are one entity here) and the
 path reaches answers of both.
@@ -70,9 +71,9 @@ def relation_path(record: Dict[str, Any], relation_ids: List[str]) -> List[List[
     return [[relation_ids.index(r) for r in path] for path in paths]
 
 
-def ceiling(kb: RefinedKB, records: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+def ceiling(kb: RefinedKB, records: Sequence[Dict[str, Any]], mask_topic: bool = True) -> Dict[str, Any]:
     """The share (percent) of questions whose gold path reaches a gold answer, and the expected Hits@1 of ranking
-    what it reaches at random (`hits1_ties`)."""
+    what it reaches at random (`hits1_ties`; without the topic entities, as the model's `mask_topic`)."""
     graph = FactGraph.from_kb(kb)
     reached_any = 0
     tie_hits = 0.0
@@ -93,7 +94,7 @@ def ceiling(kb: RefinedKB, records: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
             entities = set(x.entities.tolist())
             reached = entities if reached is None else reached & entities
         reached_any += bool(reached and reached & answers)
-        candidates = (reached or set()) - set(topics.tolist())
+        candidates = (reached or set()) - (set(topics.tolist()) if mask_topic else set())
         tie_hits += len(candidates & answers) / len(candidates) if candidates else 0.0
     n = max(1, len(records))
     return {
@@ -181,6 +182,9 @@ def main() -> None:
     ceiling_parser = commands.add_parser("ceiling", help="share of questions whose gold path reaches a gold answer")
     ceiling_parser.add_argument("kb")
     ceiling_parser.add_argument("questions", nargs="+")
+    ceiling_parser.add_argument(
+        "--keep-topic", action="store_true", help="hits1_ties with the topic entities ranked (mask_topic = false)"
+    )
     ceiling_parser.add_argument("--output")
     scale_parser = commands.add_parser("scale", help="follow on a synthetic KG")
     scale_parser.add_argument("--entities", type=int, default=2_000_000)
@@ -200,7 +204,8 @@ def main() -> None:
         return
     if args.command == "ceiling":
         kb = RefinedKB.load(args.kb)
-        result = {path: ceiling(kb, [record for _, record in read_jsonl(path)]) for path in args.questions}
+        records = {path: [record for _, record in read_jsonl(path)] for path in args.questions}
+        result = {path: ceiling(kb, records[path], mask_topic=not args.keep_topic) for path in args.questions}
     else:
         torch.set_num_threads(args.threads)
         result = scale(args.entities, args.facts, args.relations, args.repeats)

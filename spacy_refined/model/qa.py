@@ -151,7 +151,9 @@ def build_qa_model(
     intersection (bool): Follow the two most probable entities separately
         and intersect (with a learned gate); false for the ablation.
     mask_topic (bool): Remove the resolved entities themselves from the
-        answers (questions do not ask for their own entity).
+        answers (MetaQA's questions never ask for their own entity); false
+        where a path may lead back to it (PathQuestion: "the parents of X's
+        heir").
     prune (float): Entity weights below it are dropped before each hop, so
         that the weak paths of relations with small weights do not spread
         over the graph; in prediction, an intersection whose gate is below it

@@ -151,9 +151,11 @@ def build_qa_model(
     intersection (bool): Follow the two most probable entities separately
         and intersect (with a learned gate); false for the ablation.
     mask_topic (bool): Remove the resolved entities themselves from the
-        answers (MetaQA's questions never ask for their own entity); false
-        where a path may lead back to it (PathQuestion: "the parents of X's
-        heir").
+        answers and from the entities the later hops start from: MetaQA's
+        questions never ask for their own entity, nor reach their answers
+        through it ("the years of the films of the director of X" are those
+        of X's director's other films). False where a path may lead back to
+        it (PathQuestion: "the parents of X's heir").
     prune (float): Entity weights below it are dropped before each hop, so
         that the weak paths of relations with small weights do not spread
         over the graph; in prediction, an intersection whose gate is below it
@@ -416,7 +418,10 @@ class QAHeads(torch.nn.Module):
         # does not pay for three), nor kept in its answers where their own
         # weight is below it
         remaining = torch.flip(torch.cumsum(torch.flip(hop_probs.detach(), [1]), 1), [1])
+        start = x
         for t in range(self.hops):
+            if t and self.mask_topic:  # no path comes back through the question's own entities
+                x = x.with_values(x.values * (1.0 - torch.clamp(_lookup(start, x.keys), max=1.0)))
             query = _attend(padded, mask, self.hop_queries[t].expand(n_docs, -1))
             r = torch.softmax(self.relation_layer(torch.cat([query, context, previous], dim=1)), dim=1)
             keep = x.values.detach() >= self.prune

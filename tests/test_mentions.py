@@ -162,3 +162,25 @@ def test_training_shows_the_scorer_alias_matches_as_nil(own_kb_path):
     assert shown == [(0, "Marta Quill", "ALIASES", "E3"), (0, "Zephyr Lake", "ALIASES", NIL)]
     losses = nlp.update(examples)
     assert np.isfinite(losses["refined_linker"])
+
+
+def test_partial_annotation_leaves_unlinked_names_out_of_training(own_kb_path):
+    """Wikipedia links name some mentions only: the KB's names outside them
+    are missing annotation, neither "outside" for the tagger nor NIL for the scorer."""
+    from spacy.training import Example
+
+    from spacy_refined.ids import NIL
+    from spacy_refined.training import docs_from_jsonl
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("refined_kb", config={"external_kb_path": str(own_kb_path)})
+    linker = nlp.add_pipe("refined_linker")
+    nlp.initialize()
+    record = {"text": "Marta Quill met reporters at Zephyr Lake .", "labels": [{"span": [0, 11], "entity_id": "E3"}]}
+    complete, partial = docs_from_jsonl(nlp, [record, {**record, "complete": False}], kb=linker.kb)
+    assert [t.ent_iob_ for t in complete] == ["B", "I", "O", "O", "O", "O", "O", "O"]
+    assert [t.ent_iob_ for t in partial] == ["B", "I", "O", "O", "O", "", "", "O"]
+    examples = [Example(nlp.make_doc(doc.text), doc) for doc in (complete, partial)]
+    gold = linker._with_alias_matches([eg.predicted for eg in examples], linker._gold(examples))
+    assert list(zip(gold.mentions.doc.tolist(), gold.kb_ids)) == [(0, "E3"), (0, NIL), (1, "E3")]
+    assert (gold.tags[len(complete) + 5 : len(complete) + 7] == -1).all()

@@ -501,6 +501,10 @@ class RefinedLinker(KBListener, TrainablePipe):
             if not eg.reference.has_annotation("ENT_IOB"):
                 continue
             tags[offsets[i] : offsets[i] + lengths[i]] = 0
+            for start_char, end_char in _missing_char_ranges(eg.reference):
+                span = eg.predicted.char_span(start_char, end_char, alignment_mode="expand")
+                if span is not None:
+                    tags[offsets[i] + span.start : offsets[i] + span.end] = -1
             end = 0
             for ent in eg.reference.ents:
                 span = eg.predicted.char_span(ent.start_char, ent.end_char, alignment_mode="expand")
@@ -530,8 +534,11 @@ class RefinedLinker(KBListener, TrainablePipe):
         lengths = np.array([len(doc) for doc in docs], dtype="int64")
         doc_offsets = np.r_[0, np.cumsum(lengths)]
         found = Mentions(matches.doc, matches.start, matches.end, np.zeros(len(matches), "int64"))
-        annotated = np.array([len(doc) > 0 and gold.tags[start] >= 0 for doc, start in zip(docs, doc_offsets)])
-        found = found.subset(annotated[found.doc])  # a document without gold mentions says nothing of its matches
+        # A match over tokens without annotation (a document without gold
+        # mentions, names a partial annotation leaves out) is no NIL example.
+        unannotated = np.r_[0, np.cumsum(gold.tags < 0)]
+        annotated = unannotated[doc_offsets[found.doc] + found.end] == unannotated[doc_offsets[found.doc] + found.start]
+        found = found.subset(annotated)
         spurious = found.subset(~found.overlapping(gold.mentions, doc_offsets))
         origin = gold.mentions.origin.copy()
         also_matched = np.isin(_flat_spans(gold.mentions, doc_offsets), _flat_spans(found, doc_offsets))
@@ -856,6 +863,15 @@ class RefinedLinker(KBListener, TrainablePipe):
 def entity_texts(kb: RefinedKB, indices: Iterable[int]) -> List[str]:
     """The texts the description encoder reads for KB entities: "label: description"."""
     return [f"{kb.label(i)}: {kb.description(i)}" for i in indices]
+
+
+def _missing_char_ranges(doc: Doc) -> List[Tuple[int, int]]:
+    """Character ranges of the runs of tokens whose entity annotation is missing (`ent_iob` 0)."""
+    missing = doc.to_array("ENT_IOB") == 0
+    if not missing.any():
+        return []
+    edges = np.flatnonzero(np.diff(np.r_[0, missing.astype("int8"), 0]))
+    return [(doc[start].idx, doc[end - 1].idx + len(doc[end - 1])) for start, end in edges.reshape(-1, 2).tolist()]
 
 
 def _flat_spans(mentions: Mentions, doc_offsets: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ import argparse
 import json
 import resource
 import time
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import torch
@@ -73,28 +73,20 @@ def relation_path(record: Dict[str, Any], relation_ids: List[str]) -> List[List[
 
 def ceiling(kb: RefinedKB, records: Sequence[Dict[str, Any]], mask_topic: bool = True) -> Dict[str, Any]:
     """The share (percent) of questions whose gold path reaches a gold answer, and the expected Hits@1 of ranking
-    what it reaches at random (`hits1_ties`; without the topic entities, as the model's `mask_topic`)."""
+    what it reaches at random (`hits1_ties`; with `mask_topic` as the model's: the paths neither come back
+    through the topic entities nor end on them)."""
     graph = FactGraph.from_kb(kb)
     reached_any = 0
     tie_hits = 0.0
     for record in records:
         topics = kb.find(record["topic_entities"])
         answers = set(kb.find(record["answers"]).tolist()) - {-1}
-        reached = None
-        for topic, path in zip(topics.tolist(), relation_path(record, kb.relation_ids)):
-            if topic < 0:
-                reached = set()
-                break
-            x = EntityWeights(torch.tensor([0]), torch.tensor([topic]), torch.tensor([1.0]), (1, len(kb)))
-            for relation in path:
-                r = torch.zeros(1, graph.n_relations)
-                r[0, relation] = 1.0
-                x = graph.follow_sparse(x, r)
-                x = x.keep(x.values > 0)  # the facts of other relations pass no weight
-            entities = set(x.entities.tolist())
-            reached = entities if reached is None else reached & entities
-        reached_any += bool(reached and reached & answers)
-        candidates = (reached or set()) - (set(topics.tolist()) if mask_topic else set())
+        paths = list(zip(topics.tolist(), relation_path(record, kb.relation_ids)))
+        if any(topic < 0 for topic, _ in paths):
+            continue
+        reached = _reached(graph, paths, kb, masked=False)
+        reached_any += bool(reached & answers)
+        candidates = _reached(graph, paths, kb, masked=True) - set(topics.tolist()) if mask_topic else reached
         tie_hits += len(candidates & answers) / len(candidates) if candidates else 0.0
     n = max(1, len(records))
     return {
@@ -102,6 +94,24 @@ def ceiling(kb: RefinedKB, records: Sequence[Dict[str, Any]], mask_topic: bool =
         "ceiling": round(100.0 * reached_any / n, 1),
         "hits1_ties": round(100.0 * tie_hits / n, 1),
     }
+
+
+def _reached(graph: FactGraph, paths: List[Tuple[int, List[int]]], kb: RefinedKB, masked: bool) -> Set[int]:
+    """The entities reached by all of (topic, relation path); with `masked`, never through a topic after the start."""
+    reached: Optional[Set[int]] = None
+    topics = torch.tensor([topic for topic, _ in paths])
+    for topic, path in paths:
+        x = EntityWeights(torch.tensor([0]), torch.tensor([topic]), torch.tensor([1.0]), (1, len(kb)))
+        for step, relation in enumerate(path):
+            if step and masked:
+                x = x.keep(~torch.isin(x.entities, topics))
+            r = torch.zeros(1, graph.n_relations)
+            r[0, relation] = 1.0
+            x = graph.follow_sparse(x, r)
+            x = x.keep(x.values > 0)  # the facts of other relations pass no weight
+        entities = set(x.entities.tolist())
+        reached = entities if reached is None else reached & entities
+    return reached or set()
 
 
 def peak_rss_mb() -> float:

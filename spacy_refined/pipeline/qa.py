@@ -481,8 +481,11 @@ class RefinedQA(KBListener, TrainablePipe):
         rows, texts = _candidate_spans(docs, self.model.attrs["max_span_width"])
         if not texts:
             return QASpans.empty()
-        batch = self.get_candidates(kb, texts, self.n_candidates)
-        lengths = batch.lengths
+        # each distinct text looked up once: the questions of a batch share their template words
+        distinct: Dict[str, int] = {}
+        of_text = np.array([distinct.setdefault(text, len(distinct)) for text in texts], dtype=np.int64)
+        batch = self.get_candidates(kb, list(distinct), self.n_candidates)
+        lengths = batch.lengths[of_text]
         has = np.flatnonzero(lengths > 0)
         if not len(has):
             return QASpans.empty()
@@ -490,7 +493,7 @@ class RefinedQA(KBListener, TrainablePipe):
         k = int(counts.max())
         slot_rows = np.repeat(np.arange(len(has)), counts)
         slots = concatenated_ranges(np.zeros(len(has), np.int64), counts)
-        flat = concatenated_ranges(batch.offsets[has], counts)
+        flat = concatenated_ranges(batch.offsets[of_text[has]], counts)
         entities = np.full((len(has), k), -1, dtype=np.int64)
         priors = np.zeros((len(has), k), dtype=np.float32)
         entities[slot_rows, slots] = batch.entities[flat]

@@ -124,6 +124,7 @@ def _init(model: Model, X: Optional[RefinedInput] = None, Y=None) -> None:
         n_coherence=heads.get_dim("n_coherence"),
         alias_feature=True,
         feature_dropout=heads.attrs["feature_dropout"],
+        relative_description=True,
     )
     heads.shims[0] = torch_shim(module)
 

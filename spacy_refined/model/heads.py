@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from ..util import time_major_order
 from ._torch import serializable
+from .relations import RelationHead, RelationTensors, kb_scores
 
 # prior, log prior, type agreement, has types, description score, popularity
 N_OWN_FEATURES = 6
@@ -59,13 +60,15 @@ class CandidateTensors(NamedTuple):
 class HeadsOutput(NamedTuple):
     """The logits of `RefinedHeads`, named as the fields of `types.Logits`:
     `tag_logits` (n_tokens, n_tags), `type_logits` (n_mentions, n_types),
-    `link_logits` (n_mentions, k + 1; the last column is NIL) and
-    `description_logits` (n_mentions, k). None: not computed."""
+    `link_logits` (n_mentions, k + 1; the last column is NIL),
+    `description_logits` (n_mentions, k) and `relation_logits` (P, 2R) of the
+    mention pairs (see `relations.py`). None: not computed."""
 
     tag_logits: Optional[torch.Tensor] = None
     type_logits: Optional[torch.Tensor] = None
     link_logits: Optional[torch.Tensor] = None
     description_logits: Optional[torch.Tensor] = None
+    relation_logits: Optional[torch.Tensor] = None
 
 
 class DocumentContext(nn.LSTM):
@@ -232,7 +235,10 @@ class RefinedHeads(nn.Module):
     * descriptions: a `DescriptionMatcher` of mentions and candidates;
     * candidates: a `CandidateScorer`, whose inputs include the typing
       agreement and the description scores. `fit_scorer` refits it on
-      held-out data.
+      held-out data;
+    * relations (with `n_relations`): a `RelationHead` over mention pairs,
+      whose KB score (`relations.kb_scores`) is one more coherence feature
+      of the scorer, in a second round (the first has it 0).
 
     width (int): the width of the token vectors.
     n_tags (int): the number of BIO tags.
@@ -243,6 +249,8 @@ class RefinedHeads(nn.Module):
     context_width (int): the units of the document LSTM, each way (0: none).
     n_coherence (int): the coherence features per candidate (models saved
         before it was a setting have 2).
+    n_relations (int): R, the KB relations of the relation head (0: no
+        head and no KB score; models saved before it was a setting have 0).
     """
 
     def __init__(
@@ -255,6 +263,7 @@ class RefinedHeads(nn.Module):
         dropout: float,
         context_width: int = 0,
         n_coherence: int = 2,
+        n_relations: int = 0,
     ) -> None:
         super().__init__()
         self.config = {
@@ -266,6 +275,7 @@ class RefinedHeads(nn.Module):
             "dropout": dropout,
             "context_width": context_width,
             "n_coherence": n_coherence,
+            "n_relations": n_relations,
         }
         self.dropout = nn.Dropout(dropout)
         self.context = DocumentContext(width, context_width) if context_width else None
@@ -273,7 +283,12 @@ class RefinedHeads(nn.Module):
         self.mention_encoder = MentionEncoder(width)
         self.typer = EntityTyper(self.mention_encoder.out_width, n_types)
         self.describer = DescriptionMatcher(self.mention_encoder.out_width, entity_width)
-        self.scorer = CandidateScorer(n_coherence)
+        self.relations = (
+            RelationHead(self.mention_encoder.out_width, width, hidden_width, n_relations, dropout)
+            if n_relations
+            else None
+        )
+        self.scorer = CandidateScorer(n_coherence + (1 if n_relations else 0))
 
     def forward(
         self,
@@ -283,6 +298,7 @@ class RefinedHeads(nn.Module):
         tags: bool = True,
         mentions: Optional[MentionTensors] = None,
         candidates: Optional[CandidateTensors] = None,
+        relations: Optional[RelationTensors] = None,
     ) -> HeadsOutput:
         """Score a batch.
 
@@ -293,6 +309,8 @@ class RefinedHeads(nn.Module):
             (None: none).
         candidates (Optional[CandidateTensors]): the mentions' candidates
             (required with `mentions`).
+        relations (Optional[RelationTensors]): the mention pairs and the
+            facts among the candidates (None: KB score 0).
         RETURNS (HeadsOutput): the logits; those of the mentions are None
             when no mentions are given.
         """
@@ -305,15 +323,48 @@ class RefinedHeads(nn.Module):
         vectors = self.dropout(self.mention_encoder(tokens, doc_lengths, mentions))
         type_logits = self.typer(vectors)
         description = self.describer(vectors, candidates.vectors[candidates.rows])
-        link_logits = self.scorer(
-            self.scorer.features(candidates, torch.sigmoid(type_logits), description), candidates.mask
-        )
+        type_probs = torch.sigmoid(type_logits)
+        relation_logits = None
+        if self.relations is None:
+            link_logits = self.scorer(self.scorer.features(candidates, type_probs, description), candidates.mask)
+        else:
+            link_logits, relation_logits = self._reason(vectors, tokens, candidates, type_probs, description, relations)
         return HeadsOutput(
             tag_logits=tag_logits,
             type_logits=type_logits,
             link_logits=link_logits,
             description_logits=description.masked_fill(~candidates.mask, MASKED),
+            relation_logits=relation_logits,
         )
+
+    def _reason(
+        self,
+        vectors: torch.Tensor,
+        tokens: torch.Tensor,
+        candidates: CandidateTensors,
+        type_probs: torch.Tensor,
+        description: torch.Tensor,
+        relations: Optional[RelationTensors],
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Link logits in two rounds, the second with the KB score from the
+        first's candidate probabilities, and the relation logits (None
+        without pairs)."""
+        mask = candidates.mask
+
+        def scored(kb: torch.Tensor) -> torch.Tensor:
+            coherence = torch.cat([candidates.coherence, kb.unsqueeze(-1)], dim=-1)
+            features = self.scorer.features(candidates._replace(coherence=coherence), type_probs, description)
+            return self.scorer(features, mask)
+
+        first = scored(description.new_zeros(mask.shape))
+        if relations is None or not relations.pairs.shape[1]:
+            return first, None
+        relation_logits = self.relations(vectors, tokens, relations)
+        probs = torch.softmax(first.detach().float(), dim=1)[:, :-1].to(first.dtype)
+        kb = kb_scores(
+            torch.sigmoid(relation_logits), relations, candidates.rows, probs, mask, len(candidates.popularity)
+        )
+        return scored(kb.to(description.dtype)), relation_logits
 
     @contextmanager
     def recording(self) -> Iterator[List[torch.Tensor]]:

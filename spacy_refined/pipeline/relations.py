@@ -1,0 +1,167 @@
+"""The linker's KB-fact reasoning (see `model/relations.py`) on the KB side:
+which mention pairs the relation head reads, the facts among a batch's
+candidates, the distant-supervision targets of the pairs, and the relations
+found in the text that the KB confirms, written to `doc._.relations`.
+
+The `relations` setting of `refined_linker` takes `KBRelations.v1`; null
+turns the mechanism off (no relation head, no KB score), for an ablation or
+a KB without facts.
+"""
+
+from dataclasses import dataclass
+from typing import List, NamedTuple, Sequence, Tuple
+
+import numpy as np
+from spacy.tokens import Doc, Span
+from spacy.util import registry
+
+from ..kb.store import RefinedKB
+from ..model.relations import RelationInputs, relation_targets
+from ..model.types import Mentions
+from ..util import concatenated_ranges, sorted_positions
+
+EXTENSION = "relations"
+
+
+class KBRelation(NamedTuple):
+    """A relation stated in the text between two linked mentions, which the
+    KB confirms: `head` -`relation` (ID; `label`)-> `tail`, with the relation
+    head's probability `score`."""
+
+    head: Span
+    relation: str
+    label: str
+    tail: Span
+    score: float
+
+
+@registry.misc("spacy_refined.KBRelations.v1")
+def make_kb_relations(window: int = 30, threshold: float = 0.5) -> "KBRelations":
+    """KB-fact reasoning for the linker's `relations` setting.
+
+    window (int): the most tokens between two mentions of a document that the
+        relation head pairs (0: adjacent mentions only); pairs further apart
+        are ignored.
+    threshold (float): the relation probability from which a relation that
+        the KB confirms goes to `doc._.relations`.
+    """
+    return KBRelations(window=window, threshold=threshold)
+
+
+def install_extension() -> None:
+    """Register `doc._.relations` (once per process)."""
+    if not Doc.has_extension(EXTENSION):
+        Doc.set_extension(EXTENSION, default=None)
+
+
+@dataclass
+class KBRelations:
+    """The settings of the mechanism and its KB-side steps."""
+
+    window: int
+    threshold: float
+
+    def __post_init__(self) -> None:
+        if self.window < 0:
+            raise ValueError(f"KBRelations: window must be 0 or more tokens, not {self.window}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"KBRelations: threshold must lie in [0, 1], not {self.threshold}")
+
+    def pairs(self, mentions: Mentions) -> np.ndarray:
+        """(2, P): the pairs (i < j) of mentions of the same document, not
+        overlapping, with at most `window` tokens between them."""
+        n = len(mentions)
+        if n < 2:
+            return np.zeros((2, 0), dtype="int64")
+        span = int(max(mentions.end.max(), mentions.start.max())) + self.window + 2
+        keys = mentions.doc * span + mentions.start  # sorted: mentions are sorted by (doc, start)
+        last = np.searchsorted(keys, mentions.doc * span + mentions.end + self.window, side="right")
+        counts = np.maximum(last - np.arange(1, n + 1), 0)
+        heads = np.repeat(np.arange(n), counts)
+        tails = concatenated_ranges(np.arange(1, n + 1), counts)
+        keep = mentions.start[tails] >= mentions.end[heads]
+        return np.stack([heads[keep], tails[keep]]).astype("int64")
+
+    def inputs(
+        self, kb: RefinedKB, mentions: Mentions, doc_lengths: np.ndarray, table: np.ndarray, n_base: int
+    ) -> RelationInputs:
+        """The relation head's input for a batch: the pairs, the token ranges
+        between them and the facts among the entity `table` (sorted KB
+        indices: the batch's candidates)."""
+        pairs = self.pairs(mentions)
+        offsets = np.cumsum(doc_lengths) - doc_lengths
+        head, tail = pairs
+        between = np.stack(
+            [offsets[mentions.doc[head]] + mentions.end[head], offsets[mentions.doc[tail]] + mentions.start[tail]]
+        )
+        facts = facts_among(kb, table, n_base) if pairs.shape[1] else np.zeros((3, 0), dtype="int64")
+        return RelationInputs(pairs, between.astype("int64"), facts)
+
+    @staticmethod
+    def targets(kb: RefinedKB, gold: np.ndarray, pairs: np.ndarray, n_base: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Distant supervision of the pairs: their targets (P, 2R) from the KB
+        facts between the mentions' `gold` entities (KB indices, -1:
+        unknown), and which pairs have a target (both gold entities known)."""
+        table = np.unique(gold[gold >= 0])
+        gold_rows = np.where(gold >= 0, np.searchsorted(table, gold), -1)
+        facts = facts_among(kb, table, n_base)
+        has_target = (gold_rows[pairs[0]] >= 0) & (gold_rows[pairs[1]] >= 0)
+        return relation_targets(gold_rows, pairs, facts, n_base), has_target
+
+    def confirmed(
+        self, kb: RefinedKB, winners: np.ndarray, pairs: np.ndarray, probs: np.ndarray
+    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The relations the head gives at least `threshold` and the KB
+        confirms between the linked entities `winners` (KB index per
+        mention, -1: NIL), in the KB's direction: (subject mention, relation,
+        object mention, probability) arrays."""
+        n_base = probs.shape[1] // 2
+        pair, column = np.nonzero(probs >= self.threshold)
+        head, tail = pairs[0][pair], pairs[1][pair]
+        forward = column < n_base
+        subject, obj = np.where(forward, head, tail), np.where(forward, tail, head)
+        relation = column % n_base
+        linked = (winners[subject] >= 0) & (winners[obj] >= 0)
+        subject, obj, relation, score = subject[linked], obj[linked], relation[linked], probs[pair, column][linked]
+        table = np.unique(winners[winners >= 0])
+        facts = facts_among(kb, table, n_base)
+        n = len(table)
+        fact_keys = np.sort((facts[0] * n + facts[2]) * n_base + facts[1])
+        subject_rows = np.searchsorted(table, winners[subject])
+        object_rows = np.searchsorted(table, winners[obj])
+        found = sorted_positions(fact_keys, (subject_rows * n + object_rows) * n_base + relation) >= 0
+        return subject[found], relation[found], obj[found], score[found]
+
+    def annotate(
+        self,
+        docs: Sequence[Doc],
+        kb: RefinedKB,
+        spans: Sequence[Span],
+        mentions: Mentions,
+        winners: np.ndarray,
+        pairs: np.ndarray,
+        probs: np.ndarray,
+    ) -> None:
+        """Write `doc._.relations` of each doc: its confirmed relations, in
+        text order of their subjects. `spans`: the linked span of each
+        mention of the batch."""
+        found: List[List[KBRelation]] = [[] for _ in docs]
+        if pairs.shape[1]:
+            subject, relation, obj, score = self.confirmed(kb, winners, pairs, probs)
+            ids, labels = kb.relation_ids, kb.relation_labels
+            for s, r, o, p in zip(subject.tolist(), relation.tolist(), obj.tolist(), score.tolist()):
+                found[int(mentions.doc[s])].append(KBRelation(spans[s], ids[r], labels[r], spans[o], p))
+        for doc, relations in zip(docs, found):
+            doc._.set(EXTENSION, sorted(relations, key=lambda rel: (rel.head.start, rel.tail.start, rel.relation)))
+
+
+def facts_among(kb: RefinedKB, table: np.ndarray, n_base: int) -> np.ndarray:
+    """(3, F): the facts of `kb` between entities of `table` (sorted distinct
+    KB indices) as (subject row, relation, object row) of the table, the
+    relations below `n_base` (those the model was sized for)."""
+    if not len(table):
+        return np.zeros((3, 0), dtype="int64")
+    subjects, relations, objects = kb.facts_about(table)
+    object_rows = sorted_positions(table, objects)
+    keep = (object_rows >= 0) & (relations < n_base)
+    return np.stack([np.searchsorted(table, subjects[keep]), relations[keep], object_rows[keep]]).astype("int64")

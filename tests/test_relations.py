@@ -1,6 +1,7 @@
 """Disambiguation that reasons over KB facts: the relation head's pairs, the
 KB score of the candidates, distant supervision and `doc._.relations`."""
 
+import pickle
 from typing import List, Optional
 
 import numpy as np
@@ -9,7 +10,7 @@ import spacy
 import torch
 from conftest import add_linker, build_kb
 from spacy.language import Language
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc, DocBin, Span
 from spacy.training import Example
 
 from spacy_refined.kb import RefinedKB
@@ -225,3 +226,8 @@ def test_save_load_and_pipe(clinton_kb, tmp_path):
     loaded = spacy.load(tmp_path / "pipeline")
     assert summary(loaded(clinton_doc(loaded))) == summary(expected[0])
     assert expected[0]._.relations  # the comparison saw relations
+    # Docs with relations pickle (worker processes) and go into DocBins.
+    copy = pickle.loads(pickle.dumps(expected[0]))
+    assert summary(copy) == summary(expected[0]) and copy._.relations[0].head.kb_id_ == "Q1124"
+    stored = next(DocBin(store_user_data=True, docs=[expected[0]]).get_docs(nlp.vocab))
+    assert summary(stored) == summary(expected[0])

@@ -9,7 +9,7 @@ a KB without facts.
 """
 
 from dataclasses import dataclass
-from typing import List, NamedTuple, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 from spacy.tokens import Doc, Span
@@ -21,6 +21,9 @@ from ..model.types import Mentions
 from ..util import concatenated_ranges, sorted_positions
 
 EXTENSION = "relations"
+# Where a doc keeps its relations: plain values, so that docs pickle (`nlp.pipe(n_process=...)`)
+# and go into DocBins; `doc._.relations` makes the spans from them.
+USER_DATA_KEY = ("spacy_refined", "relations")
 
 
 class KBRelation(NamedTuple):
@@ -51,7 +54,18 @@ def make_kb_relations(window: int = 30, threshold: float = 0.5) -> "KBRelations"
 def install_extension() -> None:
     """Register `doc._.relations` (once per process)."""
     if not Doc.has_extension(EXTENSION):
-        Doc.set_extension(EXTENSION, default=None)
+        Doc.set_extension(EXTENSION, getter=get_relations)
+
+
+def get_relations(doc: Doc) -> Optional[List[KBRelation]]:
+    """The relations the linker found in `doc` (None: it did not look for any)."""
+    rows = doc.user_data.get(USER_DATA_KEY)
+    if rows is None:
+        return None
+    return [
+        KBRelation(Span(doc, hs, he, label=hl, kb_id=hk), relation, label, Span(doc, ts, te, label=tl, kb_id=tk), p)
+        for hs, he, hl, hk, relation, label, ts, te, tl, tk, p in rows
+    ]
 
 
 @dataclass
@@ -145,14 +159,18 @@ class KBRelations:
         """Write `doc._.relations` of each doc: its confirmed relations, in
         text order of their subjects. `spans`: the linked span of each
         mention of the batch."""
-        found: List[List[KBRelation]] = [[] for _ in docs]
+        found: List[List[tuple]] = [[] for _ in docs]
         if pairs.shape[1]:
             subject, relation, obj, score = self.confirmed(kb, winners, pairs, probs)
             ids, labels = kb.relation_ids, kb.relation_labels
             for s, r, o, p in zip(subject.tolist(), relation.tolist(), obj.tolist(), score.tolist()):
-                found[int(mentions.doc[s])].append(KBRelation(spans[s], ids[r], labels[r], spans[o], p))
-        for doc, relations in zip(docs, found):
-            doc._.set(EXTENSION, sorted(relations, key=lambda rel: (rel.head.start, rel.tail.start, rel.relation)))
+                head, tail = spans[s], spans[o]
+                found[int(mentions.doc[s])].append(
+                    (head.start, head.end, head.label_, head.kb_id_, ids[r], labels[r])
+                    + (tail.start, tail.end, tail.label_, tail.kb_id_, p)
+                )
+        for doc, rows in zip(docs, found):
+            doc.user_data[USER_DATA_KEY] = sorted(rows, key=lambda row: (row[0], row[6], row[4]))
 
 
 def facts_among(kb: RefinedKB, table: np.ndarray, n_base: int) -> np.ndarray:

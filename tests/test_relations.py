@@ -15,9 +15,10 @@ from spacy.training import Example
 
 from spacy_refined.kb import RefinedKB
 from spacy_refined.model._torch import wrapped_module
+from spacy_refined.model.heads import CandidateScorer, CandidateTensors
 from spacy_refined.model.relations import RelationTensors, kb_scores, relation_targets
 from spacy_refined.model.types import Mentions
-from spacy_refined.pipeline.relations import KBRelations, facts_among
+from spacy_refined.pipeline.relations import KBRelations, connected, facts_among
 
 PERSON = {"types": ["Q5"], "aliases": ["Clinton"]}
 ENTITIES = [
@@ -126,6 +127,14 @@ def test_pairs_beyond_the_window_are_ignored(clinton_kb):
     assert KBRelations(window=1, threshold=0.5).pairs(nested).T.tolist() == [[0, 2], [1, 2]]
 
 
+def test_prediction_reads_only_pairs_with_a_fact_between_their_candidates():
+    pairs = np.array([[0, 0, 1], [1, 2, 2]])
+    rows = np.array([[0, 1], [2, -1], [3, -1]])
+    facts = np.array([[1, 3], [0, 1], [2, 0]])  # 1 -r0-> 2 (mentions 0, 1); 3 -r1-> 0 (mentions 2, 0)
+    assert connected(pairs, rows, facts).tolist() == [True, True, False]
+    assert connected(pairs, rows, np.zeros((3, 0), dtype="int64")).tolist() == [False, False, False]
+
+
 def test_kb_without_facts_gives_zeros(factless_kb):
     nlp = pipeline(factless_kb)
     assert linked(nlp(clinton_doc(nlp)))[0] == "Q6294"
@@ -231,3 +240,26 @@ def test_save_load_and_pipe(clinton_kb, tmp_path):
     assert summary(copy) == summary(expected[0]) and copy._.relations[0].head.kb_id_ == "Q1124"
     stored = next(DocBin(store_user_data=True, docs=[expected[0]]).get_docs(nlp.vocab))
     assert summary(stored) == summary(expected[0])
+
+
+def test_second_round_features_equal_those_computed_with_the_kb_score():
+    rng = np.random.default_rng(1)
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    candidates = CandidateTensors(
+        rows=torch.tensor([[0, 1, 0], [2, 0, 0]]),
+        mask=mask,
+        priors=torch.rand(2, 3),
+        coherence=torch.rand(2, 3, 2),
+        types=torch.full((3, 1), -1),
+        popularity=torch.rand(3),
+        vectors=torch.ones(3, 4),
+    )
+    kb = torch.as_tensor(rng.random((2, 3)), dtype=torch.float32)
+    type_probs, description = torch.rand(2, 5), torch.rand(2, 3)
+
+    def features(values: torch.Tensor) -> torch.Tensor:
+        coherence = torch.cat([candidates.coherence, values.unsqueeze(-1)], dim=-1)
+        return CandidateScorer.features(candidates._replace(coherence=coherence), type_probs, description)
+
+    replaced = CandidateScorer.with_last_coherence(features(torch.zeros(2, 3)), kb, mask)
+    assert torch.allclose(replaced, features(kb))

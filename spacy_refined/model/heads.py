@@ -214,6 +214,18 @@ class CandidateScorer(nn.Linear):
         ]
         return torch.cat([torch.stack(own, dim=-1), coherence, coherence - best_coherence], dim=-1)
 
+    @staticmethod
+    def with_last_coherence(features: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """`features` with the last coherence feature, as given and relative
+        to the mention's best candidate, replaced by `values` (n_mentions, k)."""
+        n_coherence = (features.shape[-1] - N_OWN_FEATURES) // 2
+        best = values.masked_fill(~mask, 0.0).amax(dim=1, keepdim=True)
+        last = N_OWN_FEATURES + n_coherence - 1
+        return torch.cat(
+            [features[..., :last], values.unsqueeze(-1), features[..., last + 1 : -1], (values - best).unsqueeze(-1)],
+            dim=-1,
+        )
+
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Link logits.
 
@@ -350,13 +362,9 @@ class RefinedHeads(nn.Module):
         first's candidate probabilities, and the relation logits (None
         without pairs)."""
         mask = candidates.mask
-
-        def scored(kb: torch.Tensor) -> torch.Tensor:
-            coherence = torch.cat([candidates.coherence, kb.unsqueeze(-1)], dim=-1)
-            features = self.scorer.features(candidates._replace(coherence=coherence), type_probs, description)
-            return self.scorer(features, mask)
-
-        first = scored(description.new_zeros(mask.shape))
+        coherence = torch.cat([candidates.coherence, description.new_zeros(mask.shape).unsqueeze(-1)], dim=-1)
+        features = self.scorer.features(candidates._replace(coherence=coherence), type_probs, description)
+        first = self.scorer(features, mask)
         if relations is None or not relations.pairs.shape[1]:
             return first, None
         relation_logits = self.relations(vectors, tokens, relations)
@@ -364,7 +372,9 @@ class RefinedHeads(nn.Module):
         kb = kb_scores(
             torch.sigmoid(relation_logits), relations, candidates.rows, probs, mask, len(candidates.popularity)
         )
-        return scored(kb.to(description.dtype)), relation_logits
+        return self.scorer(
+            self.scorer.with_last_coherence(features, kb.to(features.dtype), mask), mask
+        ), relation_logits
 
     @contextmanager
     def recording(self) -> Iterator[List[torch.Tensor]]:

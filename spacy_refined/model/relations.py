@@ -129,7 +129,10 @@ def kb_scores(
     swapped = torch.cat([relation_probs[:, n_base:], relation_probs[:, :n_base]], dim=1)
     weights = torch.cat([swapped, relation_probs])
     sources, targets = torch.cat([tail, head]), torch.cat([head, tail])
-    source_mask = mask[sources]
+    # Only candidates with a fact among the batch's candidates pass anything on.
+    offsets = torch.from_numpy(graph.offsets).to(mask.device)
+    has_facts = offsets[1:] > offsets[:-1]
+    source_mask = mask[sources] & has_facts[candidate_rows[sources]]
     rows = torch.arange(2 * n_pairs, device=mask.device).unsqueeze(1).expand(-1, k)[source_mask]
     x = EntityWeights.coalesce(
         rows, candidate_rows[sources][source_mask], candidate_probs[sources][source_mask], (2 * n_pairs, n_entities)

@@ -661,7 +661,9 @@ class RefinedLinker(KBListener, TrainablePipe):
         n_relations = self._n_relations()
         if self.relations is not None and n_relations:
             lengths = np.array([len(doc) for doc in docs], dtype="int64")
-            candidates.relations = self.relations.inputs(kb, mentions, lengths, unique, n_relations)
+            candidates.relations = self.relations.inputs(
+                kb, mentions, lengths, unique, np.where(entities >= 0, rows, -1), n_relations, not is_train
+            )
         if is_train and self.train_descriptions:
             candidates.texts = entity_texts(kb, unique)
         else:

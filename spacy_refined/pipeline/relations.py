@@ -97,19 +97,35 @@ class KBRelations:
         return np.stack([heads[keep], tails[keep]]).astype("int64")
 
     def inputs(
-        self, kb: RefinedKB, mentions: Mentions, doc_lengths: np.ndarray, table: np.ndarray, n_base: int
+        self,
+        kb: RefinedKB,
+        mentions: Mentions,
+        doc_lengths: np.ndarray,
+        table: np.ndarray,
+        candidate_rows: np.ndarray,
+        n_base: int,
+        connected_only: bool,
     ) -> RelationInputs:
         """The relation head's input for a batch: the pairs, the token ranges
         between them and the facts among the entity `table` (sorted KB
-        indices: the batch's candidates)."""
+        indices: the batch's candidates; `candidate_rows` (n_mentions, k):
+        each mention's candidates as rows of it, -1: padding).
+
+        connected_only (bool): Keep only the pairs with a fact between a
+            candidate of each mention (prediction: the others add nothing to
+            the KB score or to `doc._.relations`); training keeps all, the
+            others being negatives of the distant supervision.
+        """
         pairs = self.pairs(mentions)
+        facts = facts_among(kb, table, n_base) if pairs.shape[1] else np.zeros((3, 0), dtype="int64")
+        if connected_only:
+            pairs = pairs[:, connected(pairs, candidate_rows, facts)]
         offsets = np.cumsum(doc_lengths) - doc_lengths
         head, tail = pairs
         between = np.stack(
             [offsets[mentions.doc[head]] + mentions.end[head], offsets[mentions.doc[tail]] + mentions.start[tail]]
         )
-        facts = facts_among(kb, table, n_base) if pairs.shape[1] else np.zeros((3, 0), dtype="int64")
-        return RelationInputs(pairs, between.astype("int64"), facts)
+        return RelationInputs(pairs, between.astype("int64").reshape(2, -1), facts)
 
     @staticmethod
     def targets(kb: RefinedKB, gold: np.ndarray, pairs: np.ndarray, n_base: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -171,6 +187,31 @@ class KBRelations:
                 )
         for doc, rows in zip(docs, found):
             doc.user_data[USER_DATA_KEY] = sorted(rows, key=lambda row: (row[0], row[6], row[4]))
+
+
+def connected(pairs: np.ndarray, candidate_rows: np.ndarray, facts: np.ndarray) -> np.ndarray:
+    """Which `pairs` (2, P) of mentions have a fact (3, F) between a
+    candidate of each (`candidate_rows` (n_mentions, k), -1: padding)."""
+    n_mentions = len(candidate_rows)
+    if not pairs.shape[1] or not facts.shape[1]:
+        return np.zeros(pairs.shape[1], dtype=bool)
+    mention_of = np.repeat(np.arange(n_mentions), candidate_rows.shape[1])
+    rows = candidate_rows.reshape(-1)
+    mention_of, rows = mention_of[rows >= 0], rows[rows >= 0]
+    order = np.argsort(rows, kind="stable")
+    rows, mention_of = rows[order], mention_of[order]
+    start = np.searchsorted(rows, facts[0], side="left")
+    count = np.searchsorted(rows, facts[0], side="right") - start
+    # Each fact, once for every mention with its subject, then for every mention with its object.
+    fact = np.repeat(np.arange(facts.shape[1]), count)
+    first = mention_of[concatenated_ranges(start, count)]
+    objects = facts[2][fact]
+    start = np.searchsorted(rows, objects, side="left")
+    count = np.searchsorted(rows, objects, side="right") - start
+    a = np.repeat(first, count)
+    b = mention_of[concatenated_ranges(start, count)]
+    linked = np.unique(np.minimum(a, b) * n_mentions + np.maximum(a, b))
+    return sorted_positions(linked, pairs[0] * n_mentions + pairs[1]) >= 0
 
 
 def facts_among(kb: RefinedKB, table: np.ndarray, n_base: int) -> np.ndarray:

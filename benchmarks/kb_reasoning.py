@@ -126,12 +126,15 @@ def correct(batch: Dict[str, Any]) -> np.ndarray:
 
 def relation_quality(nlp: Language, batches: List[Dict[str, Any]]) -> Dict[str, Any]:
     """Precision/recall of the relation head against the KB facts between the
-    gold entities of the pairs, and of `doc._.relations`."""
+    gold entities of the pairs it reads (at prediction: the pairs with a fact
+    between their candidates), at several thresholds, and the precision of
+    `doc._.relations` (at the setting's threshold)."""
     linker = find_linker(nlp)
     kb = linker.require_kb()
-    threshold = linker.relations.threshold
-    tp = predicted = actual = 0
-    doc_tp = doc_predicted = 0
+    thresholds = sorted({0.1, 0.3, 0.5, linker.relations.threshold})
+    tp = {t: 0 for t in thresholds}
+    predicted = {t: 0 for t in thresholds}
+    actual = pairs_read = doc_tp = doc_predicted = 0
     for batch in batches:
         output, gold = batch["output"], batch["gold"]
         if output.relation_logits is None:
@@ -139,10 +142,12 @@ def relation_quality(nlp: Language, batches: List[Dict[str, Any]]) -> Dict[str, 
         pairs = output.candidates.relations.pairs
         probs = 1.0 / (1.0 + np.exp(-np.asarray(output.relation_logits)))
         targets, has_target = linker.relations.targets(kb, gold, pairs, probs.shape[1] // 2)
-        said = (probs >= threshold) & has_target[:, None]
-        tp += int((said & (targets > 0)).sum())
-        predicted += int(said.sum())
+        pairs_read += int(has_target.sum())
         actual += int(targets[has_target].sum())
+        for t in thresholds:
+            said = (probs >= t) & has_target[:, None]
+            tp[t] += int((said & (targets > 0)).sum())
+            predicted[t] += int(said.sum())
         subject, relation, obj, _ = linker.relations.confirmed(kb, answers(output), pairs, probs)
         facts = set(zip(*[a.tolist() for a in kb.facts_about(np.unique(gold[gold >= 0]))]))
         doc_predicted += len(subject)
@@ -151,11 +156,16 @@ def relation_quality(nlp: Language, batches: List[Dict[str, Any]]) -> Dict[str, 
             for s, r, o in zip(subject.tolist(), relation.tolist(), obj.tolist())
         )
     return {
-        "threshold": threshold,
-        "pairs_facts": actual,
-        "predicted": predicted,
-        "precision": tp / predicted if predicted else None,
-        "recall": tp / actual if actual else None,
+        "pairs_with_two_gold_entities": pairs_read,
+        "gold_facts": actual,
+        "by_threshold": {
+            str(t): {
+                "predicted": predicted[t],
+                "precision": tp[t] / predicted[t] if predicted[t] else None,
+                "recall": tp[t] / actual if actual else None,
+            }
+            for t in thresholds
+        },
         "doc_relations": doc_predicted,
         "doc_relations_precision": doc_tp / doc_predicted if doc_predicted else None,
     }

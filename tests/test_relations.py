@@ -261,5 +261,5 @@ def test_second_round_features_equal_those_computed_with_the_kb_score():
         coherence = torch.cat([candidates.coherence, values.unsqueeze(-1)], dim=-1)
         return CandidateScorer.features(candidates._replace(coherence=coherence), type_probs, description)
 
-    replaced = CandidateScorer.with_last_coherence(features(torch.zeros(2, 3)), kb, mask)
+    replaced = CandidateScorer(3).with_last_coherence(features(torch.zeros(2, 3)), kb, mask)
     assert torch.allclose(replaced, features(kb))

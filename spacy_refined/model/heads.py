@@ -181,6 +181,7 @@ class CandidateScorer(nn.Linear):
 
     def __init__(self, n_coherence: int) -> None:
         super().__init__(N_OWN_FEATURES + 2 * n_coherence, 1)
+        self.n_coherence = n_coherence
         with torch.no_grad():
             # Start from the prior: logit = log P(e|m) + 2, so NIL (logit 0)
             # wins only where no candidate has a prior above e^-2; and from
@@ -214,15 +215,20 @@ class CandidateScorer(nn.Linear):
         ]
         return torch.cat([torch.stack(own, dim=-1), coherence, coherence - best_coherence], dim=-1)
 
-    @staticmethod
-    def with_last_coherence(features: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def with_last_coherence(self, features: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """`features` with the last coherence feature, as given and relative
         to the mention's best candidate, replaced by `values` (n_mentions, k)."""
-        n_coherence = (features.shape[-1] - N_OWN_FEATURES) // 2
         best = values.masked_fill(~mask, 0.0).amax(dim=1, keepdim=True)
-        last = N_OWN_FEATURES + n_coherence - 1
+        given = N_OWN_FEATURES + self.n_coherence - 1
+        relative = given + self.n_coherence
         return torch.cat(
-            [features[..., :last], values.unsqueeze(-1), features[..., last + 1 : -1], (values - best).unsqueeze(-1)],
+            [
+                features[..., :given],
+                values.unsqueeze(-1),
+                features[..., given + 1 : relative],
+                (values - best).unsqueeze(-1),
+                features[..., relative + 1 :],
+            ],
             dim=-1,
         )
 

@@ -47,7 +47,7 @@ def el_rows(path: Path, data: Path) -> Dict[str, Any]:
         el = evaluate(path, records)
         ed = evaluate(path, records, gold_spans=True)
         out[name] = {
-            "el_f1": el["el"]["nil_fp"]["f"],
+            "el_f1": el["el"]["nil_fp"]["micro"]["f"],
             "ed_accuracy_in_kb": ed["ed"]["accuracy_in_kb"],
             "docs_per_s": el["speed"]["docs_per_s"],
         }

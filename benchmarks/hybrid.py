@@ -1,5 +1,5 @@
 """Assemble spaCy's `tok2vec` + `ner` (from the baseline pipeline) with a
-trained `refined_linker` linking their entities (mode "ents"), and save it.
+trained `refined_linker` linking their entities (`EntMentions.v1`), and save it.
 
 Usage: python benchmarks/hybrid.py NER_PIPELINE REFINED_PIPELINE OUT
 """
@@ -14,7 +14,7 @@ import spacy
 
 
 def assemble(ner_path: Path, linker_path: Path, output: Path) -> None:
-    """Save NER_PIPELINE's tok2vec and ner followed by REFINED_PIPELINE's components, refined_linker in mode "ents"."""
+    """Save NER_PIPELINE's tok2vec and ner followed by REFINED_PIPELINE's components, refined_linker linking doc.ents."""
     ner_nlp = spacy.load(ner_path)
     linker_nlp = spacy.load(linker_path)
     nlp = spacy.blank(ner_nlp.lang, vocab=ner_nlp.vocab)
@@ -25,9 +25,9 @@ def assemble(ner_path: Path, linker_path: Path, output: Path) -> None:
             nlp.add_pipe(name, source=linker_nlp)
     nlp.to_disk(output)
     config = spacy.util.load_config(output / "config.cfg")
-    config["components"]["refined_linker"]["mode"] = "ents"
+    config["components"]["refined_linker"]["mentions"] = {"@misc": "spacy_refined.EntMentions.v1"}
     config.to_disk(output / "config.cfg")
-    print(f"saved {nlp.pipe_names} to {output} (refined_linker in mode 'ents')")
+    print(f"saved {nlp.pipe_names} to {output} (refined_linker linking doc.ents)")
 
 
 if __name__ == "__main__":

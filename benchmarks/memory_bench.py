@@ -172,6 +172,10 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="peak RSS of KB builds of synthetic dumps")
     build.add_argument("--items", type=int, nargs="+", default=[300_000, 1_000_000, 3_000_000])
+    build.add_argument(
+        "--dump-dir", type=Path, help="keep the synthetic dumps here and reuse them (default: temporary)"
+    )
+    build.add_argument("--keep-kb", type=Path, help="keep each KB as DIR/kb-ITEMS (e.g. to compare builds)")
     pipe = commands.add_parser("pipe", help="peak RSS of nlp.pipe with one long document")
     pipe.add_argument("--pipeline", type=Path, help="a saved pipeline (default: train one on the tiny KB)")
     pipe.add_argument("--long-tokens", type=int, nargs="+", default=[200_000])
@@ -190,9 +194,13 @@ def main() -> None:
     elif args.command == "build":
         for n in args.items:
             with tempfile.TemporaryDirectory() as tmp:
-                dump = Path(tmp) / "dump.json"
-                synthetic_dump(dump, n)
-                result = watch([sys.executable, __file__, "_build", str(dump), f"{tmp}/kb"], args.limit_gb)
+                dump = (args.dump_dir or Path(tmp)) / f"synthetic-{n}.json"
+                if not dump.exists():
+                    dump.parent.mkdir(parents=True, exist_ok=True)
+                    synthetic_dump(dump.with_suffix(".partial"), n)
+                    dump.with_suffix(".partial").rename(dump)
+                kb = args.keep_kb / f"kb-{n}" if args.keep_kb else Path(tmp) / "kb"
+                result = watch([sys.executable, __file__, "_build", str(dump), str(kb)], args.limit_gb)
                 print(json.dumps({"items": n, "dump_mb": round(dump.stat().st_size / 1e6), **result}), flush=True)
     else:
         with tempfile.TemporaryDirectory() as tmp:

@@ -7,7 +7,13 @@
 `ceiling`: the share of questions whose own relation path (MetaQA: from its
 `qtype`; PathQuestion/WC2014: its `path`), followed from its topic entities
 over the KB's facts, reaches at least one gold answer: what any model
-answering from this KB can reach at best.
+answering from this KB can reach at best. And `hits1_ties`: the expected
+Hits@1 of following that path exactly and ranking the entities it reaches
+(the topic entities left out, unless `--keep-topic`: PathQuestion's paths
+often lead back to the topic) in random order: they all get the same score,
+so this is what a model that finds every question's path gets, where a name
+stands for several entities (two films "Hamlet" are one entity here) and the
+path reaches answers of both.
 
 `scale`: `follow` (`spacy_refined.model.follow`) on a synthetic uniform KG:
 the graph's build time and memory, then the milliseconds per question of two
@@ -23,7 +29,7 @@ import argparse
 import json
 import resource
 import time
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import torch
@@ -65,28 +71,47 @@ def relation_path(record: Dict[str, Any], relation_ids: List[str]) -> List[List[
     return [[relation_ids.index(r) for r in path] for path in paths]
 
 
-def ceiling(kb: RefinedKB, records: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
-    """The share (percent) of questions whose gold path reaches a gold answer."""
+def ceiling(kb: RefinedKB, records: Sequence[Dict[str, Any]], mask_topic: bool = True) -> Dict[str, Any]:
+    """The share (percent) of questions whose gold path reaches a gold answer, and the expected Hits@1 of ranking
+    what it reaches at random (`hits1_ties`; with `mask_topic` as the model's: the paths neither come back
+    through the topic entities nor end on them)."""
     graph = FactGraph.from_kb(kb)
     reached_any = 0
+    tie_hits = 0.0
     for record in records:
         topics = kb.find(record["topic_entities"])
         answers = set(kb.find(record["answers"]).tolist()) - {-1}
-        reached = None
-        for topic, path in zip(topics.tolist(), relation_path(record, kb.relation_ids)):
-            if topic < 0:
-                reached = set()
-                break
-            x = EntityWeights(torch.tensor([0]), torch.tensor([topic]), torch.tensor([1.0]), (1, len(kb)))
-            for relation in path:
-                r = torch.zeros(1, graph.n_relations)
-                r[0, relation] = 1.0
-                x = graph.follow_sparse(x, r)
-                x = x.keep(x.values > 0)  # the facts of other relations pass no weight
-            entities = set(x.entities.tolist())
-            reached = entities if reached is None else reached & entities
-        reached_any += bool(reached and reached & answers)
-    return {"n": len(records), "ceiling": round(100.0 * reached_any / max(1, len(records)), 1)}
+        paths = list(zip(topics.tolist(), relation_path(record, kb.relation_ids)))
+        if any(topic < 0 for topic, _ in paths):
+            continue
+        reached = _reached(graph, paths, kb, masked=False)
+        reached_any += bool(reached & answers)
+        candidates = _reached(graph, paths, kb, masked=True) - set(topics.tolist()) if mask_topic else reached
+        tie_hits += len(candidates & answers) / len(candidates) if candidates else 0.0
+    n = max(1, len(records))
+    return {
+        "n": len(records),
+        "ceiling": round(100.0 * reached_any / n, 1),
+        "hits1_ties": round(100.0 * tie_hits / n, 1),
+    }
+
+
+def _reached(graph: FactGraph, paths: List[Tuple[int, List[int]]], kb: RefinedKB, masked: bool) -> Set[int]:
+    """The entities reached by all of (topic, relation path); with `masked`, never through a topic after the start."""
+    reached: Optional[Set[int]] = None
+    topics = torch.tensor([topic for topic, _ in paths])
+    for topic, path in paths:
+        x = EntityWeights(torch.tensor([0]), torch.tensor([topic]), torch.tensor([1.0]), (1, len(kb)))
+        for step, relation in enumerate(path):
+            if step and masked:
+                x = x.keep(~torch.isin(x.entities, topics))
+            r = torch.zeros(1, graph.n_relations)
+            r[0, relation] = 1.0
+            x = graph.follow_sparse(x, r)
+            x = x.keep(x.values > 0)  # the facts of other relations pass no weight
+        entities = set(x.entities.tolist())
+        reached = entities if reached is None else reached & entities
+    return reached or set()
 
 
 def peak_rss_mb() -> float:
@@ -167,6 +192,9 @@ def main() -> None:
     ceiling_parser = commands.add_parser("ceiling", help="share of questions whose gold path reaches a gold answer")
     ceiling_parser.add_argument("kb")
     ceiling_parser.add_argument("questions", nargs="+")
+    ceiling_parser.add_argument(
+        "--keep-topic", action="store_true", help="hits1_ties with the topic entities ranked (mask_topic = false)"
+    )
     ceiling_parser.add_argument("--output")
     scale_parser = commands.add_parser("scale", help="follow on a synthetic KG")
     scale_parser.add_argument("--entities", type=int, default=2_000_000)
@@ -186,7 +214,8 @@ def main() -> None:
         return
     if args.command == "ceiling":
         kb = RefinedKB.load(args.kb)
-        result = {path: ceiling(kb, [record for _, record in read_jsonl(path)]) for path in args.questions}
+        records = {path: [record for _, record in read_jsonl(path)] for path in args.questions}
+        result = {path: ceiling(kb, records[path], mask_topic=not args.keep_topic) for path in args.questions}
     else:
         torch.set_num_threads(args.threads)
         result = scale(args.entities, args.facts, args.relations, args.repeats)

@@ -102,10 +102,10 @@ def test_unknown_entity_is_a_user_error(kb_path, run_cli, monkeypatch):
     from spacy_refined.cli import kb as kb_commands
 
     def lookup_unknown(path):
-        kb = kb_commands.RefinedKB.load(path)
+        kb = kb_commands.KBReader.load(path)
         kb.index("Q404")
 
-    monkeypatch.setattr(kb_commands.RefinedKB, "candidates", lambda self, mentions, k: lookup_unknown(kb_path))
+    monkeypatch.setattr(kb_commands.KBReader, "candidates", lambda self, mentions, k: lookup_unknown(kb_path))
     code, _, err = run_cli("kb", "lookup", kb_path, "Paris")
     assert code == 1 and err.strip() == f"error: entity 'Q404' is not in the KB at {kb_path}"
 
@@ -116,6 +116,6 @@ def test_other_errors_are_not_hidden(kb_path, run_cli, monkeypatch):
     def broken(self, mentions, k):
         raise KeyError("a bug")
 
-    monkeypatch.setattr(kb_commands.RefinedKB, "candidates", broken)
+    monkeypatch.setattr(kb_commands.KBReader, "candidates", broken)
     with pytest.raises(KeyError, match="a bug"):
         run_cli("kb", "lookup", kb_path, "Paris")

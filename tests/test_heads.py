@@ -33,7 +33,12 @@ from spacy_refined.model.heads import (
 def one_mention(n_coherence: int = 2) -> dict:
     """One mention (tokens 0-1 of a 3-token doc) with two candidates."""
     return {
-        "mentions": MentionTensors(tokens=torch.tensor([0, 1]), owners=torch.tensor([0, 0]), docs=torch.tensor([0])),
+        "mentions": MentionTensors(
+            tokens=torch.tensor([0, 1]),
+            owners=torch.tensor([0, 0]),
+            docs=torch.tensor([0]),
+            from_aliases=torch.zeros(1),
+        ),
         "candidates": CandidateTensors(
             rows=torch.tensor([[0, 1]]),
             mask=torch.tensor([[True, True]]),
@@ -49,13 +54,39 @@ def one_mention(n_coherence: int = 2) -> dict:
 def test_popularity_is_a_scorer_feature():
     heads = RefinedHeads(width=4, n_tags=3, n_types=2, entity_width=4, hidden_width=8, dropout=0.0).eval()
     with torch.no_grad():
-        # It starts with weight 0: training and calibration decide how much it counts.
-        assert heads.scorer.weight[0, N_OWN_FEATURES - 1] == 0
+        # It starts as a tie-breaker of equal priors: training and calibration decide how much it counts.
+        assert heads.scorer.weight[0, N_OWN_FEATURES - 1] == 0.5
         logits = heads(torch.ones(3, 4), torch.tensor([3]), tags=False, **one_mention()).link_logits[0]
-        assert logits[0] == logits[1] and logits.shape == (3,)
+        assert float(logits[0] - logits[1]) == pytest.approx(0.4, abs=1e-5) and logits.shape == (3,)
         heads.scorer.weight[0, N_OWN_FEATURES - 1] = 2.0
         logits = heads(torch.ones(3, 4), torch.tensor([3]), tags=False, **one_mention()).link_logits[0]
         assert float(logits[0] - logits[1]) == pytest.approx(1.6, abs=1e-5)
+
+
+def test_alias_feature_tells_alias_only_mentions_apart():
+    heads = RefinedHeads(
+        width=4, n_tags=3, n_types=2, entity_width=4, hidden_width=8, dropout=0.0, alias_feature=True
+    ).eval()
+    inputs = one_mention()
+    with torch.no_grad():
+        heads.scorer.weight[0, -1] = -3.0  # as training learns: alias-only spans are often no mention
+        tagged = heads(torch.ones(3, 4), torch.tensor([3]), tags=False, **inputs).link_logits[0]
+        inputs["mentions"] = inputs["mentions"]._replace(from_aliases=torch.ones(1))
+        aliased = heads(torch.ones(3, 4), torch.tensor([3]), tags=False, **inputs).link_logits[0]
+    assert torch.allclose(aliased[:2], tagged[:2] - 3.0) and aliased[2] == tagged[2]  # NIL's logit is fixed
+
+
+def test_feature_dropout_hides_learned_features_in_training_only():
+    heads = RefinedHeads(width=4, n_tags=3, n_types=2, entity_width=4, hidden_width=8, dropout=0.0, feature_dropout=1.0)
+    inputs = one_mention()
+    description = torch.tensor([[2.0, -1.0]])
+    type_probs = torch.full((1, 2), 0.9)
+    heads.train()
+    hidden = heads.scorer.features(inputs["candidates"], type_probs, description, torch.zeros(1))
+    heads.eval()
+    shown = heads.scorer.features(inputs["candidates"], type_probs, description, torch.zeros(1))
+    assert hidden[..., 2:5].abs().sum() == 0 and torch.equal(shown[..., 4], description)
+    assert torch.equal(hidden[..., :2], shown[..., :2])  # the prior is always seen
 
 
 def test_tagger_reads_the_whole_document_through_its_lstm():
@@ -166,7 +197,7 @@ def test_model_runs_standalone_with_a_lookup(model, docs):
     weights survive serialization."""
     mentions = Mentions.from_rows([(0, 2, 3, 0), (0, 4, 6, 0), (1, 0, 1, 0)])
     model.initialize(X=RefinedInput(docs, None, lookup))
-    assert wrapped_module(model.get_ref("heads")).scorer.in_features == N_OWN_FEATURES + 2
+    assert wrapped_module(model.get_ref("heads")).scorer.in_features == N_OWN_FEATURES + 2 + 1  # + alias-only flag
     output = model.predict(RefinedInput(docs, mentions, lookup))
     assert output.link_logits.shape == (3, 3) and output.type_logits.shape == (3, 4) and output.tag_logits is None
     detected = model.predict(RefinedInput(docs, None, lookup))

@@ -30,6 +30,9 @@ from spacy_refined.training import docs_from_jsonl, embed_kb
 
 LONG_DOC_TOKENS = 20_000
 
+ENT_MENTIONS = {"@misc": "spacy_refined.EntMentions.v1"}
+SPAN_MENTIONS = {"@misc": "spacy_refined.SpanGroupMentions.v1", "key": "mentions"}
+
 
 def links(doc: Doc) -> List[Tuple[int, int, str]]:
     return [(e.start_char, e.end_char, e.kb_id_) for e in doc.ents]
@@ -401,14 +404,14 @@ def test_mismatched_type_hash(trained, saved, other_kb_path):
 
 def test_bad_settings():
     nlp = spacy.blank("en")
-    with pytest.raises(ValueError, match="unknown mode"):
-        nlp.add_pipe("refined_linker", config={"mode": "guess"})
+    with pytest.raises(ValueError, match="alias_share"):
+        nlp.add_pipe("refined_linker", config={"alias_share": 1.5})
     with pytest.raises(ValueError, match="loss_weights"):
         nlp.add_pipe("refined_linker", config={"loss_weights": {"ner": 1.0}})
 
 
-def test_ents_mode_links_upstream_ents(saved):
-    nlp = spacy.load(saved, config={"components": {"refined_linker": {"mode": "ents"}}})
+def test_ent_mentions_link_upstream_ents(saved):
+    nlp = spacy.load(saved, config={"components": {"refined_linker": {"mentions": ENT_MENTIONS}}})
     doc = nlp.make_doc("Officials in Washington praised the deal signed in Zürich on Friday .")
     doc.ents = [Span(doc, 2, 3, label="CITY"), Span(doc, 10, 11, label="DATE")]
     doc = nlp(doc)
@@ -416,8 +419,8 @@ def test_ents_mode_links_upstream_ents(saved):
     assert doc.ents[0]._.kb_score > 0.5
 
 
-def test_spans_mode_links_given_spans(saved, records):
-    nlp = spacy.load(saved, config={"components": {"refined_linker": {"mode": "spans"}}})
+def test_span_group_mentions_link_given_spans(saved, records):
+    nlp = spacy.load(saved, config={"components": {"refined_linker": {"mentions": SPAN_MENTIONS, "write_ents": False}}})
     doc = nlp.make_doc(records[0]["text"])
     doc.spans["mentions"] = [Span(doc, 4, 6), Span(doc, 4, 5), Span(doc, 2, 3)]  # overlapping
     doc = nlp(doc)
@@ -535,7 +538,7 @@ def test_docs_from_jsonl(kb_path):
 
 def test_batch_where_no_mention_has_candidates(saved):
     """A batch whose mentions all lack candidates links them to NIL (no crash)."""
-    nlp = spacy.load(saved, config={"components": {"refined_linker": {"mode": "ents"}}})
+    nlp = spacy.load(saved, config={"components": {"refined_linker": {"mentions": ENT_MENTIONS}}})
     docs = []
     for text in ("Xyzzy met Plugh .", "Nobody knows Frobozz ."):
         doc = nlp.make_doc(text)
@@ -703,7 +706,9 @@ def test_two_linkers_share_one_kb(saved, kb_path, tmp_path):
     once, saved once, and an entity added to it is linked by both."""
     copy = shutil.copytree(kb_path, tmp_path / "kb")
     nlp = spacy.load(saved, config={"components": {"refined_kb": {"external_kb_path": str(copy)}}})
-    source = spacy.load(saved, config={"components": {"refined_linker": {"mode": "spans"}}})
+    source = spacy.load(
+        saved, config={"components": {"refined_linker": {"mentions": SPAN_MENTIONS, "write_ents": False}}}
+    )
     nlp.add_pipe("refined_linker", name="span_linker", source=source)
     detector, spans = nlp.get_pipe("refined_linker"), nlp.get_pipe("span_linker")
     assert detector.kb is spans.kb is nlp.get_pipe("refined_kb").kb

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from spacy_refined.kb import KBError
+from spacy_refined.kb import arrays as kb_arrays
 from spacy_refined.kb import builder as kb_builder
+from spacy_refined.kb import format as kb_format
 from spacy_refined.kb.builder import KBBuilder
 from spacy_refined.kb.format import BASE_SEGMENT, SEGMENT_ARRAYS
 from spacy_refined.model.bio import best_tags
@@ -115,3 +118,75 @@ def test_type_inventory_caches_bound_memory_not_results(tmp_path, monkeypatch, c
     unbounded = build_with_classes(tmp_path / "unbounded", 1 << 20, monkeypatch)
     assert build_with_classes(tmp_path / "bounded", cache_size, monkeypatch) == unbounded
     assert unbounded["types"].count(b'"id"') == 30
+
+
+@pytest.mark.parametrize(
+    "n,chunk,block", [(0, 4, 4), (1, 4, 4), (1000, 64, 16), (1000, 7, 3), (1000, 1 << 18, 1 << 18)]
+)
+def test_sorted_blocks_is_a_stable_argsort(tmp_path, monkeypatch, n, chunk, block):
+    """Sorting out of memory, in runs merged block by block, gives the
+    order of a stable argsort: ties in their input order, zeros skipped on request."""
+    monkeypatch.setattr(kb_arrays, "SORT_CHUNK", chunk)
+    monkeypatch.setattr(kb_arrays, "MERGE_BLOCK", block)
+    keys = np.random.default_rng(n).integers(0, 30, n).astype(np.uint64)
+    for skip_zero in (False, True):
+        blocks = list(kb_arrays.sorted_blocks(keys, tmp_path / "sort", skip_zero=skip_zero))
+        rows = np.concatenate([b[1] for b in blocks]) if blocks else np.zeros(0, np.int64)
+        candidates = np.flatnonzero(keys) if skip_zero else np.arange(n)
+        expected = candidates[np.argsort(keys[candidates], kind="stable")]
+        assert rows.tolist() == expected.tolist()
+        assert np.concatenate([b[0] for b in blocks] or [keys[:0]]).tolist() == keys[expected].tolist()
+    assert not (tmp_path / "sort").exists() or not any((tmp_path / "sort").iterdir()), "runs left behind"
+
+
+def build_streamed(path, records, monkeypatch, small: bool, popularity=None) -> dict:
+    """Build a KB, with the builder's buffers and sort runs tiny (`small`) or as shipped; its files' bytes."""
+    if small:
+        for module, name, value in (
+            (kb_arrays, "_FLUSH_ITEMS", 5),
+            (kb_arrays, "SORT_CHUNK", 16),
+            (kb_arrays, "MERGE_BLOCK", 6),
+            (kb_builder, "CHUNK", 8),
+        ):
+            monkeypatch.setattr(module, name, value)
+    with KBBuilder(path, n_types=10, min_type_count=1, progress=False) as builder:
+        for record in records:
+            builder.writer.add_entity(record)
+        if popularity is not None:
+            builder.add_popularity(popularity)
+    monkeypatch.undo()
+    return {
+        name: (path / name).read_bytes()
+        for name in sorted(kb_format.kb_files(path, {"segments": [{"name": BASE_SEGMENT}]}))
+    }
+
+
+def test_builder_memory_bounds_do_not_change_the_kb(tmp_path, monkeypatch):
+    """The indexes by key, the title index (a title claimed twice goes to its
+    first entity), the facts by object and the popularity ranks, sorted in
+    runs of 16 and merged 6 at a time: the same KB, byte for byte."""
+    rng = np.random.default_rng(1)
+    records = [
+        kb_builder.EntityRecord(
+            id=f"Q{q}",
+            label=f"name {q % 37}",
+            aliases=[f"alias {q % 11}"],
+            types=[f"Q{1 + q % 5}"],
+            facts=[("P17", f"Q{int(rng.integers(1, 300))}")] * int(rng.integers(0, 3)),
+            popularity=None if q % 3 else float(rng.integers(0, 5)),
+            sitelinks=int(rng.integers(0, 4)),
+            title=f"Page {q % 40}" if q % 4 else None,
+        )
+        for q in rng.permutation(np.arange(1, 301)).tolist()
+    ]
+    scores = tmp_path / "scores.tsv"
+    scores.write_text("".join(f"Q{q}\t{q % 7}\n" for q in range(1, 200, 2)))
+    for popularity in (None, scores):
+        shipped = build_streamed(tmp_path / "shipped", records, monkeypatch, small=False, popularity=popularity)
+        assert build_streamed(tmp_path / "small", records, monkeypatch, small=True, popularity=popularity) == shipped
+
+
+def test_duplicate_id_found_across_sort_runs(tmp_path, monkeypatch):
+    records = [kb_builder.EntityRecord(id=f"Q{q}") for q in range(1, 100)] + [kb_builder.EntityRecord(id="Q7")]
+    with pytest.raises(KBError, match="entity ID 'Q7' occurs more than once"):
+        build_streamed(tmp_path / "kb", records, monkeypatch, small=True)

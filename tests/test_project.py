@@ -146,3 +146,36 @@ def test_project_yml_vars():
     raw = srsly.read_yaml(ROOT / "project.yml")
     assert {"wikidata", "wikipedia", "lang", "encoder", "gpu_id", "n_types", "max_candidates"} <= set(raw["vars"])
     assert json.dumps(raw["vars"]["encoder"]) == '"tok2vec"'
+
+
+FIRST_RUN = {
+    # The quick start's demo sentence (project.yml's demo_text), then others of the embedded KB's entities.
+    "Angola is a country on the Atlantic Ocean in Southern Africa. Its capital is Luanda, and it is a member of the "
+    "United Nations, OPEC and the African Union.": {
+        ("Angola", "Q916"),
+        ("Atlantic Ocean", "Q97"),
+        ("United Nations", "Q1065"),
+        ("African Union", "Q7159"),
+    },
+    "Paris is the capital of France.": {("Paris", "Q90"), ("France", "Q142")},
+    "Portugal borders Spain, and Lisbon lies on the western coast of Europe.": {
+        ("Portugal", "Q45"),
+        ("Spain", "Q29"),
+        ("Lisbon", "Q597"),
+        ("Europe", "Q46"),
+    },
+    "Cairo is the largest city of Egypt.": {("Cairo", "Q85"), ("Egypt", "Q79")},
+}
+
+
+@pytest.mark.skipif(
+    not (ROOT / "training" / "pipeline" / "config.cfg").exists(),
+    reason="the quick start's pipeline is made by `python -m spacy project run all` (CI runs it first)",
+)
+def test_first_run_links_the_in_kb_entities_of_the_demo_sentences():
+    """What a newcomer sees first: the quick start's pipeline links the
+    entities of the demo sentence and of other sentences that its KB knows."""
+    nlp = spacy.load(ROOT / "training" / "pipeline")
+    for text, expected in FIRST_RUN.items():
+        linked = {(ent.text, ent.kb_id_) for ent in nlp(text).ents}
+        assert expected <= linked, (text, sorted(linked))

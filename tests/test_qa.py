@@ -161,6 +161,22 @@ def test_reader_places_topic_entities(tmp_path):
         list(QACorpus(path)(nlp))
 
 
+def test_reader_shuffled_sample_is_seeded_and_covers_the_file(tmp_path):
+    nlp = spacy.blank("en")
+    path = tmp_path / "sorted.jsonl"
+    records = [{"question": f"q {i}", "answers": [], "qtype": "a" if i < 50 else "b"} for i in range(100)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf8")
+    first = [eg.predicted.text for eg in QACorpus(path, limit=20)(nlp)]
+    assert first == [f"q {i}" for i in range(20)]
+    sample = [eg.predicted for eg in QACorpus(path, limit=20, shuffle=True, seed=1)(nlp)]
+    assert [doc.text for doc in sample] == [
+        eg.predicted.text for eg in QACorpus(path, limit=20, shuffle=True, seed=1)(nlp)
+    ]
+    assert {doc.user_data["qtype"] for doc in sample} == {"a", "b"}
+    other = [eg.predicted.text for eg in QACorpus(path, limit=20, shuffle=True, seed=2)(nlp)]
+    assert other != [doc.text for doc in sample]
+
+
 # ------------------------------------------------------------------- model
 
 

@@ -78,7 +78,7 @@ def pipeline(kb_path, relations: Optional[dict] = None, off: bool = False, state
     head set to state `stated` from the first mention to the others."""
     spacy.util.fix_random_seed(0)
     nlp = spacy.blank("en")
-    config = {"mode": "ents"}
+    config = {"mentions": {"@misc": "spacy_refined.EntMentions.v1"}}
     config["relations"] = None if off else {"@misc": "spacy_refined.KBRelations.v1", **(relations or {})}
     add_linker(nlp, kb_path, config=config)
     nlp.initialize(lambda: [Example(clinton_doc(nlp), clinton_doc(nlp, gold=True))])
@@ -259,7 +259,7 @@ def test_second_round_features_equal_those_computed_with_the_kb_score():
 
     def features(values: torch.Tensor) -> torch.Tensor:
         coherence = torch.cat([candidates.coherence, values.unsqueeze(-1)], dim=-1)
-        return CandidateScorer.features(candidates._replace(coherence=coherence), type_probs, description)
+        return CandidateScorer(3).features(candidates._replace(coherence=coherence), type_probs, description, None)
 
     replaced = CandidateScorer(3).with_last_coherence(features(torch.zeros(2, 3)), kb, mask)
     assert torch.allclose(replaced, features(kb))

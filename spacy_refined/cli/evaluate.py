@@ -22,7 +22,10 @@ def evaluate(
     gold_spans: bool = typer.Option(
         False,
         "--gold-spans",
-        help="Link the gold mentions (disambiguation only): refined_linker in mode 'ents', NER disabled",
+        help="Link the gold mentions (disambiguation only): refined_linker's mentions are doc.ents, NER disabled",
+    ),
+    mentions: Optional[str] = typer.Option(
+        None, help="Replace refined_linker's mention source: tagger, aliases or tagger+aliases"
     ),
     kb: Optional[Path] = typer.Option(
         None, help="KB for coverage, in-KB accuracy and candidate recall (default: the pipeline's)"
@@ -78,6 +81,7 @@ def evaluate(
             kb_path=kb,
             batch_size=batch_size,
             nil_bias=nil_bias,
+            mention_source=mentions,
             training_entities=training_entities,
         )
     metrics["settings"]["documents"] = str(documents)

@@ -1,7 +1,8 @@
 """`kb` commands: build, info, lookup, add, embed, verify, compact.
 
 The builder and the pipeline are imported by the commands that use them,
-so that `kb info` and `kb lookup` load no more than the store.
+and KBs are read by the spaCy-free `KBReader`, so that `kb info` and
+`kb lookup` import neither spaCy nor torch.
 """
 
 import json
@@ -10,7 +11,7 @@ from typing import List, Optional
 
 import typer
 
-from ..kb.store import RefinedKB
+from ..kb.reader import KBReader
 from ._app import kb_app
 
 
@@ -87,7 +88,7 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print JSON"),
 ) -> None:
     """Counts, types, languages and sizes of a KB."""
-    kb = RefinedKB.load(path)
+    kb = KBReader.load(path)
     sizes = {segment.path.name: segment.nbytes for segment in kb.segments}
     summary = {
         "path": str(path),
@@ -127,7 +128,7 @@ def lookup(
     as_json: bool = typer.Option(False, "--json", help="Print JSON"),
 ) -> None:
     """Candidates of a mention, with priors, labels and descriptions."""
-    kb = RefinedKB.load(path)
+    kb = KBReader.load(path)
     entities, priors = kb.candidates([mention], k)[0]
     rows = [
         {
@@ -161,14 +162,12 @@ def add(
     """Add entities to a built KB, without rebuilding it or retraining a model.
     Safe beside other writers: it waits for the KB's write lock."""
     from ..kb.builder import append_segment, read_mention_counts
-    from ..util import read_jsonl
 
-    kb = RefinedKB.load(path)
+    kb = KBReader.load(path)
     if not entities.exists():
         raise FileNotFoundError(f"input file {entities} does not exist")
-    records = [data for _, data in read_jsonl(entities)]
     counts = list(read_mention_counts(mention_counts)) if mention_counts else []
-    added = append_segment(path, records, counts)
+    added = append_segment(path, entities, counts)
     kb.reload()
     typer.echo(f"added {added} entities to {path} (now {len(kb):,})")
 
@@ -189,7 +188,7 @@ def embed(
 
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
-    RefinedKB.load(path)  # a clear error for a bad KB before the pipeline loads
+    KBReader.load(path)  # a clear error for a bad KB before the pipeline loads
     nlp = spacy.load(pipeline)
     encoded = embed_kb(nlp, path, batch_size, force=force, progress=progress)
     typer.echo(f"embedded {encoded:,} entities into {path}" if encoded else f"embeddings of {path} are up to date")
@@ -199,7 +198,7 @@ def embed(
 def verify(path: Path = typer.Argument(..., help="KB directory")) -> None:
     """Check every file of a KB against the checksum recorded when it was
     written, and every value of its arrays; exit 1 on any problem."""
-    kb = RefinedKB.load(path)
+    kb = KBReader.load(path)
     problems = kb.verify()
     for problem in problems:
         typer.echo(f"error: {problem}", err=True)

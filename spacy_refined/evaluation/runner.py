@@ -30,16 +30,34 @@ MAX_TIMED_PASSES = 10
 NOT_IN_KB_TYPE = "not in KB"
 
 
-def load_pipeline(path: Union[str, Path], gold_spans: bool, nil_bias: Optional[float] = None) -> Language:
+# The mention sources that `--mentions` chooses by name (for comparisons on one trained pipeline).
+_TAGGER = {"@misc": "spacy_refined.TaggerMentions.v1"}
+_ALIASES = {"@misc": "spacy_refined.AliasMentions.v1"}
+MENTION_SOURCES: Dict[str, Dict[str, Any]] = {
+    "tagger": _TAGGER,
+    "aliases": _ALIASES,
+    "tagger+aliases": {"@misc": "spacy_refined.CombinedMentions.v1", "*": {"tagger": _TAGGER, "aliases": _ALIASES}},
+}
+
+
+def load_pipeline(
+    path: Union[str, Path], gold_spans: bool, nil_bias: Optional[float] = None, mention_source: Optional[str] = None
+) -> Language:
     """Load a pipeline for evaluation. The settings are overridden in the
     config of every `refined_linker` (found by factory: before loading).
 
     path (Union[str, Path]): The pipeline directory.
-    gold_spans (bool): The `refined_linker`s link the given `doc.ents` (mode
-        "ents"), and the components that detect entities are disabled.
+    gold_spans (bool): The `refined_linker`s link the given `doc.ents`
+        (`EntMentions.v1`), and the components that detect entities are disabled.
     nil_bias (Optional[float]): Replaces the `refined_linker`s' `nil_bias`.
+    mention_source (Optional[str]): Replaces their mention source by one of
+        `MENTION_SOURCES` ("tagger", "aliases", "tagger+aliases").
     RETURNS (Language): The pipeline.
     """
+    if mention_source is not None and mention_source not in MENTION_SOURCES:
+        raise ValueError(f"unknown mention source {mention_source!r}: choose one of {', '.join(MENTION_SOURCES)}")
+    if mention_source is not None and gold_spans:
+        raise ValueError("gold spans are the mentions: choose a mention source or gold spans, not both")
     path = Path(path)
     if not (path / "config.cfg").exists():
         raise FileNotFoundError(f"{path} is not a spaCy pipeline (no config.cfg)")
@@ -50,7 +68,9 @@ def load_pipeline(path: Union[str, Path], gold_spans: bool, nil_bias: Optional[f
     for name, settings in components.items():
         if settings.get("factory") == "refined_linker":
             if gold_spans:
-                overrides[f"components.{name}.mode"] = "ents"
+                overrides[f"components.{name}.mentions"] = {"@misc": "spacy_refined.EntMentions.v1", "skip_labels": []}
+            if mention_source is not None:
+                overrides[f"components.{name}.mentions"] = MENTION_SOURCES[mention_source]
             if nil_bias is not None:
                 overrides[f"components.{name}.nil_bias"] = nil_bias
         elif gold_spans and settings.get("factory") in DETECTORS:
@@ -192,14 +212,15 @@ def evaluate(
     batch_size: int = 32,
     recall_at: Sequence[int] = RECALL_AT,
     nil_bias: Optional[float] = None,
+    mention_source: Optional[str] = None,
     training_entities: Optional[Set[str]] = None,
 ) -> Dict[str, Any]:
     """Run `pipeline` over `records` and score its links (see `metrics.score`),
     with speed (docs/s, tokens/s over the pipeline's processing only, see
-    `timed_passes`) and the process's peak memory. `nil_bias`: see `load_pipeline`;
+    `timed_passes`) and the process's peak memory. `nil_bias`, `mention_source`: see `load_pipeline`;
     `training_entities`: see `metrics.score`."""
     started = time.perf_counter()
-    nlp = load_pipeline(pipeline, gold_spans, nil_bias)
+    nlp = load_pipeline(pipeline, gold_spans, nil_bias, mention_source)
     load_seconds = time.perf_counter() - started
     kb = RefinedKB.load(kb_path, nlp.vocab) if kb_path is not None else pipeline_kb(nlp)
     coarse = coarse_labels(nlp, kb) if kb is not None else None
@@ -247,5 +268,6 @@ def evaluate(
         "kb_option": str(kb_path) if kb_path is not None else None,
         "batch_size": batch_size,
         "nil_bias": nil_bias,
+        "mentions": mention_source,
     }
     return metrics

@@ -1,16 +1,22 @@
-"""On-disk arrays of the KB: `.npy` files written by streaming, read by mmap."""
+"""On-disk arrays of the KB: `.npy` files written by streaming, read by mmap,
+and sorted out of memory (`sorted_blocks`), so that writing a KB takes
+memory bounded by these constants, not by its size."""
 
 import shutil
 from array import array
 from pathlib import Path
-from typing import Iterable, List, Sequence, Tuple, Union
+from typing import Iterable, Iterator, List, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..util import PathLike
 from .errors import KBError
 
-_FLUSH_ITEMS = 1 << 20
+# Values an `NpyAppender` buffers before writing them out.
+_FLUSH_ITEMS = 1 << 16
+# Values sorted in memory at once by `sorted_blocks` (one run), and read at once from all runs while merging.
+SORT_CHUNK = 1 << 18
+MERGE_BLOCK = 1 << 18
 
 
 class NpyAppender:
@@ -149,3 +155,94 @@ def load_array(path: PathLike) -> np.ndarray:
 
 def save_array(path: PathLike, values: np.ndarray) -> None:
     np.save(path, np.ascontiguousarray(values), allow_pickle=False)
+
+
+def sorted_blocks(keys: np.ndarray, work: PathLike, skip_zero: bool = False) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+    """The positions of `keys` in (key, position) order, the order of a stable
+    argsort, in consecutive blocks of (keys, positions as int64).
+
+    Memory is bounded by `SORT_CHUNK` and `MERGE_BLOCK`, not by the length of
+    `keys` (e.g. a memory-mapped array): chunks are sorted into run files in
+    `work`, which are then merged block by block and removed.
+
+    keys (np.ndarray): 1-d keys of any orderable dtype (no NaN).
+    work (str / Path): A directory for the runs.
+    skip_zero (bool): Leave out the positions whose key is 0.
+    YIELDS (Tuple[np.ndarray, np.ndarray]): Sorted keys and their positions.
+    """
+    runs: List[_Run] = []
+    work = Path(work)
+    try:
+        for first in range(0, len(keys), SORT_CHUNK):
+            part = np.asarray(keys[first : first + SORT_CHUNK])
+            rows = np.flatnonzero(part) if skip_zero else np.arange(len(part))
+            rows = rows[np.argsort(part[rows], kind="stable")]
+            if len(keys) <= SORT_CHUNK:
+                if len(rows):
+                    yield part[rows], rows.astype(np.int64)
+                return
+            work.mkdir(parents=True, exist_ok=True)
+            runs.append(_Run(work / f"run-{len(runs):05d}", part[rows], rows.astype(np.int64) + first))
+        yield from _merge(runs)
+    finally:
+        for run in runs:
+            run.remove()
+
+
+class _Run:
+    """One sorted run of `sorted_blocks` on disk, read a block at a time."""
+
+    def __init__(self, path: Path, keys: np.ndarray, rows: np.ndarray) -> None:
+        self.paths = (path.with_suffix(".keys"), path.with_suffix(".rows"))
+        keys.tofile(self.paths[0])
+        rows.tofile(self.paths[1])
+        self.dtype = keys.dtype
+        self.length = len(keys)
+        self.read_to = 0
+        self.keys = keys[:0]
+        self.rows = rows[:0]
+
+    def fill(self, block: int) -> None:
+        """Top the buffer up to `block` values, if it is under half of that."""
+        if len(self.keys) >= block // 2 or self.read_to >= self.length:
+            return
+        count = min(block - len(self.keys), self.length - self.read_to)
+        keys = np.fromfile(self.paths[0], self.dtype, count, offset=self.read_to * self.dtype.itemsize)
+        rows = np.fromfile(self.paths[1], np.int64, count, offset=self.read_to * 8)
+        self.keys, self.rows = np.concatenate([self.keys, keys]), np.concatenate([self.rows, rows])
+        self.read_to += count
+
+    def take(self, n: int) -> Tuple[np.ndarray, np.ndarray]:
+        keys, rows = self.keys[:n], self.rows[:n]
+        self.keys, self.rows = self.keys[n:], self.rows[n:]
+        return keys, rows
+
+    def remove(self) -> None:
+        for path in self.paths:
+            path.unlink(missing_ok=True)
+
+
+def _merge(runs: List[_Run]) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+    """Merge sorted runs: each round takes, from every run's buffer, the values
+    up to the least (key, position) that ends a buffer with more to come."""
+    block = max(2, MERGE_BLOCK // max(len(runs), 1))
+    while True:
+        for run in runs:
+            run.fill(block)
+        active = [run for run in runs if len(run.keys)]
+        if not active:
+            return
+        pending = [run for run in active if run.read_to < run.length]
+        if pending:
+            bound = min(pending, key=lambda run: (run.keys[-1].item(), run.rows[-1].item()))
+            key, row = bound.keys[-1], bound.rows[-1]
+            parts = []
+            for run in active:
+                low, high = np.searchsorted(run.keys, key, "left"), np.searchsorted(run.keys, key, "right")
+                parts.append(run.take(int(low + np.searchsorted(run.rows[low:high], row, "right"))))
+        else:
+            parts = [run.take(len(run.keys)) for run in active]
+        keys = np.concatenate([p[0] for p in parts])
+        rows = np.concatenate([p[1] for p in parts])
+        order = np.lexsort((rows, keys))
+        yield keys[order], rows[order]

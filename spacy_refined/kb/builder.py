@@ -1,10 +1,12 @@
 """Build a KB from Wikidata/Wikipedia dumps and users' own entities.
 
 Memory stays bounded whatever the input size: entity columns stream to disk
-in input order, alias evidence is hash-partitioned into bucket files that
-are aggregated one at a time (each bucket covers a contiguous range of alias
-keys, so the output comes out sorted), and the KB is written to a staging
-directory that replaces the output only once complete.
+in input order and are read back in chunks (`CHUNK`), the indexes by key and
+the popularity ranks are sorted out of memory (`arrays.sorted_blocks`),
+alias evidence is hash-partitioned into bucket files that are aggregated one
+at a time (each bucket covers a contiguous range of alias keys, so the
+output comes out sorted), and the KB is written to a staging directory that
+replaces the output only once complete.
 
 Priors. Every (alias, entity) pair gathers evidence: Wikipedia anchor
 links (1 per link, through redirects), mention counts given by the user
@@ -34,7 +36,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Dict, FrozenSet, Iterable, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Iterable, Iterator, List, Optional, Set, Tuple, Union
 
 import numpy as np
 from spacy.strings import get_string_id
@@ -42,7 +44,7 @@ from tqdm import tqdm
 
 from ..ids import NIL, UNKNOWN, entity_status
 from ..util import DumpError, PathLike, read_jsonl, read_lines
-from .arrays import NpyAppender, StringTable, StringTableWriter, load_array, save_array
+from .arrays import NpyAppender, StringTable, StringTableWriter, load_array, save_array, sorted_blocks
 from .errors import KBError
 from .format import (
     BASE_SEGMENT,
@@ -88,6 +90,8 @@ class Evidence(IntEnum):
 
 EVIDENCE_DTYPE = np.dtype([("alias", "<u8"), ("target", "<u8"), ("kind", "u1"), ("weight", "<f4")])
 _BUCKET_FLUSH = 1 << 18
+# Entities (or facts) read from the work files at once.
+CHUNK = 1 << 16
 # Type closures (of a class, of a combination of types) kept for reuse while
 # the type inventory is chosen and written: a bound on memory, not on results.
 TYPE_CACHE_SIZE = 1 << 14
@@ -108,6 +112,8 @@ WORK_ARRAYS: Dict[str, ArraySpec] = {
 }
 
 TypeMapper = Callable[[Tuple[int, ...]], List[int]]
+# A popularity rule: each entity's popularity in [0, 1], in chunks, in entity order.
+PopularityRule = Callable[["SegmentWriter"], Iterator[np.ndarray]]
 
 
 @dataclass
@@ -270,8 +276,7 @@ class SegmentWriter:
         self.class_names: Dict[int, str] = {}
         self.superclasses: Dict[int, List[int]] = defaultdict(list)
         self.relations: Dict[str, int] = {}
-        self._entity_keys: Optional[np.ndarray] = None
-        self._entity_rows: Optional[np.ndarray] = None
+        self._closed = False
 
     # ------------------------------------------------------------ array files
 
@@ -280,9 +285,6 @@ class SegmentWriter:
 
     def _appender(self, name: str) -> NpyAppender:
         return NpyAppender(self._path(name), SEGMENT_ARRAYS[name].dtype)
-
-    def _save(self, name: str, values: np.ndarray) -> None:
-        save_array(self._path(name), np.asarray(values, dtype=SEGMENT_ARRAYS[name].dtype))
 
     def _work_path(self, name: str) -> Path:
         return self.work / WORK_ARRAYS[name].file
@@ -355,42 +357,53 @@ class SegmentWriter:
         ):
             writer.close()
         self.evidence.flush()
-        keys = np.asarray(self._load_work("entity_keys"))
-        order = np.argsort(keys, kind="stable")
-        sorted_keys = keys[order]
-        duplicate = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
-        if len(duplicate):
-            duplicated = StringTable.load(self.directory, "entity_ids")[int(order[duplicate[0]])]
-            raise KBError(f"entity ID {duplicated!r} occurs more than once in the input")
-        self._save("entity_keys", sorted_keys)
-        self._save("entity_key_rows", order)
-        title_keys = np.asarray(self._load_work("title_keys"))
-        rows = np.flatnonzero(title_keys)
-        rows = rows[np.argsort(title_keys[rows], kind="stable")]
-        first = np.r_[True, title_keys[rows][1:] != title_keys[rows][:-1]] if len(rows) else np.zeros(0, bool)
-        self._save("title_keys", title_keys[rows][first])
-        self._save("title_key_rows", rows[first])
-        self._entity_keys, self._entity_rows = sorted_keys, order.astype(np.int32)
+        keys_out, rows_out = self._appender("entity_keys"), self._appender("entity_key_rows")
+        last = None
+        for keys, rows in sorted_blocks(self._load_work("entity_keys"), self.work / "sort"):
+            keys_out.extend(keys)
+            rows_out.extend(rows)
+            repeated = np.flatnonzero(keys[1:] == keys[:-1])
+            if last is not None and keys[0] == last[0]:
+                repeated, rows = np.zeros(1, np.int64), np.r_[last[1], rows]
+            if len(repeated):
+                duplicated = StringTable.load(self.directory, "entity_ids")[int(rows[repeated[0]])]
+                raise KBError(f"entity ID {duplicated!r} occurs more than once in the input")
+            last = keys[-1], rows[-1]
+        keys_out.close()
+        rows_out.close()
+        # The title index: the rows with a title, by title; a title claimed twice goes to its first entity.
+        keys_out, rows_out = self._appender("title_keys"), self._appender("title_key_rows")
+        last_key = None
+        for keys, rows in sorted_blocks(self._load_work("title_keys"), self.work / "sort", skip_zero=True):
+            first = np.r_[keys[0] != last_key, keys[1:] != keys[:-1]]
+            keys_out.extend(keys[first])
+            rows_out.extend(rows[first])
+            last_key = keys[-1]
+        keys_out.close()
+        rows_out.close()
+        self._closed = True
 
     def resolve(self, keys: np.ndarray) -> np.ndarray:
         """Global indices of this segment's entities with these ID keys (-1 where absent)."""
-        assert self._entity_keys is not None, "resolve() needs close() first"
-        return find_sorted(self._entity_keys, keys, self._entity_rows, self.start)
+        assert self._closed, "resolve() needs close() first"
+        # Mapped for each call, so that the pages read do not stay resident.
+        sorted_keys, rows = load_array(self._path("entity_keys")), load_array(self._path("entity_key_rows"))
+        return find_sorted(sorted_keys, keys, rows, self.start)
 
     def raw_popularity(self) -> np.ndarray:
-        """Each entity's popularity as given in the input (NaN where none), float32."""
-        return np.array(self._load_work("raw_popularity"))
+        """Each entity's popularity as given in the input (NaN where none), float32, memory-mapped."""
+        return self._load_work("raw_popularity")
 
     def sitelinks(self) -> np.ndarray:
-        """Each entity's number of sitelinks, int32."""
-        return np.array(self._load_work("sitelinks"))
+        """Each entity's number of sitelinks, int32, memory-mapped."""
+        return self._load_work("sitelinks")
 
-    def iter_raw_types(self, chunk: int = 1 << 20) -> Iterator[Tuple[int, ...]]:
+    def iter_raw_types(self) -> Iterator[Tuple[int, ...]]:
         """The raw type keys of each entity, in entity order (read in chunks)."""
         offsets = self._load_work("type_offsets")
         keys = self._load_work("type_keys")
-        for first in range(0, len(offsets) - 1, chunk):
-            bounds = np.asarray(offsets[first : first + chunk + 1])
+        for first in range(0, len(offsets) - 1, CHUNK):
+            bounds = np.asarray(offsets[first : first + CHUNK + 1])
             values = np.asarray(keys[bounds[0] : bounds[-1]]).tolist()
             starts = (bounds - bounds[0]).tolist()
             for start, end in zip(starts[:-1], starts[1:]):
@@ -400,7 +413,7 @@ class SegmentWriter:
 
     def finish(
         self,
-        popularity: Callable[["SegmentWriter"], np.ndarray],
+        popularity: PopularityRule,
         map_types: TypeMapper,
         relation_map: np.ndarray,
         weights: Dict[Evidence, float],
@@ -410,8 +423,8 @@ class SegmentWriter:
         """Write the rest of the closed segment: popularity, types, facts and
         the alias -> candidates table; then remove the work directory.
 
-        popularity (Callable[[SegmentWriter], np.ndarray]): The popularity
-            rule, giving each entity's popularity in [0, 1]:
+        popularity (PopularityRule): The popularity rule, giving each
+            entity's popularity in [0, 1], chunk by chunk:
             `percentile_popularity` for a build, `own_popularity` for
             entities added to a KB.
         map_types (TypeMapper): An entity's raw type keys -> its type indices.
@@ -424,8 +437,10 @@ class SegmentWriter:
         RETURNS (Dict[str, int]): The segment's n_entities, n_aliases and
             n_facts, as the manifest lists them.
         """
-        values = np.asarray(popularity(self), dtype=np.float32)
-        self._save("popularity", values)
+        values = self._appender("popularity")
+        for chunk in popularity(self):
+            values.extend(np.asarray(chunk, dtype=np.float32))
+        values.close()
 
         def resolve(keys: np.ndarray) -> np.ndarray:
             found = self.resolve(keys)
@@ -436,7 +451,7 @@ class SegmentWriter:
         def popularity_of(indices: np.ndarray) -> np.ndarray:
             own = indices >= self.start
             out = np.zeros(len(indices), dtype=np.float32)
-            out[own] = values[indices[own] - self.start]
+            out[own] = load_array(self._path("popularity"))[indices[own] - self.start]
             if kb is not None and (~own).any():
                 out[~own] = kb.popularities(indices[~own])
             return out
@@ -464,13 +479,11 @@ class SegmentWriter:
         out_offsets.close()
         out_values.close()
 
-    def _write_facts(
-        self, resolve: Callable[[np.ndarray], np.ndarray], relation_map: np.ndarray, chunk: int = 1 << 24
-    ) -> int:
+    def _write_facts(self, resolve: Callable[[np.ndarray], np.ndarray], relation_map: np.ndarray) -> int:
         """Keep the facts whose object is a known entity; index them by subject and by object.
 
         Objects are resolved in chunks; the subjects arrive sorted (entities are
-        written in order), so only the by-object order needs a sort.
+        written in order), so only the by-object order needs a sort (out of memory).
         """
         keys = self._load_work("fact_object_keys")
         subjects_in = self._load_work("fact_subjects")
@@ -478,21 +491,26 @@ class SegmentWriter:
         subjects = self._appender("fact_subjects")
         relations = self._appender("fact_relations")
         objects = self._appender("fact_objects")
-        for start in range(0, len(keys), chunk):
-            resolved = resolve(keys[start : start + chunk])
+        last_subject = -1
+        for start in range(0, len(keys), CHUNK):
+            resolved = resolve(keys[start : start + CHUNK])
             keep = resolved >= 0
-            subjects.extend(np.asarray(subjects_in[start : start + chunk])[keep])
-            relations.extend(relation_map[np.asarray(relations_in[start : start + chunk])[keep]])
+            kept = np.asarray(subjects_in[start : start + CHUNK])[keep]
+            if len(kept) and (kept[0] < last_subject or np.any(kept[1:] < kept[:-1])):
+                raise RuntimeError(f"segment {self.directory}: the facts are not in subject order")
+            last_subject = kept[-1] if len(kept) else last_subject
+            subjects.extend(kept)
+            relations.extend(relation_map[np.asarray(relations_in[start : start + CHUNK])[keep]])
             objects.extend(resolved[keep])
         for writer in (subjects, relations, objects):
             writer.close()
-        if np.any(np.diff(load_array(self._path("fact_subjects"))) < 0):
-            raise RuntimeError(f"segment {self.directory}: the facts are not in subject order")
-        objects = np.asarray(load_array(self._path("fact_objects")))
-        by_object = np.argsort(objects, kind="stable")
-        self._save("fact_object_order", by_object)
-        self._save("fact_objects_sorted", objects[by_object])
-        return int(len(objects))
+        order, objects_sorted = self._appender("fact_object_order"), self._appender("fact_objects_sorted")
+        for sorted_objects, rows in sorted_blocks(load_array(self._path("fact_objects")), self.work / "sort"):
+            order.extend(rows)
+            objects_sorted.extend(sorted_objects)
+        order.close()
+        objects_sorted.close()
+        return order.length
 
     def _write_candidates(
         self,
@@ -502,8 +520,8 @@ class SegmentWriter:
         max_candidates: int,
     ) -> int:
         """Aggregate the evidence buckets into the alias -> candidates CSR."""
-        title_keys = np.asarray(load_array(self._path("title_keys")))
-        title_targets = np.asarray(self._load_work("entity_keys"))[load_array(self._path("title_key_rows"))]
+        title_keys, title_rows = load_array(self._path("title_keys")), load_array(self._path("title_key_rows"))
+        entity_keys = self._load_work("entity_keys")  # in entity order
         redirect_keys, redirect_targets = _sorted_pairs(self.redirects)
         alias_keys = self._appender("alias_keys")
         alias_totals = self._appender("alias_totals")
@@ -526,7 +544,8 @@ class SegmentWriter:
                 titles = target[via_title]
                 for _ in range(3):  # follow redirect chains (double redirects exist)
                     titles = _map_keys(redirect_keys, redirect_targets, titles, default=titles)
-                target[via_title] = _map_keys(title_keys, title_targets, titles, default=np.zeros_like(titles))
+                position = find_sorted(title_keys, titles, title_rows)
+                target[via_title] = np.where(position >= 0, entity_keys[np.maximum(position, 0)], 0)
             entity = resolve(target)
             keep = entity >= 0
             alias, entity, kind = rows["alias"][keep], entity[keep], rows["kind"][keep]
@@ -807,33 +826,51 @@ class KBBuilder:
         return type_ids, type_labels, [counts[t] for t in chosen], map_types
 
 
-def percentile_popularity(files: Iterable[Path] = ()) -> Callable[[SegmentWriter], np.ndarray]:
+def percentile_popularity(files: Iterable[Path] = ()) -> PopularityRule:
     """The popularity rule of a build: the mean percentile rank of the signals
     the inputs provide, explicit scores (the entities' own, replaced by those
     of the `files`: TSVs of entity ID and score) and the number of sitelinks.
-    A signal that does not vary is left out; without any, popularity is 0."""
+    A signal that does not vary is left out; without any, popularity is 0.
+    Each signal is sorted out of memory and ranked a chunk at a time."""
     files = list(files)
 
-    def popularity(writer: SegmentWriter) -> np.ndarray:
-        raw = writer.raw_popularity().astype(np.float64)
-        for path in files:
-            file_keys, scores = read_popularity(path)
-            found = writer.resolve(file_keys)
-            raw[found[found >= 0]] = scores[found >= 0]
-        sitelinks = writer.sitelinks().astype(np.float64)
-        signals = [s for s in (np.nan_to_num(raw, nan=0.0), sitelinks) if len(s) and s.max() > s.min()]
-        if not signals:
-            return np.zeros(len(raw), dtype=np.float32)
-        return np.mean([_percentile_rank(s) for s in signals], axis=0).astype(np.float32)
+    def popularity(writer: SegmentWriter) -> Iterator[np.ndarray]:
+        n = writer.n_entities
+        scores = writer.raw_popularity()
+        if files:
+            # The file's scores replace the entities' own: a float64 copy in the work directory.
+            copy = np.lib.format.open_memmap(writer.work / "scores.npy", mode="w+", dtype=np.float64, shape=(n,))
+            for first in range(0, n, CHUNK):
+                copy[first : first + CHUNK] = scores[first : first + CHUNK]
+            for path in files:
+                file_keys, file_scores = read_popularity(path)
+                found = writer.resolve(file_keys)
+                copy[found[found >= 0]] = file_scores[found >= 0]
+            copy.flush()
+            del copy
+            scores = load_array(writer.work / "scores.npy")
+        signals = []
+        for name, values in (("scores", scores), ("sitelinks", writer.sitelinks())):
+            ordered = _sorted_signal(values, writer.work / f"sorted-{name}.npy", writer.work / "sort")
+            if len(ordered) and ordered[-1] > ordered[0]:
+                signals.append((values, ordered))
+        for first in range(0, n, CHUNK):
+            if not signals:
+                yield np.zeros(min(CHUNK, n - first), dtype=np.float32)
+                continue
+            ranks = [_percentile_rank(_signal(v[first : first + CHUNK]), ordered) for v, ordered in signals]
+            yield np.mean(ranks, axis=0).astype(np.float32)
 
     return popularity
 
 
-def own_popularity(writer: SegmentWriter) -> np.ndarray:
+def own_popularity(writer: SegmentWriter) -> Iterator[np.ndarray]:
     """The popularity rule of entities added to a KB: their own popularity
     (on the KB's percentile scale, [0, 1], as `append_segment` checks); 0 when absent.
     The KB's other entities keep theirs, so it cannot be ranked among them."""
-    return np.nan_to_num(writer.raw_popularity(), nan=0.0)
+    raw = writer.raw_popularity()
+    for first in range(0, len(raw), CHUNK):
+        yield np.nan_to_num(np.asarray(raw[first : first + CHUNK]), nan=0.0)
 
 
 @contextmanager
@@ -870,7 +907,7 @@ def commit(kb: RefinedKB, manifest: Dict[str, Any], written: Iterable[str]) -> N
 
 def append_segment(
     kb_path: PathLike,
-    entities: Iterable[Dict[str, Any]],
+    entities: Union[PathLike, Iterable[Dict[str, Any]]],
     mention_counts: Iterable[Tuple[str, str, float]] = (),
 ) -> int:
     """Add entities to a built KB as a new segment, without rebuilding the KB
@@ -880,16 +917,24 @@ def append_segment(
     safe: each holds the KB's write lock, and each segment gets its own name.
 
     kb_path (str / Path): The KB directory.
-    entities (Iterable[Dict[str, Any]]): The entities: dicts with "id" and
-        optionally "label", "aliases", "description", "title", "types" (IDs
-        or labels from the KB's type inventory), "facts" and "popularity"
-        (in [0, 1], the KB's percentile scale).
+    entities (Union[str, Path, Iterable[Dict[str, Any]]]): The entities, or
+        a JSONL file of them (read as a stream; errors name its line): dicts
+        with "id" and optionally "label", "aliases", "description", "title",
+        "types" (IDs or labels from the KB's type inventory), "facts" and
+        "popularity" (in [0, 1], the KB's percentile scale).
     mention_counts (Iterable[Tuple[str, str, float]]): (mention, entity ID,
         count) evidence for the new entities or the KB's own.
     RETURNS (int): The number of entities added.
     RAISES (KBError): If an entity is invalid or already in the KB, a type is
-        not in the type inventory, or a count is negative.
+        not in the type inventory, or a count is negative; DumpError naming
+        the file and line instead, for an entity of a file.
     """
+    source = Path(entities) if isinstance(entities, (str, Path)) else None
+    numbered = read_jsonl(source) if source is not None else enumerate(entities)
+
+    def invalid(number: int, reason: str) -> Exception:
+        return DumpError(source, reason, line=number) if source is not None else KBError(f"entity {number}: {reason}")
+
     with writing(kb_path) as kb:
         name = new_segment_name(kb.path, kb.manifest, "added")
         type_index = {t: i for i, t in enumerate(kb.type_ids)}
@@ -897,18 +942,19 @@ def append_segment(
         relation_ids = list(kb.relation_ids)
         with staging_directory(kb.path / name) as staging:
             writer = SegmentWriter(staging, staging / "_work", len(kb), n_buckets=1)
-            for i, data in enumerate(entities):
+            for number, data in numbered:
                 try:
                     record = EntityRecord.from_dict(data, popularity_range=(0.0, 1.0))
                 except ValueError as error:
-                    raise KBError(f"entity {i}: {error}") from None
+                    raise invalid(number, str(error)) from None
                 unknown = [t for t in record.types if t not in type_index]
                 if unknown:
-                    raise KBError(
-                        f"entity {record.id!r}: types {unknown} are not in the KB's type inventory (see `kb info`)"
+                    raise invalid(
+                        number,
+                        f"entity {record.id!r}: types {unknown} are not in the KB's type inventory (see `kb info`)",
                     )
                 if record.id in kb:
-                    raise KBError(f"entity {record.id!r} is already in the KB at {kb.path}")
+                    raise invalid(number, f"entity {record.id!r} is already in the KB at {kb.path}")
                 writer.add_entity(record)
             for mention, entity_id, count in mention_counts:
                 if not float(count) >= 0:
@@ -1016,14 +1062,31 @@ def _map_keys(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray, default:
     )
 
 
-def _percentile_rank(values: np.ndarray) -> np.ndarray:
-    """Percentile rank in [0, 1], ties sharing their mean rank."""
-    if len(values) < 2:
+def _signal(values: np.ndarray) -> np.ndarray:
+    """A popularity signal as it is ranked: float64, no NaN (0 instead)."""
+    return np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
+
+
+def _sorted_signal(values: np.ndarray, path: Path, work: Path) -> np.ndarray:
+    """The signal `values`, sorted (out of memory) into the `.npy` file `path`, memory-mapped."""
+    out = NpyAppender(path, "float64")
+    for first in range(0, len(values), CHUNK):
+        out.extend(_signal(values[first : first + CHUNK]))
+    out.close()
+    ordered = NpyAppender(path.with_name("ordered-" + path.name), "float64")
+    for keys, _ in sorted_blocks(load_array(path), work):
+        ordered.extend(keys)
+    ordered.close()
+    return load_array(ordered.path)
+
+
+def _percentile_rank(values: np.ndarray, ordered: np.ndarray) -> np.ndarray:
+    """Percentile rank in [0, 1] of `values` among the sorted `ordered`, ties sharing their mean rank."""
+    if len(ordered) < 2:
         return np.zeros(len(values))
-    ordered = np.sort(values)
     left = np.searchsorted(ordered, values, side="left")
     right = np.searchsorted(ordered, values, side="right")
-    return (left + right - 1) / 2.0 / (len(values) - 1)
+    return (left + right - 1) / 2.0 / (len(ordered) - 1)
 
 
 def read_mention_counts(path: PathLike) -> Iterable[Tuple[str, str, float]]:

@@ -11,46 +11,17 @@ spaCy's `entity_linker` chooses its `get_candidates`:
 """
 
 import bisect
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Protocol, Sequence
 
 import numpy as np
 from spacy.util import registry
 
 from .normalize import normalize_alias
-
-
-@dataclass
-class CandidateCSR:
-    """Candidates of a batch of mentions in CSR form (best first within each mention)."""
-
-    offsets: np.ndarray  # int64, len = n_mentions + 1
-    entities: np.ndarray  # int64 global entity indices
-    priors: np.ndarray  # float32 P(entity | mention)
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def __getitem__(self, i: int) -> Tuple[np.ndarray, np.ndarray]:
-        start, end = self.offsets[i], self.offsets[i + 1]
-        return self.entities[start:end], self.priors[start:end]
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    @classmethod
-    def from_rows(cls, rows: Sequence[Tuple[np.ndarray, np.ndarray]]) -> "CandidateCSR":
-        """The CSR of per-mention (entities, priors) rows."""
-        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum([len(e) for e, _ in rows], out=offsets[1:])
-        entities = np.concatenate([e for e, _ in rows]).astype(np.int64) if rows else np.zeros(0, np.int64)
-        priors = np.concatenate([p for _, p in rows]).astype(np.float32) if rows else np.zeros(0, np.float32)
-        return cls(offsets, entities, priors)
+from .reader import CandidateCSR
 
 
 class CandidateKB(Protocol):
-    """What the generators use of a KB: `RefinedKB` (which imports this module) provides it."""
+    """What the generators use of a KB: `KBReader` (and so `RefinedKB`) provides it."""
 
     person_type_index: int  # the type of people in the type inventory (-1: none)
 

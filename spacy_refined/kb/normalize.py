@@ -12,7 +12,7 @@ import unicodedata
 from functools import lru_cache
 from typing import Iterable, List
 
-from spacy.strings import get_string_id
+from .hashing import string_key
 
 # Dots and apostrophes vanish inside words ("U.S." -> "us", "O'Neill" -> "oneill");
 # every other punctuation or symbol character separates words.
@@ -37,12 +37,12 @@ def normalize_alias(text: str) -> str:
 
 def alias_key(text: str) -> int:
     """The 64-bit key of a mention or alias: spaCy's string hash of its normalised form."""
-    return get_string_id(normalize_alias(text))
+    return string_key(normalize_alias(text))
 
 
 def alias_keys(texts: Iterable[str]) -> List[int]:
     """Keys of many mentions or aliases (see `alias_key`)."""
-    return [get_string_id(normalize_alias(text)) for text in texts]
+    return [string_key(normalize_alias(text)) for text in texts]
 
 
 def normalize_title(title: str) -> str:

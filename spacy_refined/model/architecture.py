@@ -24,7 +24,7 @@ from ._torch import shim_device, torch_shim
 from .bio import IMPOSSIBLE, best_tags, decode_tags
 from .heads import CandidateTensors, HeadsOutput, MentionTensors, RefinedHeads
 from .relations import RelationTensors
-from .types import HeadsInput, Logits, Mentions, RefinedInput, RefinedOutput
+from .types import HeadsInput, Logits, Mentions, Origin, RefinedInput, RefinedOutput
 
 
 @registry.architectures("spacy_refined.RefinedModel.v1")
@@ -34,6 +34,7 @@ def build_refined_model(
     hidden_width: int = 128,
     dropout: float = 0.1,
     context_width: int = 0,
+    feature_dropout: float = 0.0,
 ) -> Model[RefinedInput, RefinedOutput]:
     """ReFinED: mention detection, entity typing and disambiguation in one pass.
 
@@ -57,6 +58,10 @@ def build_refined_model(
     context_width (int): units of the BIO tagger's bidirectional LSTM over
         each document (each way; 0: no LSTM, the tagger sees each token's
         vector alone). The LSTM pays for a weak encoder such as a CNN tok2vec.
+    feature_dropout (float): the share of training mentions whose typing and
+        description scores the candidate scorer does not see, so that it
+        does not learn to trust them over the KB's prior where they do not
+        apply (new entities, other text).
     RETURNS (Model[RefinedInput, RefinedOutput]): the model.
     """
     # PyTorchWrapper_v3's forward (convert inputs, call the shim, convert
@@ -73,6 +78,7 @@ def build_refined_model(
             "hidden_width": hidden_width,
             "dropout": dropout,
             "context_width": context_width,
+            "feature_dropout": feature_dropout,
         },
         shims=[torch_shim()],
     )
@@ -119,6 +125,8 @@ def _init(model: Model, X: Optional[RefinedInput] = None, Y=None) -> None:
         dropout=heads.attrs["dropout"],
         context_width=heads.attrs["context_width"],
         n_coherence=heads.get_dim("n_coherence"),
+        alias_feature=True,
+        feature_dropout=heads.attrs["feature_dropout"],
         n_relations=heads.get_dim("n_relations") if heads.has_dim("n_relations") is True else 0,
     )
     heads.shims[0] = torch_shim(module)
@@ -146,11 +154,19 @@ def _forward(model: Model, inputs: RefinedInput, is_train: bool) -> Tuple[Refine
     mentions, extra = inputs.mentions, Mentions.empty()
     tag_logits = None
     if mentions is None:
-        tag_logits = heads.predict(HeadsInput(tokens, lengths, tags=True)).tag_logits
-        log_probs = torch.log_softmax(xp2torch(tag_logits).float(), dim=1).cpu().numpy()
-        log_probs[_space_tokens(docs), 1:] = IMPOSSIBLE  # whitespace is never part of a mention
-        found = decode_tags(best_tags(log_probs, lengths), lengths)
-        mentions, extra = found.subset(found.label == 0), found.subset(found.label > 0)
+        tagged = None
+        if inputs.tag:
+            tag_logits = heads.predict(HeadsInput(tokens, lengths, tags=True)).tag_logits
+            log_probs = torch.log_softmax(xp2torch(tag_logits).float(), dim=1).cpu().numpy()
+            log_probs[_space_tokens(docs), 1:] = IMPOSSIBLE  # whitespace is never part of a mention
+            found = decode_tags(best_tags(log_probs, lengths), lengths)
+            tagged, extra = found.subset(found.label == 0), found.subset(found.label > 0)
+        if inputs.propose is not None:
+            mentions = inputs.propose(docs, tagged)
+        elif tagged is not None:
+            mentions = tagged
+        else:
+            raise ValueError("the model has no mentions to link: give mentions, tag the docs or a `propose` function")
     candidates = inputs.lookup(docs, mentions, is_train)
     if candidates.vectors is not None:
         vectors, backprop_vectors = model.ops.asarray2f(candidates.vectors), None
@@ -211,6 +227,7 @@ def _heads_inputs(model: Model, inputs: HeadsInput, is_train: bool) -> Tuple[Arg
             tokens=torch.as_tensor(inputs.mention_tokens, device=device),
             owners=torch.as_tensor(inputs.owners, device=device),
             docs=torch.as_tensor(inputs.mentions.doc, device=device),
+            from_aliases=torch.as_tensor(inputs.mentions.origin == Origin.ALIASES, dtype=torch.float32, device=device),
         )
         kwargs["candidates"] = CandidateTensors(
             rows=torch.as_tensor(candidates.rows, device=device),

@@ -31,11 +31,13 @@ NIL_LOGIT = 0.0  # the fixed logit of the NIL option
 class MentionTensors(NamedTuple):
     """A batch's mentions: `tokens`, the flat batch indices of their tokens;
     `owners`, the mention owning each of those; `docs`, the document of
-    each mention."""
+    each mention; `from_aliases`, 1.0 where only the KB's aliases proposed
+    the mention (float, one per mention; None: none)."""
 
     tokens: torch.Tensor
     owners: torch.Tensor
     docs: torch.Tensor
+    from_aliases: Optional[torch.Tensor] = None
 
 
 class CandidateTensors(NamedTuple):
@@ -173,37 +175,60 @@ class DescriptionMatcher(nn.Linear):
 class CandidateScorer(nn.Linear):
     """A linear layer over each candidate's features: prior, log prior,
     typing agreement, has-types flag, description score, popularity (the
-    KB's percentile rank, which P(e|m) does not give for a sole candidate;
-    starts at weight 0), and the document coherence features from the KB's
-    facts, as given and relative to the mention's most coherent candidate.
-    NIL is an extra option with a fixed logit, so a softmax over candidates
-    + NIL gives the confidence."""
+    KB's percentile rank, which P(e|m) does not give for a sole candidate
+    and which breaks ties of the prior), the document coherence features
+    from the KB's facts, as given and relative to the mention's most
+    coherent candidate, and (`alias_feature`) whether only the KB's aliases
+    proposed the mention, so that NIL can turn down the alias matches that
+    are no mentions. NIL is an extra option with a fixed logit, so a softmax
+    over candidates + NIL gives the confidence.
 
-    def __init__(self, n_coherence: int) -> None:
-        super().__init__(N_OWN_FEATURES + 2 * n_coherence, 1)
+    Its initial weights link by the KB alone (prior, popularity,
+    coherence): an untrained model is the zero-training linker. In
+    training, `feature_dropout` hides the learned features (typing and
+    description scores) of a share of the mentions, so that the scorer also
+    learns to link by the KB where they do not apply (entities and text
+    unlike the training data) instead of trusting them over a strong prior."""
+
+    def __init__(self, n_coherence: int, alias_feature: bool = False, feature_dropout: float = 0.0) -> None:
+        super().__init__(N_OWN_FEATURES + 2 * n_coherence + int(alias_feature), 1)
         self.n_coherence = n_coherence
+        self.alias_feature = alias_feature
+        self.feature_dropout = feature_dropout
         with torch.no_grad():
             # Start from the prior: logit = log P(e|m) + 2, so NIL (logit 0)
-            # wins only where no candidate has a prior above e^-2; and from
-            # trusting coherence (zero without facts), whose fitted weights
-            # lie further from zero than the optimizer's small steps go.
+            # wins only where no candidate has a prior above e^-2; from
+            # popularity as a tie-breaker; and from trusting coherence (zero
+            # without facts), whose fitted weights lie further from zero than
+            # the optimizer's small steps go.
             self.weight.zero_()
             self.weight[0, 1] = 1.0
-            self.weight[0, N_OWN_FEATURES:] = 2.0
+            self.weight[0, 5] = 0.5
+            self.weight[0, N_OWN_FEATURES : N_OWN_FEATURES + 2 * n_coherence] = 2.0
             self.bias.fill_(2.0)
 
-    @staticmethod
-    def features(candidates: CandidateTensors, type_probs: torch.Tensor, description: torch.Tensor) -> torch.Tensor:
+    def features(
+        self,
+        candidates: CandidateTensors,
+        type_probs: torch.Tensor,
+        description: torch.Tensor,
+        from_aliases: Optional[torch.Tensor],
+    ) -> torch.Tensor:
         """The candidates' features.
 
         candidates (CandidateTensors): the candidates.
         type_probs (torch.Tensor): the mentions' predicted type
             probabilities, (n_mentions, n_types).
         description (torch.Tensor): the description scores, (n_mentions, k).
+        from_aliases (Optional[torch.Tensor]): 1.0 for the mentions only the
+            KB's aliases proposed, (n_mentions,); None: none.
         RETURNS (torch.Tensor): (n_mentions, k, n_features).
         """
         rows, mask, coherence = candidates.rows, candidates.mask, candidates.coherence
         agreement, has_types = type_agreement(type_probs, candidates.types[rows])
+        if self.training and self.feature_dropout > 0:
+            kept = (torch.rand(mask.shape[0], 1, device=mask.device) >= self.feature_dropout).to(description.dtype)
+            agreement, has_types, description = agreement * kept, has_types * kept, description * kept
         best_coherence = coherence.masked_fill(~mask.unsqueeze(-1), 0.0).amax(dim=1, keepdim=True)
         own = [
             candidates.priors,
@@ -213,7 +238,12 @@ class CandidateScorer(nn.Linear):
             description,
             candidates.popularity[rows],
         ]
-        return torch.cat([torch.stack(own, dim=-1), coherence, coherence - best_coherence], dim=-1)
+        features = [torch.stack(own, dim=-1), coherence, coherence - best_coherence]
+        if self.alias_feature:
+            if from_aliases is None:
+                from_aliases = coherence.new_zeros(mask.shape[0])
+            features.append(from_aliases.to(coherence.dtype)[:, None, None].expand(-1, mask.shape[1], 1))
+        return torch.cat(features, dim=-1)
 
     def with_last_coherence(self, features: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """`features` with the last coherence feature, as given and relative
@@ -267,6 +297,10 @@ class RefinedHeads(nn.Module):
     context_width (int): the units of the document LSTM, each way (0: none).
     n_coherence (int): the coherence features per candidate (models saved
         before it was a setting have 2).
+    alias_feature (bool): whether the scorer sees which mentions only the
+        KB's aliases proposed (models saved before mention sources have not).
+    feature_dropout (float): the share of mentions whose typing and
+        description scores the candidate scorer does not see in training.
     n_relations (int): R, the KB relations of the relation head (0: no
         head and no KB score; models saved before it was a setting have 0).
     """
@@ -281,6 +315,8 @@ class RefinedHeads(nn.Module):
         dropout: float,
         context_width: int = 0,
         n_coherence: int = 2,
+        alias_feature: bool = False,
+        feature_dropout: float = 0.0,
         n_relations: int = 0,
     ) -> None:
         super().__init__()
@@ -293,6 +329,8 @@ class RefinedHeads(nn.Module):
             "dropout": dropout,
             "context_width": context_width,
             "n_coherence": n_coherence,
+            "alias_feature": alias_feature,
+            "feature_dropout": feature_dropout,
             "n_relations": n_relations,
         }
         self.dropout = nn.Dropout(dropout)
@@ -306,7 +344,7 @@ class RefinedHeads(nn.Module):
             if n_relations
             else None
         )
-        self.scorer = CandidateScorer(n_coherence + (1 if n_relations else 0))
+        self.scorer = CandidateScorer(n_coherence + (1 if n_relations else 0), alias_feature, feature_dropout)
 
     def forward(
         self,
@@ -344,9 +382,13 @@ class RefinedHeads(nn.Module):
         type_probs = torch.sigmoid(type_logits)
         relation_logits = None
         if self.relations is None:
-            link_logits = self.scorer(self.scorer.features(candidates, type_probs, description), candidates.mask)
+            link_logits = self.scorer(
+                self.scorer.features(candidates, type_probs, description, mentions.from_aliases), candidates.mask
+            )
         else:
-            link_logits, relation_logits = self._reason(vectors, tokens, candidates, type_probs, description, relations)
+            link_logits, relation_logits = self._reason(
+                vectors, tokens, candidates, type_probs, description, mentions.from_aliases, relations
+            )
         return HeadsOutput(
             tag_logits=tag_logits,
             type_logits=type_logits,
@@ -362,6 +404,7 @@ class RefinedHeads(nn.Module):
         candidates: CandidateTensors,
         type_probs: torch.Tensor,
         description: torch.Tensor,
+        from_aliases: Optional[torch.Tensor],
         relations: Optional[RelationTensors],
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Link logits in two rounds, the second with the KB score from the
@@ -369,7 +412,7 @@ class RefinedHeads(nn.Module):
         without pairs)."""
         mask = candidates.mask
         coherence = torch.cat([candidates.coherence, description.new_zeros(mask.shape).unsqueeze(-1)], dim=-1)
-        features = self.scorer.features(candidates._replace(coherence=coherence), type_probs, description)
+        features = self.scorer.features(candidates._replace(coherence=coherence), type_probs, description, from_aliases)
         first = self.scorer(features, mask)
         if relations is None or not relations.pairs.shape[1]:
             return first, None

@@ -22,9 +22,10 @@ The heads (`QAHeads`), for a batch of questions:
   relations conditioned on its span) and intersected by element-wise
   minimum; a learned gate mixes the intersection into the answer.
 
-The model's input is a `QAInput`; its output a `QAOutput` whose `answers`
-(B, N) are the scores of the KB's entities, and `backprop` takes their
-gradient.
+The model's input is a `QAInput`; its output a `QAOutput` whose answers are
+sparse: the (question, entity, score) entries of the entities reached with a
+nonzero score, never a dense (B, N) matrix over the KB; `backprop` takes the
+gradient of those scores.
 """
 
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
 from thinc.layers.pytorchwrapper import forward as pytorch_forward
-from thinc.types import Floats2d
+from thinc.types import Floats1d, Floats2d
 
 from ._torch import serializable, shim_device, torch_shim
 from .follow import EntityWeights, FactGraph, intersect, saturate
@@ -82,7 +83,10 @@ class QAInput:
 class QAOutput:
     """The model's output (numpy/cupy arrays).
 
-    answers: (B, N) answer score of each KB entity.
+    answer_rows, answer_entities: (E,) question index and KB entity of each
+        entity reached with a nonzero score, sorted by question, then entity;
+        every other entity's score is 0.
+    answer_scores: (E,) their answer scores, in [0, 1].
     span_probs: (S,) P(span) within its question.
     candidate_probs: (S, K) P(e | span).
     relations: (B, T, R) relation distribution at each hop.
@@ -91,7 +95,9 @@ class QAOutput:
     spans: the input's candidate spans, which the other fields refer to.
     """
 
-    answers: Floats2d
+    answer_rows: np.ndarray
+    answer_entities: np.ndarray
+    answer_scores: Floats1d
     span_probs: np.ndarray
     candidate_probs: np.ndarray
     relations: np.ndarray
@@ -101,7 +107,9 @@ class QAOutput:
 
 
 class QAHeadsOutput(NamedTuple):
-    answers: torch.Tensor
+    answer_rows: torch.Tensor
+    answer_entities: torch.Tensor
+    answer_scores: torch.Tensor
     span_probs: torch.Tensor
     candidate_probs: torch.Tensor
     relations: torch.Tensor
@@ -143,11 +151,16 @@ def build_qa_model(
     intersection (bool): Follow the two most probable entities separately
         and intersect (with a learned gate); false for the ablation.
     mask_topic (bool): Remove the resolved entities themselves from the
-        answers (questions do not ask for their own entity).
+        answers and from the entities the later hops start from: MetaQA's
+        questions never ask for their own entity, nor reach their answers
+        through it ("the years of the films of the director of X" are those
+        of X's director's other films). False where a path may lead back to
+        it (PathQuestion: "the parents of X's heir").
     prune (float): Entity weights below it are dropped before each hop, so
         that the weak paths of relations with small weights do not spread
         over the graph; in prediction, an intersection whose gate is below it
-        is not computed.
+        is not computed, nor the hops of a question whose weight (of this hop
+        and the later ones) is below it.
     max_entities (int): At most this many entities of a question (those of
         largest weight) are followed at each hop, which bounds the work of a
         hop whatever the relation weights (early in training they are nearly
@@ -217,7 +230,7 @@ def _init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
     heads.shims[0] = torch_shim(module)
 
 
-def _forward(model: Model, inputs: QAInput, is_train: bool) -> Tuple[QAOutput, Callable[[Floats2d], List[Doc]]]:
+def _forward(model: Model, inputs: QAInput, is_train: bool) -> Tuple[QAOutput, Callable[[Floats1d], List[Doc]]]:
     tok2vec = model.get_ref("tok2vec")
     heads = model.get_ref("heads")
     lengths = np.array([len(doc) for doc in inputs.docs], dtype="int64")
@@ -226,8 +239,8 @@ def _forward(model: Model, inputs: QAInput, is_train: bool) -> Tuple[QAOutput, C
     output, backprop_heads = heads(_HeadsInput(tokens, lengths, inputs.spans, inputs.graph, is_train), is_train)
     output.spans = inputs.spans
 
-    def backprop(d_answers: Floats2d) -> List[Doc]:
-        d_tokens = backprop_heads(d_answers)
+    def backprop(d_scores: Floats1d) -> List[Doc]:
+        d_tokens = backprop_heads(d_scores)
         return backprop_tok2vec(model.ops.unflatten(d_tokens, model.ops.asarray1i(lengths)))
 
     return output, backprop
@@ -260,14 +273,14 @@ def _heads_outputs(
     model: Model, inputs_outputs: Tuple[_HeadsInput, QAHeadsOutput], is_train: bool
 ) -> Tuple[QAOutput, Callable]:
     outputs = inputs_outputs[1]
-    answers = torch2xp(outputs.answers, ops=model.ops)
-    rest = {name: t.detach().cpu().numpy() for name, t in outputs._asdict().items() if name != "answers"}
+    scores = torch2xp(outputs.answer_scores, ops=model.ops)
+    rest = {name: t.detach().cpu().numpy() for name, t in outputs._asdict().items() if name != "answer_scores"}
 
-    def get_d_outputs(d_answers: Floats2d) -> ArgsKwargs:
-        d = xp2torch(d_answers, device=outputs.answers.device)
-        return ArgsKwargs(args=((outputs.answers,),), kwargs={"grad_tensors": [d]})
+    def get_d_outputs(d_scores: Floats1d) -> ArgsKwargs:
+        d = xp2torch(d_scores, device=outputs.answer_scores.device)
+        return ArgsKwargs(args=((outputs.answer_scores,),), kwargs={"grad_tensors": [d]})
 
-    return QAOutput(answers=answers, **rest), get_d_outputs
+    return QAOutput(answer_scores=scores, **rest), get_d_outputs
 
 
 @serializable
@@ -381,7 +394,9 @@ class QAHeads(torch.nn.Module):
             )
         if self.mask_topic:
             answers = answers.with_values(answers.values * (1.0 - torch.clamp(_lookup(x0, answers.keys), max=1.0)))
-        return QAHeadsOutput(answers.to_dense(), span_probs, candidate_probs, relations, hop_probs, gate)
+        return QAHeadsOutput(
+            answers.rows, answers.entities, answers.values, span_probs, candidate_probs, relations, hop_probs, gate
+        )
 
     def _follow(
         self,
@@ -398,12 +413,24 @@ class QAHeads(torch.nn.Module):
         previous = padded.new_zeros(n_docs, self.config["n_relations"])
         reached: List[EntityWeights] = []
         relations = []
+        # the weight of hops t and later: in prediction, a question's hops
+        # from where it is below `prune` are not followed (a 1-hop question
+        # does not pay for three), nor kept in its answers where their own
+        # weight is below it
+        remaining = torch.flip(torch.cumsum(torch.flip(hop_probs.detach(), [1]), 1), [1])
+        start = x
         for t in range(self.hops):
+            if t and self.mask_topic:  # no path comes back through the question's own entities
+                x = x.with_values(x.values * (1.0 - torch.clamp(_lookup(start, x.keys), max=1.0)))
             query = _attend(padded, mask, self.hop_queries[t].expand(n_docs, -1))
             r = torch.softmax(self.relation_layer(torch.cat([query, context, previous], dim=1)), dim=1)
-            x = graph.follow_sparse(x.keep(x.values.detach() >= self.prune).top(self.max_entities), r)
+            keep = x.values.detach() >= self.prune
+            if not self.training:
+                keep &= remaining[x.rows, t] >= self.prune
+            x = graph.follow_sparse(x.keep(keep).top(self.max_entities), r)
             x = x.with_values(saturate(x.values))
-            reached.append(x.with_values(hop_probs[x.rows, t] * x.values))
+            hop = x.with_values(hop_probs[x.rows, t] * x.values)
+            reached.append(hop if self.training else hop.keep(hop_probs[hop.rows, t].detach() >= self.prune))
             relations.append(r)
             previous = r
         return EntityWeights.concatenate(reached, x.shape), torch.stack(relations, dim=1)
@@ -526,17 +553,23 @@ def _top_two_spans(
     span_doc: torch.Tensor, span_probs: torch.Tensor, start: torch.Tensor, end: torch.Tensor, n_docs: int
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per question, the most probable span and the most probable one not
-    overlapping it (-1: none)."""
-    first = torch.full((n_docs,), -1, dtype=torch.long)
-    second = torch.full((n_docs,), -1, dtype=torch.long)
-    order = torch.argsort(span_probs.detach().cpu(), descending=True, stable=True).tolist()
-    docs, starts, ends = span_doc.cpu().tolist(), start.cpu().tolist(), end.cpu().tolist()
-    for s in order:
-        d = docs[s]
-        if first[d] < 0:
-            first[d] = s
-        elif second[d] < 0:
-            f = int(first[d])
-            if ends[s] <= starts[f] or starts[s] >= ends[f]:
-                second[d] = s
-    return first.to(span_doc.device), second.to(span_doc.device)
+    overlapping it (-1: none; ties to the first span)."""
+    probs = span_probs.detach()
+    first = _argmax_by_group(probs, span_doc, n_docs)
+    chosen = first[span_doc].clamp(min=0)
+    apart = (end <= start[chosen]) | (start >= end[chosen])
+    second = _argmax_by_group(probs.masked_fill(~apart, -1.0), span_doc, n_docs, floor=0.0)
+    return first, second
+
+
+def _argmax_by_group(values: torch.Tensor, groups: torch.Tensor, n_groups: int, floor: float = -1.0) -> torch.Tensor:
+    """(n_groups,) the first position of each group's largest value (-1 for
+    a group without positions, or whose largest value is below `floor`)."""
+    best = torch.full((n_groups,), -2.0, device=values.device).scatter_reduce(0, groups, values, reduce="amax")
+    positions = torch.arange(len(values), device=values.device)
+    at_best = (values == best[groups]) & (values >= floor)
+    none = len(values)
+    found = torch.full((n_groups,), none, dtype=torch.long, device=values.device).scatter_reduce(
+        0, groups, torch.where(at_best, positions, torch.full_like(positions, none)), reduce="amin"
+    )
+    return torch.where(found < none, found, torch.full_like(found, -1))

@@ -6,6 +6,7 @@ model's ops (the logits); the PyTorch side has its own tensors (`heads.py`).
 """
 
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -16,42 +17,83 @@ from ..util import concatenated_ranges
 from .relations import RelationInputs
 
 
+class Origin(IntEnum):
+    """Which mention source proposed a mention (`Mentions.origin`): the
+    candidate scorer tells the spans that only the KB's aliases proposed
+    from the others, which the text itself marks as mentions."""
+
+    TAGGER = 0  # the BIO head (and, in training, the gold mentions)
+    ENTS = 1  # `doc.ents`
+    SPANS = 2  # a span group
+    ALIASES = 3  # a KB alias found in the text
+
+
 @dataclass
 class Mentions:
     """Token spans in a batch of docs, sorted by (doc, start).
 
     `label` 0 is an entity mention (linked); `label` i > 0 is the i-th extra
-    label of the BIO head (e.g. DATE), detected but not linked.
+    label of the BIO head (e.g. DATE), detected but not linked. `origin`
+    (an `Origin` per mention) says which source proposed it.
     """
 
     doc: np.ndarray
     start: np.ndarray
     end: np.ndarray
     label: np.ndarray
+    origin: Optional[np.ndarray] = None  # None: all Origin.TAGGER
+
+    def __post_init__(self) -> None:
+        if self.origin is None:
+            self.origin = np.full(len(self.doc), int(Origin.TAGGER), dtype="int64")
 
     @classmethod
     def empty(cls) -> "Mentions":
-        return cls(*(np.zeros(0, dtype="int64") for _ in range(4)))
+        return cls(*(np.zeros(0, dtype="int64") for _ in range(5)))
 
     @classmethod
-    def from_rows(cls, rows: Sequence[Tuple[int, int, int, int]]) -> "Mentions":
-        """From (doc, start, end, label) rows, sorted."""
+    def from_rows(cls, rows: Sequence[Tuple[int, int, int, int]], origin: Origin = Origin.TAGGER) -> "Mentions":
+        """From (doc, start, end, label) rows, sorted, all proposed by `origin`."""
         if not rows:
             return cls.empty()
         array = np.array(sorted(rows), dtype="int64")
-        return cls(*array.T.copy())
+        return cls(*array.T.copy(), origin=np.full(len(array), int(origin), dtype="int64"))
+
+    @classmethod
+    def concatenate(cls, parts: Sequence["Mentions"]) -> "Mentions":
+        """The mentions of all `parts`, sorted by (doc, start, end)."""
+        fields = [np.concatenate([getattr(part, name) for part in parts] + [np.zeros(0, "int64")]) for name in FIELDS]
+        order = np.lexsort((fields[2], fields[1], fields[0]))
+        return cls(*(values[order].astype("int64") for values in fields))
 
     def __len__(self) -> int:
         return len(self.doc)
 
     def subset(self, keep: np.ndarray) -> "Mentions":
-        return Mentions(self.doc[keep], self.start[keep], self.end[keep], self.label[keep])
+        return Mentions(*(getattr(self, name)[keep] for name in FIELDS))
+
+    def overlapping(self, others: "Mentions", doc_offsets: np.ndarray) -> np.ndarray:
+        """Whether each mention shares a token with any of `others` (same batch).
+
+        doc_offsets (np.ndarray): the flat batch index of each doc's first
+            token, and the batch's token count last (n_docs + 1).
+        RETURNS (np.ndarray): bool, one per mention.
+        """
+        covered = np.zeros(int(doc_offsets[-1]) + 1, dtype="int64")
+        np.add.at(covered, doc_offsets[others.doc] + others.start, 1)
+        np.add.at(covered, doc_offsets[others.doc] + others.end, -1)
+        inside = np.r_[0, np.cumsum(np.cumsum(covered)[:-1] > 0)]
+        starts, ends = doc_offsets[self.doc] + self.start, doc_offsets[self.doc] + self.end
+        return inside[ends] - inside[starts] > 0
 
     def token_index(self, doc_offsets: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """Flat batch indices of the mentions' tokens, and the mention owning each."""
         lengths = self.end - self.start
         owners = np.repeat(np.arange(len(self)), lengths)
         return concatenated_ranges(doc_offsets[self.doc] + self.start, lengths), owners
+
+
+FIELDS = ("doc", "start", "end", "label", "origin")
 
 
 @dataclass
@@ -85,19 +127,25 @@ class Candidates:
 
 
 Lookup = Callable[[List[Doc], Mentions, bool], Candidates]
+# (docs, the BIO head's mentions or None when it did not tag) -> the mentions to link
+Propose = Callable[[List[Doc], Optional[Mentions]], Mentions]
 
 
 @dataclass
 class RefinedInput:
-    """The model's input: the `docs`, the `mentions` to link (None: detect
-    them with the BIO head) and `lookup(docs, mentions, is_train)`, which
-    turns mentions into their `Candidates`. The model calls `lookup` within
-    its forward pass, between detecting the mentions and scoring their
-    candidates; the component passes its KB lookup."""
+    """The model's input: the `docs`, the `mentions` to link (given, e.g. the
+    gold ones in training) and `lookup(docs, mentions, is_train)`, which turns
+    mentions into their `Candidates`. Without given mentions, the BIO head
+    tags the docs (if `tag`) and `propose` turns its mentions into the ones to
+    link (None: link the head's own). The model calls `lookup` within its
+    forward pass, between finding the mentions and scoring their candidates;
+    the component passes its KB lookup and its mention source."""
 
     docs: List[Doc]
     mentions: Optional[Mentions]
     lookup: Lookup
+    propose: Optional[Propose] = None
+    tag: bool = True
 
 
 @dataclass

@@ -9,9 +9,17 @@ Design notes (the why; the measured effects are in BENCHMARKS.md):
 
 * The KB belongs to a `refined_kb` component that this one listens to, so
   that several components share one KB (see `knowledge_base.py`).
-* Candidates and their coherence features come from registered functions
-  (`get_candidates`, `coherence`), as spaCy's `entity_linker` takes its
-  `get_candidates`.
+* Mentions, candidates and their coherence features come from registered
+  functions (`mentions`, `get_candidates`, `coherence`), as spaCy's
+  `entity_linker` takes its `get_candidates`. The default mentions are the
+  BIO head's plus the KB alias matches beside them: the KB knows more names
+  than a tagger trained on a few hundred documents finds in other text, and
+  the scorer's NIL option, trained on alias matches that are no mentions,
+  turns down the spurious ones.
+* An untrained model links by the KB alone (prior, popularity, coherence:
+  the candidate scorer's initial weights), so that alias mentions and an
+  initialized, untrained component are the zero-training linker for a KB of
+  one's own entities.
 * Training uses the gold mentions (teacher forcing). The typing loss is
   binary cross-entropy averaged over the KB's type inventory, so that its
   pull on the shared encoder does not grow with the number of types. The
@@ -39,6 +47,7 @@ from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.util import filter_spans
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, NumpyOps, Optimizer, set_dropout_rate
 
@@ -51,15 +60,15 @@ from ..model._torch import wrapped_module
 from ..model.architecture import set_output_sizes
 from ..model.losses import sigmoid_loss, softmax_loss
 from ..model.threads import torch_threads
-from ..model.types import Candidates, Logits, Mentions, RefinedInput, RefinedOutput
+from ..model.types import Candidates, Logits, Mentions, Origin, RefinedInput, RefinedOutput
 from ..util import concatenated_ranges
 from .cache import EmbeddingCache
 from .coherence import N_COHERENCE, CoherenceFeatures
 from .knowledge_base import KBListener
+from .mentions import MentionSource
 from .relations import KBRelations
 from .relations import install_extension as install_relations_extension
 
-MODES = ("detect", "ents", "spans")
 LOSSES = ("md", "typing", "ed", "description", "relations")
 EXTENSIONS = ("kb_score", "kb_candidates", "kb_types")
 
@@ -91,7 +100,15 @@ DEFAULT_MODEL_CONFIG = Config().from_str(DEFAULT_MODEL)["model"]
 DEFAULT_CONFIG = {
     "model": DEFAULT_MODEL_CONFIG,
     "kb_component": "*",
-    "mode": "detect",
+    "mentions": {
+        "@misc": "spacy_refined.CombinedMentions.v1",
+        "*": {
+            "tagger": {"@misc": "spacy_refined.TaggerMentions.v1"},
+            "aliases": {"@misc": "spacy_refined.AliasMentions.v1"},
+        },
+    },
+    "write_ents": True,
+    "alias_share": 0.3,
     "extra_labels": [],
     "get_candidates": {"@misc": "spacy_refined.PriorCandidates.v1", "person_names": True},
     "coherence": {"@misc": "spacy_refined.FactCoherence.v1"},
@@ -102,7 +119,6 @@ DEFAULT_CONFIG = {
     "keep_nil": True,
     "type_labels": DEFAULT_TYPE_LABELS,
     "default_label": DEFAULT_LABEL,
-    "input_key": "mentions",
     "spans_key": "refined",
     "top_candidates": 5,
     "top_types": 5,
@@ -144,7 +160,9 @@ def make_refined_linker(
     name: str,
     model: Model[RefinedInput, RefinedOutput],
     kb_component: str,
-    mode: str,
+    mentions: MentionSource,
+    write_ents: bool,
+    alias_share: float,
     extra_labels: List[str],
     get_candidates: CandidateGenerator,
     coherence: Optional[CoherenceFeatures],
@@ -155,7 +173,6 @@ def make_refined_linker(
     keep_nil: bool,
     type_labels: Dict[str, str],
     default_label: str,
-    input_key: str,
     spans_key: str,
     top_candidates: int,
     top_types: int,
@@ -174,11 +191,21 @@ def make_refined_linker(
         encoder (`spacy_refined.RefinedModel.v1`).
     kb_component (str): The name of the `refined_kb` component whose KB this
         component uses; "*" for any (the pipeline's one).
-    mode (str): "detect": the mention-detection head finds the mentions, and
-        they replace `doc.ents`; "ents": the spans of `doc.ents` (from an
-        upstream NER or the user) are linked, keeping their labels; "spans":
-        the possibly overlapping spans of `doc.spans[input_key]` are linked,
-        and the results go to `doc.spans[spans_key]` only.
+    mentions (MentionSource): Where the mentions come from
+        (`spacy_refined.TaggerMentions.v1`: the BIO head;
+        `EntMentions.v1`: `doc.ents`, keeping their labels;
+        `SpanGroupMentions.v1`: a span group; `AliasMentions.v1`: KB
+        aliases in the text; `CombinedMentions.v1`: several, in order of
+        trust). Default: the BIO head's, plus the alias matches that overlap
+        none of them. A mention only the aliases proposed that comes out NIL
+        is dropped: it was no mention.
+    write_ents (bool): Whether the linked mentions go to `doc.ents`
+        (replacing the ents they overlap); false: to `doc.spans[spans_key]`
+        only (for overlapping given spans).
+    alias_share (float): In training, the share of the gold mentions that
+        are also alias matches which the scorer sees as proposed by the
+        aliases alone, as the mentions a tagger misses in new text are;
+        alias matches that are no gold mention are shown as NIL.
     extra_labels (List[str]): Labels (e.g. DATE) that the mention-detection
         head also detects; their mentions are written unlinked (in "ents"
         mode, ents with these labels are left alone).
@@ -209,7 +236,6 @@ def make_refined_linker(
         linked mention is that of the first listed type its entity has; of a
         NIL mention, the first the typing head gives p >= 0.5).
     default_label (str): The label when no type of `type_labels` applies.
-    input_key (str): The span group linked in "spans" mode.
     spans_key (str): The span group that receives all linked mentions, NIL
         included, with their scores in `attrs["scores"]`.
     top_candidates (int): How many (ID, probability) pairs go to
@@ -239,7 +265,9 @@ def make_refined_linker(
         model,
         name,
         kb_component=kb_component,
-        mode=mode,
+        mentions=mentions,
+        write_ents=write_ents,
+        alias_share=alias_share,
         extra_labels=extra_labels,
         get_candidates=get_candidates,
         coherence=coherence,
@@ -250,7 +278,6 @@ def make_refined_linker(
         keep_nil=keep_nil,
         type_labels=type_labels,
         default_label=default_label,
-        input_key=input_key,
         spans_key=spans_key,
         top_candidates=top_candidates,
         top_types=top_types,
@@ -301,7 +328,9 @@ class RefinedLinker(KBListener, TrainablePipe):
         name: str,
         *,
         kb_component: str,
-        mode: str,
+        mentions: MentionSource,
+        write_ents: bool,
+        alias_share: float,
         extra_labels: Iterable[str],
         get_candidates: CandidateGenerator,
         coherence: Optional[CoherenceFeatures],
@@ -312,7 +341,6 @@ class RefinedLinker(KBListener, TrainablePipe):
         keep_nil: bool,
         type_labels: Dict[str, str],
         default_label: str,
-        input_key: str,
         spans_key: str,
         top_candidates: int,
         top_types: int,
@@ -324,8 +352,8 @@ class RefinedLinker(KBListener, TrainablePipe):
         scorer: Optional[Callable],
     ) -> None:
         """Initialize the component; see `make_refined_linker` for the settings."""
-        if mode not in MODES:
-            raise ValueError(f"[{name}] unknown mode {mode!r}: use one of {', '.join(MODES)}")
+        if not 0.0 <= alias_share <= 1.0:
+            raise ValueError(f"[{name}] alias_share must be within [0, 1], not {alias_share}")
         if cpu_threads < 0:
             raise ValueError(f"[{name}] cpu_threads must be 0 (torch's setting) or more, not {cpu_threads}")
         unknown = sorted(set(loss_weights) - set(LOSSES))
@@ -339,7 +367,9 @@ class RefinedLinker(KBListener, TrainablePipe):
         self.model = model
         self.name = name
         self.kb_component = kb_component
-        self.mode = mode
+        self.mentions = mentions
+        self.write_ents = write_ents
+        self.alias_share = alias_share
         self.get_candidates = get_candidates
         self.coherence = coherence
         self.relations = relations
@@ -349,7 +379,6 @@ class RefinedLinker(KBListener, TrainablePipe):
         self.keep_nil = keep_nil
         self.type_labels = dict(type_labels)
         self.default_label = default_label
-        self.input_key = input_key
         self.spans_key = spans_key
         self.top_candidates = top_candidates
         self.top_types = top_types
@@ -454,8 +483,8 @@ class RefinedLinker(KBListener, TrainablePipe):
         if not any(len(eg.predicted) for eg in examples):
             return losses
         set_dropout_rate(self.model, drop)
-        gold = self._gold(examples)
         docs = [eg.predicted for eg in examples]
+        gold = self._with_alias_matches(docs, self._gold(examples))
         output, backprop = self.model.begin_update(RefinedInput(docs, gold.mentions, self._lookup))
         loss, parts, d_output = self._loss(gold, output)
         backprop(d_output)
@@ -495,6 +524,10 @@ class RefinedLinker(KBListener, TrainablePipe):
             if not eg.reference.has_annotation("ENT_IOB"):
                 continue
             tags[offsets[i] : offsets[i] + lengths[i]] = 0
+            for start_char, end_char in _missing_char_ranges(eg.reference):
+                span = eg.predicted.char_span(start_char, end_char, alignment_mode="expand")
+                if span is not None:
+                    tags[offsets[i] + span.start : offsets[i] + span.end] = -1
             end = 0
             for ent in eg.reference.ents:
                 span = eg.predicted.char_span(ent.start_char, ent.end_char, alignment_mode="expand")
@@ -509,6 +542,43 @@ class RefinedLinker(KBListener, TrainablePipe):
                     kb_ids.append(ent.kb_id_)
         order = sorted(range(len(rows)), key=rows.__getitem__)
         return _Gold(Mentions.from_rows([rows[j] for j in order]), [kb_ids[j] for j in order], tags)
+
+    def _with_alias_matches(self, docs: List[Doc], gold: _Gold) -> _Gold:
+        """Show the scorer, besides the gold mentions, what the mention
+        source's alias matcher proposes: the matches that overlap no gold
+        mention, as NIL, and a share (`alias_share`) of the gold mentions it
+        also finds, as proposed by the aliases alone."""
+        matcher = self.mentions.alias_matcher
+        if matcher is None:
+            return gold
+        matches = matcher(self.require_kb(), docs)
+        if not len(matches):
+            return gold
+        lengths = np.array([len(doc) for doc in docs], dtype="int64")
+        doc_offsets = np.r_[0, np.cumsum(lengths)]
+        found = Mentions(matches.doc, matches.start, matches.end, np.zeros(len(matches), "int64"))
+        # A match over tokens without annotation (a document without gold
+        # mentions, names a partial annotation leaves out) is no NIL example.
+        unannotated = np.r_[0, np.cumsum(gold.tags < 0)]
+        annotated = unannotated[doc_offsets[found.doc] + found.end] == unannotated[doc_offsets[found.doc] + found.start]
+        found = found.subset(annotated)
+        spurious = found.subset(~found.overlapping(gold.mentions, doc_offsets))
+        origin = gold.mentions.origin.copy()
+        also_matched = np.isin(_flat_spans(gold.mentions, doc_offsets), _flat_spans(found, doc_offsets))
+        origin[also_matched & (np.random.random(len(origin)) < self.alias_share)] = int(Origin.ALIASES)
+        spurious.origin[:] = int(Origin.ALIASES)
+        mentions = Mentions.concatenate(
+            [Mentions(gold.mentions.doc, gold.mentions.start, gold.mentions.end, gold.mentions.label, origin), spurious]
+        )
+        order = np.lexsort(
+            (
+                np.r_[gold.mentions.end, spurious.end],
+                np.r_[gold.mentions.start, spurious.start],
+                np.r_[gold.mentions.doc, spurious.doc],
+            )
+        )
+        kb_ids = gold.kb_ids + [NIL] * len(spurious)
+        return _Gold(mentions, [kb_ids[i] for i in order.tolist()], gold.tags)
 
     def _loss(self, gold: _Gold, output: RefinedOutput) -> Tuple[float, Dict[str, float], Logits]:
         kb = self.require_kb()
@@ -603,23 +673,20 @@ class RefinedLinker(KBListener, TrainablePipe):
 
     def predict(self, docs: Iterable[Doc]) -> RefinedOutput:
         """Detect (or take) the mentions of `docs` and score their candidates."""
-        docs = list(docs)
-        return self._predict(docs, self._given_mentions(docs))
+        return self._predict(list(docs), None)
 
     def _predict(self, docs: List[Doc], mentions: Optional[Mentions]) -> RefinedOutput:
-        self.require_kb()
+        """Score the candidates of `mentions` (None: of the mention source's)."""
+        kb = self.require_kb()
+        inputs = RefinedInput(
+            docs,
+            mentions,
+            self._lookup,
+            propose=lambda docs, tagged: self.mentions(docs, kb, tagged),
+            tag=self.mentions.uses_tagger,
+        )
         with torch_threads(self.cpu_threads if isinstance(self.model.ops, NumpyOps) else 0, self._owner_pid):
-            return self.model.predict(RefinedInput(docs, mentions, self._lookup))
-
-    def _given_mentions(self, docs: List[Doc]) -> Optional[Mentions]:
-        if self.mode == "detect":
-            return None
-        extra = set(self.extra_labels)
-        rows = []
-        for i, doc in enumerate(docs):
-            spans = doc.ents if self.mode == "ents" else doc.spans.get(self.input_key, [])
-            rows.extend((i, span.start, span.end, 0) for span in spans if span.label_ not in extra)
-        return Mentions.from_rows(rows)
+            return self.model.predict(inputs)
 
     def _lookup(self, docs: List[Doc], mentions: Mentions, is_train: bool) -> Candidates:
         """Candidates of `mentions` from the KB, padded; entity texts when
@@ -703,8 +770,9 @@ class RefinedLinker(KBListener, TrainablePipe):
         return vectors
 
     def set_annotations(self, docs: Iterable[Doc], output: RefinedOutput) -> None:
-        """Write the linked mentions to `doc.ents` (modes "detect", "ents"),
-        `doc.spans[spans_key]` and the span extensions."""
+        """Write the linked mentions to `doc.spans[spans_key]`, the span
+        extensions and (`write_ents`) `doc.ents`. A mention that only the KB's
+        aliases proposed and that comes out NIL is no mention: it is dropped."""
         docs = list(docs)
         kb = self.require_kb()
         if self._coarse is None:
@@ -719,7 +787,10 @@ class RefinedLinker(KBListener, TrainablePipe):
             scores: List[float] = []
             for m in range(bounds[i], bounds[i + 1]):
                 kb_id, score, label, candidates, types = decisions[m]
-                if self.mode == "ents":
+                origin = mentions.origin[m]
+                if origin == Origin.ALIASES and kb_id == NIL:
+                    continue
+                if origin == Origin.ENTS:
                     label = doc[mentions.start[m]].ent_type_ or label
                 span = Span(doc, int(mentions.start[m]), int(mentions.end[m]), label=label, kb_id=kb_id)
                 span._.kb_score = score
@@ -729,18 +800,19 @@ class RefinedLinker(KBListener, TrainablePipe):
                 scores.append(score)
             all_linked.extend(linked)
             doc.spans[self.spans_key] = SpanGroup(doc, name=self.spans_key, spans=linked, attrs={"scores": scores})
-            if self.mode == "spans":
+            if not self.write_ents:
                 continue
+            extra = output.extra
             kept = [span for span in linked if self.keep_nil or span.kb_id_ != NIL]
-            if self.mode == "detect":
-                extra = output.extra
-                kept += [
-                    Span(doc, int(extra.start[m]), int(extra.end[m]), label=self.extra_labels[extra.label[m] - 1])
-                    for m in range(extra_bounds[i], extra_bounds[i + 1])
-                ]
-            else:
-                linked_starts = {span.start for span in linked}
-                kept += [ent for ent in doc.ents if ent.start not in linked_starts]
+            kept += [
+                Span(doc, int(extra.start[m]), int(extra.end[m]), label=self.extra_labels[extra.label[m] - 1])
+                for m in range(extra_bounds[i], extra_bounds[i + 1])
+            ]
+            kept = filter_spans(kept)
+            covered = np.zeros(len(doc) + 1, dtype=bool)
+            for span in linked + kept:
+                covered[span.start : span.end] = True
+            kept += [ent for ent in doc.ents if not covered[ent.start : ent.end].any()]
             doc.ents = sorted(kept, key=lambda span: span.start)
         if self.relations is not None:
             self._annotate_relations(docs, output, all_linked, [decision[0] for decision in decisions])
@@ -847,6 +919,21 @@ class RefinedLinker(KBListener, TrainablePipe):
 def entity_texts(kb: RefinedKB, indices: Iterable[int]) -> List[str]:
     """The texts the description encoder reads for KB entities: "label: description"."""
     return [f"{kb.label(i)}: {kb.description(i)}" for i in indices]
+
+
+def _missing_char_ranges(doc: Doc) -> List[Tuple[int, int]]:
+    """Character ranges of the runs of tokens whose entity annotation is missing (`ent_iob` 0)."""
+    missing = doc.to_array("ENT_IOB") == 0
+    if not missing.any():
+        return []
+    edges = np.flatnonzero(np.diff(np.r_[0, missing.astype("int8"), 0]))
+    return [(doc[start].idx, doc[end - 1].idx + len(doc[end - 1])) for start, end in edges.reshape(-1, 2).tolist()]
+
+
+def _flat_spans(mentions: Mentions, doc_offsets: np.ndarray) -> np.ndarray:
+    """One int64 per mention that identifies its span within the batch."""
+    n = int(doc_offsets[-1]) + 1
+    return (doc_offsets[mentions.doc] + mentions.start) * n + (doc_offsets[mentions.doc] + mentions.end)
 
 
 def _span_keys(mentions: Mentions) -> List[Tuple[int, int, int]]:

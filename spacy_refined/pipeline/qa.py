@@ -13,9 +13,16 @@ Design notes:
   once: the fact graph is rebuilt whenever the KB changes, and entity
   resolution reads the KB's alias table.
 * Trained from (question, answers) pairs alone with the default
-  `entities = "learned"`: the loss is on the answers only (TransferNet's
-  weighted squared error), and the spans and candidates that start the
-  traversal get their gradients through it.
+  `entities = "learned"`: the loss is on the answers only (a weighted binary
+  cross-entropy of each entity's score), and the spans and candidates that
+  start the traversal get their gradients through it. Cross-entropy rather
+  than a squared error: the gradient a relation receives through the
+  relation softmax is its weight times the loss's gradient at the answers,
+  so with a squared error (bounded gradient) a relation whose weight is near
+  zero never recovers, and entity resolution learns to escape to spans whose
+  entities lack the relation the head settled on (all-zero answers cost
+  less than wrong ones); the log's gradient at a gold answer grows as its
+  score shrinks and cancels that factor.
 * The candidate spans of a question are all its spans of up to
   `max_span_width` tokens that name a KB entity (the alias table, through
   the same candidate generator as the linker's).
@@ -28,11 +35,11 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 import srsly
-import torch
 from spacy import util
 from spacy.attrs import IDX, IS_PUNCT, IS_SPACE, LENGTH
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
+from spacy.strings import hash_string
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
@@ -46,11 +53,13 @@ from ..kb.store import RefinedKB
 from ..model.follow import FactGraph
 from ..model.qa import CANDIDATE_FEATURES, QAInput, QAOutput, QASpans, set_relation_count
 from ..model.threads import torch_threads
+from ..util import concatenated_ranges
 from .knowledge_base import KBListener
 
 ENTITY_MODES = ("learned", "gold", "linker")
 EXTENSIONS = ("answers", "qa_entities", "qa_path", "qa_status")
 QA_ENTITY_LABEL = "QA_ENTITY"
+_EPSILON = 1e-6  # answer scores are clipped to [eps, 1 - eps] in the loss
 
 DEFAULT_MODEL = """
 [model]
@@ -138,7 +147,7 @@ def make_refined_qa(
     min_entity_score (float): Resolved spans with P(span) below it are not
         reported in `doc._.qa_entities` (the best span always is).
     top_relations (int): Relations reported per hop in `doc._.qa_path`.
-    answer_weight (float): Weight of the gold answers in the squared-error
+    answer_weight (float): Weight of the gold answers in the cross-entropy
         loss (the other entities have weight 1).
     cpu_threads (int): Torch's intra-op threads during prediction and
         training on CPU (0: torch's setting): the heads' sparse operations
@@ -222,7 +231,7 @@ class RefinedQA(KBListener, TrainablePipe):
         self.cfg: Dict[str, Any] = {"relation_ids": None}
         self._graph: Optional[FactGraph] = None
         self._graph_key: Optional[Tuple[int, int]] = None
-        self._labels: Dict[int, str] = {}
+        self._labels: Dict[int, Tuple[int, int, int, int]] = {}
         self._owner_pid = os.getpid()
 
     # --------------------------------------------------------------------- KB
@@ -297,28 +306,39 @@ class RefinedQA(KBListener, TrainablePipe):
         docs = [eg.predicted for eg in examples]
         with torch_threads(self._threads, self._owner_pid):
             output, backprop = self.model.begin_update(self._input(docs))
-            loss, d_answers = self.get_loss(examples, output)
-            backprop(d_answers)
+            loss, d_scores = self.get_loss(examples, output)
+            backprop(d_scores)
         if sgd is not None:
             self.finish_update(sgd)
         losses[self.name] += loss
         return losses
 
     def get_loss(self, examples: Iterable[Example], output: QAOutput) -> Tuple[float, Any]:
-        """Weighted squared error of the answer scores against the gold answers, and its gradient."""
+        """Weighted binary cross-entropy of the answer scores against the gold
+        answers, and its gradient with respect to the (sparse) scores of the
+        entities reached. The entities not reached have score 0: the
+        others among them cost nothing, the gold ones a constant (their
+        score can only grow through the reached entities' gradient)."""
         examples = list(examples)
         ops = self.model.ops
-        targets = np.zeros(output.answers.shape, dtype="float32")
         kb = self.require_kb()
-        for i, eg in enumerate(examples):
-            found = kb.find(eg.reference.user_data.get(ANSWERS_KEY, []))
-            targets[i, found[found >= 0]] = 1.0
-        targets = ops.asarray2f(targets)
+        n_entities = len(kb)
+        gold = [kb.find(eg.reference.user_data.get(ANSWERS_KEY, [])) for eg in examples]
+        gold_keys = np.unique(
+            np.concatenate(
+                [i * n_entities + found[found >= 0] for i, found in enumerate(gold)] + [np.zeros(0, "int64")]
+            )
+        )
+        keys = output.answer_rows.astype("int64") * n_entities + output.answer_entities
+        targets = np.isin(keys, gold_keys)
+        unreached = len(gold_keys) - int(targets.sum())
+        targets = ops.asarray1f(targets.astype("float32"))
         weights = 1.0 + (self.answer_weight - 1.0) * targets
-        diff = output.answers - targets
+        p = ops.xp.clip(output.answer_scores, _EPSILON, 1.0 - _EPSILON)
         n = max(1, len(examples))
-        loss = float((weights * diff**2).sum()) / n
-        return loss, 2.0 * weights * diff / n
+        loss = -float((weights * (targets * ops.xp.log(p) + (1.0 - targets) * ops.xp.log1p(-p))).sum())
+        loss -= self.answer_weight * unreached * float(np.log(_EPSILON))
+        return loss / n, weights * (p - targets) / (p * (1.0 - p)) / n
 
     # ------------------------------------------------------------ prediction
 
@@ -338,72 +358,86 @@ class RefinedQA(KBListener, TrainablePipe):
         `spans_key`), `doc._.qa_path` and `doc._.qa_status`."""
         docs = list(docs)
         kb = self.require_kb()
-        spans = output.spans
-        answers = self.model.ops.to_numpy(output.answers)
-        n_top = min(self.top_k, answers.shape[1])
-        top = torch.topk(torch.from_numpy(np.ascontiguousarray(answers)), n_top, dim=1) if len(docs) else None
+        rows, entities, scores = self._top_answers(output, len(docs))
+        answers = list(zip(kb.entity_ids(entities), scores.tolist()))
+        answer_bounds = np.searchsorted(rows, np.arange(len(docs) + 1)).tolist()
+        resolved, resolved_bounds = self._resolved(docs, output, kb)
         relation_names = self.graph.relation_names(self.relation_ids)
-        by_doc: Dict[int, List[int]] = {}
-        for s, d in enumerate(spans.doc.tolist()):
-            by_doc.setdefault(d, []).append(s)
+        n_top = min(self.top_relations, output.relations.shape[2])
+        top_relations = np.argsort(-output.relations, axis=2, kind="stable")[:, :, :n_top]
+        top_weights = np.take_along_axis(output.relations, top_relations, axis=2).tolist()
+        top_relations = top_relations.tolist()
+        hops = output.hops.tolist()
+        gates = output.gate.tolist()
         for i, doc in enumerate(docs):
-            scores = top.values[i].tolist() if top is not None else []
-            indices = top.indices[i].tolist() if top is not None else []
-            kept = [(index, score) for index, score in zip(indices, scores) if score > 0]
-            ids = kb.entity_ids([index for index, _ in kept])
-            doc._.answers = [(entity_id, float(score)) for entity_id, (_, score) in zip(ids, kept)]
-            doc._.qa_entities = self._resolved(doc, spans, by_doc.get(i, []), output, kb)
-            doc._.qa_path = (
+            extensions = doc._
+            doc_answers = answers[answer_bounds[i] : answer_bounds[i + 1]]
+            doc_entities = resolved[resolved_bounds[i] : resolved_bounds[i + 1]]
+            extensions.answers = doc_answers
+            extensions.qa_entities = doc_entities
+            extensions.qa_path = (
                 [
                     {
                         "hop": t + 1,
-                        "weight": float(output.hops[i, t]),
-                        "relations": [
-                            (relation_names[r], float(output.relations[i, t, r]))
-                            for r in np.argsort(-output.relations[i, t])[: self.top_relations]
-                        ],
+                        "weight": weight,
+                        "relations": [(relation_names[r], w) for r, w in zip(top_relations[i][t], top_weights[i][t])],
                     }
-                    for t in range(output.hops.shape[1])
+                    for t, weight in enumerate(hops[i])
                 ]
-                if doc._.qa_entities
+                if doc_entities
                 else []
             )
             group = SpanGroup(
                 doc,
                 name=self.spans_key,
-                attrs={"scores": [e["score"] for e in doc._.qa_entities], "intersection": float(output.gate[i])},
+                attrs={"scores": [e["score"] for e in doc_entities], "intersection": gates[i]},
             )
-            for entity in doc._.qa_entities:
+            for entity in doc_entities:
                 group.append(Span(doc, entity["start"], entity["end"], label=QA_ENTITY_LABEL, kb_id=entity["kb_id"]))
             doc.spans[self.spans_key] = group
             if not len(doc):
-                doc._.qa_status = "empty"
-            elif not doc._.qa_entities:
-                doc._.qa_status = "no_entity"
-            elif not doc._.answers:
-                doc._.qa_status = "no_answer"
+                extensions.qa_status = "empty"
+            elif not doc_entities:
+                extensions.qa_status = "no_entity"
+            elif not doc_answers:
+                extensions.qa_status = "no_answer"
             else:
-                doc._.qa_status = "answered"
+                extensions.qa_status = "answered"
 
-    def _resolved(
-        self, doc: Doc, spans: QASpans, rows: List[int], output: QAOutput, kb: RefinedKB
-    ) -> List[Dict[str, Any]]:
-        """The question's resolved spans, most probable first: their best candidate and its score."""
-        rows = sorted(rows, key=lambda s: -output.span_probs[s])
-        rows = [s for n, s in enumerate(rows) if n == 0 or output.span_probs[s] >= self.min_entity_score]
-        resolved = []
-        for s in rows:
-            best = int(np.argmax(output.candidate_probs[s]))
-            resolved.append(
-                {
-                    "start": int(spans.start[s]),
-                    "end": int(spans.end[s]),
-                    "text": doc[int(spans.start[s]) : int(spans.end[s])].text,
-                    "kb_id": kb.entity_id(int(spans.entities[s, best])),
-                    "score": float(output.span_probs[s] * output.candidate_probs[s, best]),
-                }
-            )
-        return resolved
+    def _top_answers(self, output: QAOutput, n_docs: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each question's `top_k` answers with a positive score, best first
+        (ties by entity index): their rows (sorted), entities and scores."""
+        rows, entities = output.answer_rows, output.answer_entities
+        scores = self.model.ops.to_numpy(output.answer_scores)
+        positive = scores > 0
+        rows, entities, scores = rows[positive], entities[positive], scores[positive]
+        # one sort key: the row, then the score descending (scores are in (0, 1]); the
+        # entries come sorted by row and entity, which the stable sort keeps for ties
+        order = np.argsort(rows + (1.0 - scores.astype(np.float64)), kind="stable")
+        rows, entities, scores = rows[order], entities[order], scores[order]
+        counts = np.bincount(rows, minlength=n_docs)
+        rank = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+        keep = rank < self.top_k
+        return rows[keep], entities[keep], scores[keep]
+
+    def _resolved(self, docs: List[Doc], output: QAOutput, kb: RefinedKB) -> Tuple[List[Dict[str, Any]], List[int]]:
+        """The questions' resolved spans, each question's most probable first
+        (its best always, the others from `min_entity_score`), with their best
+        candidate and its score; and each question's bounds in that list."""
+        spans = output.spans
+        probs = output.span_probs
+        order = np.lexsort((-probs, spans.doc))
+        first = np.r_[True, spans.doc[order][1:] != spans.doc[order][:-1]] if len(order) else np.zeros(0, bool)
+        order = order[first | (probs[order] >= self.min_entity_score)]
+        best = np.argmax(output.candidate_probs[order], axis=1) if len(order) else np.zeros(0, np.int64)
+        ids = kb.entity_ids(spans.entities[order, best])
+        scores = (probs[order] * output.candidate_probs[order, best]).tolist()
+        rows, starts, ends = spans.doc[order].tolist(), spans.start[order].tolist(), spans.end[order].tolist()
+        resolved = [
+            {"start": a, "end": b, "text": docs[d][a:b].text, "kb_id": entity_id, "score": score}
+            for d, a, b, entity_id, score in zip(rows, starts, ends, ids, scores)
+        ]
+        return resolved, np.searchsorted(spans.doc[order], np.arange(len(docs) + 1)).tolist()
 
     # ------------------------------------------------------ spans and input
 
@@ -444,62 +478,52 @@ class RefinedQA(KBListener, TrainablePipe):
 
     def _learned_spans(self, docs: List[Doc], kb: RefinedKB) -> QASpans:
         """All spans of up to `max_span_width` tokens that have KB candidates, with features."""
-        max_width = self.model.attrs["max_span_width"]
-        rows: List[Tuple[int, int, int]] = []
-        texts: List[str] = []
-        for i, doc in enumerate(docs):
-            text = doc.text
-            starts, lengths, punct, space = doc.to_array([IDX, LENGTH, IS_PUNCT, IS_SPACE]).T.tolist()
-            ends = [start + length for start, length in zip(starts, lengths)]
-            bad_start = [p or s for p, s in zip(punct, space)]
-            bad_end = space
-            n = len(doc)
-            for start in range(n):
-                if bad_start[start]:
-                    continue
-                for end in range(start + 1, min(n, start + max_width) + 1):
-                    if not bad_end[end - 1]:
-                        rows.append((i, start, end))
-                        texts.append(text[starts[start] : ends[end - 1]])
-        if not rows:
+        rows, texts = _candidate_spans(docs, self.model.attrs["max_span_width"])
+        if not texts:
             return QASpans.empty()
-        batch = self.get_candidates(kb, texts, self.n_candidates)
-        lengths = batch.lengths
+        # each distinct text looked up once: the questions of a batch share their template words
+        distinct: Dict[str, int] = {}
+        of_text = np.array([distinct.setdefault(text, len(distinct)) for text in texts], dtype=np.int64)
+        batch = self.get_candidates(kb, list(distinct), self.n_candidates)
+        lengths = batch.lengths[of_text]
         has = np.flatnonzero(lengths > 0)
         if not len(has):
             return QASpans.empty()
-        k = int(lengths.max())
+        counts = lengths[has]
+        k = int(counts.max())
+        slot_rows = np.repeat(np.arange(len(has)), counts)
+        slots = concatenated_ranges(np.zeros(len(has), np.int64), counts)
+        flat = concatenated_ranges(batch.offsets[of_text[has]], counts)
         entities = np.full((len(has), k), -1, dtype=np.int64)
         priors = np.zeros((len(has), k), dtype=np.float32)
-        for row, m in enumerate(has.tolist()):
-            candidates, candidate_priors = batch[m]
-            entities[row, : len(candidates)] = candidates
-            priors[row, : len(candidates)] = candidate_priors
+        entities[slot_rows, slots] = batch.entities[flat]
+        priors[slot_rows, slots] = batch.priors[flat]
         valid = entities >= 0
         features = np.zeros((len(has), k, len(CANDIDATE_FEATURES)), dtype=np.float32)
         features[..., 0] = np.where(valid, np.log(np.clip(priors, 1e-6, 1.0)), 0.0)
-        labels = self._entity_labels(kb, entities[valid])
+        # label matches compared as string hashes: one hash per span and per entity (cached)
         span_texts = [texts[m] for m in has.tolist()]
-        match = np.zeros(entities.shape, dtype=np.float32)
-        match_lower = np.zeros(entities.shape, dtype=np.float32)
-        for (row, col), label in zip(zip(*np.nonzero(valid)), labels):
-            text = span_texts[row]
-            match[row, col] = float(text == label or text == label.replace("_", " "))
-            match_lower[row, col] = float(
-                text.casefold() == label.casefold() or text.casefold() == label.replace("_", " ").casefold()
-            )
-        features[..., 1] = match
-        features[..., 2] = match_lower
+        exact = np.array([hash_string(text) for text in span_texts], dtype=np.uint64)[slot_rows]
+        folded = np.array([hash_string(text.casefold()) for text in span_texts], dtype=np.uint64)[slot_rows]
+        labels = self._label_hashes(kb, entities[slot_rows, slots])
+        features[slot_rows, slots, 1] = (exact == labels[:, 0]) | (exact == labels[:, 1])
+        features[slot_rows, slots, 2] = (folded == labels[:, 2]) | (folded == labels[:, 3])
         features[valid, 3] = kb.popularities(entities[valid])
-        kept = np.array(rows, dtype=np.int64)[has]
+        kept = rows[has]
         return QASpans(kept[:, 0], kept[:, 1], kept[:, 2], entities, features)
 
-    def _entity_labels(self, kb: RefinedKB, indices: np.ndarray) -> List[str]:
-        """Labels of KB entities (cached until the KB changes)."""
-        labels = self._labels
-        for index in set(indices.tolist()) - labels.keys():
-            labels[index] = kb.label(index)
-        return [labels[index] for index in indices.tolist()]
+    def _label_hashes(self, kb: RefinedKB, indices: np.ndarray) -> np.ndarray:
+        """(E, 4) hashes of the label of each KB entity: as it is, with "_" as
+        spaces, and both case-folded (cached until the KB changes)."""
+        cache = self._labels
+        unique, inverse = np.unique(indices, return_inverse=True)
+        for index in unique.tolist():
+            if index not in cache:
+                label = kb.label(index)
+                spaced = label.replace("_", " ")
+                cache[index] = tuple(hash_string(v) for v in (label, spaced, label.casefold(), spaced.casefold()))
+        table = np.array([cache[index] for index in unique.tolist()], dtype=np.uint64).reshape(-1, 4)
+        return table[inverse]
 
     # -------------------------------------------------------- serialization
 
@@ -543,3 +567,34 @@ def find_qa(nlp: Language, name: Optional[str] = None) -> RefinedQA:
     raise ValueError(
         f"the pipeline has no refined_qa component{f' called {name!r}' if name else ''} (it has: {', '.join(nlp.pipe_names) or 'none'})"
     )
+
+
+def _candidate_spans(docs: List[Doc], max_width: int) -> Tuple[np.ndarray, List[str]]:
+    """The spans of up to `max_width` tokens of the questions that start on
+    neither punctuation nor space and end on no space: (S, 3) rows of
+    (question, start, end), sorted, and their texts."""
+    sizes = np.array([len(doc) for doc in docs], dtype=np.int64)
+    nonempty = [doc for doc in docs if len(doc)]
+    if not nonempty:
+        return np.zeros((0, 3), np.int64), []
+    tokens = np.concatenate([doc.to_array([IDX, LENGTH, IS_PUNCT, IS_SPACE]) for doc in nonempty]).astype(np.int64)
+    char_start, char_length, punct, space = tokens.T
+    owner = np.repeat(np.arange(len(docs)), sizes)
+    position = np.arange(len(owner)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    room = sizes[owner] - position
+    can_start = (punct == 0) & (space == 0)
+    parts = []
+    for width in range(1, max_width + 1):
+        first = np.flatnonzero(can_start & (room >= width))
+        last = first + width - 1
+        first, last = first[space[last] == 0], last[space[last] == 0]
+        parts.append(np.stack([owner[first], position[first], position[first] + width, first, last], axis=1))
+    spans = np.concatenate(parts)
+    spans = spans[np.lexsort((spans[:, 2], spans[:, 1], spans[:, 0]))]
+    text_of = [doc.text for doc in docs]
+    ends = char_start + char_length
+    texts = [
+        text_of[d][a:b]
+        for d, a, b in zip(spans[:, 0].tolist(), char_start[spans[:, 3]].tolist(), ends[spans[:, 4]].tolist())
+    ]
+    return spans[:, :3], texts

@@ -9,6 +9,12 @@ mention is kept as an entity, its ID read as `evaluate` reads it
 "" or "<NO_MAPPING>": kept for mention detection, left out of the
 disambiguation loss and of the scores). Mentions whose entity is not in the
 KB keep their ID; the linker leaves them out of the disambiguation loss.
+
+A record with `"complete": false` (Wikipedia links: editors link some names
+only) has labels that are not all its mentions: with a KB, the names the
+KB's aliases find outside its labels are marked as missing annotation
+(spaCy's `ent_iob` 0), so that training neither teaches the tagger that they
+are no mentions nor shows them to the scorer as NIL.
 """
 
 from pathlib import Path
@@ -20,6 +26,7 @@ from spacy.tokens import Doc, Span
 from spacy.vocab import Vocab
 
 from ..ids import ENTITY_LABEL, entity_status
+from ..kb.matcher import AliasMatcher
 from ..kb.store import RefinedKB
 from ..labels import DEFAULT_LABEL, DEFAULT_TYPE_LABELS, CoarseLabels
 from ..pipeline.linker import find_linker
@@ -62,6 +69,7 @@ def docs_from_jsonl(
     nlp = nlp_or_vocab if isinstance(nlp_or_vocab, Language) else None
     make_doc = nlp.make_doc if nlp is not None else Tokenizer(nlp_or_vocab)
     coarse = coarse_labels(nlp, kb) if kb is not None else None
+    matcher = AliasMatcher() if kb is not None else None
     records = (
         (record for _, record in read_jsonl(path_or_records))
         if isinstance(path_or_records, (str, Path))
@@ -70,7 +78,25 @@ def docs_from_jsonl(
     for number, record in enumerate(records, 1):
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise ValueError(f"EL record {number}: expected an object with a 'text' string")
-        yield _record_doc(make_doc(record["text"]), record, kb, coarse)
+        doc = _record_doc(make_doc(record["text"]), record, kb, coarse)
+        if record.get("complete", True) is False and matcher is not None:
+            _mark_unlabelled_names_missing(doc, kb, matcher)
+        yield doc
+
+
+def _mark_unlabelled_names_missing(doc: Doc, kb: RefinedKB, matcher: AliasMatcher) -> None:
+    """Mark the KB alias matches of `doc` that overlap none of its ents as missing annotation."""
+    matches = matcher(kb, [doc])
+    covered = [False] * (len(doc) + 1)
+    for ent in doc.ents:
+        covered[ent.start : ent.end] = [True] * len(ent)
+    missing = [
+        Span(doc, start, end)
+        for start, end in zip(matches.start.tolist(), matches.end.tolist())
+        if not any(covered[start:end])
+    ]
+    if missing:
+        doc.set_ents(list(doc.ents), missing=missing, default="unmodified")
 
 
 def _record_doc(doc: Doc, record: Dict[str, Any], kb: Optional[RefinedKB], coarse: Optional[CoarseLabels]) -> Doc:

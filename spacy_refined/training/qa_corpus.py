@@ -12,9 +12,10 @@ entity ID in the question (case-insensitive), else left out. Other fields
 (`id`, `qtype`, `path`) go to `user_data` of both docs.
 """
 
+import random
 import re
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Tuple, Union
 
 from spacy.language import Language
 from spacy.tokens import Doc, Span
@@ -30,26 +31,38 @@ _MARKED = re.compile(r"\[([^\[\]]+)\]")
 
 
 @registry.readers("spacy_refined.QACorpus.v1")
-def create_qa_corpus(path: Union[str, Path], limit: int = 0) -> Callable[[Language], Iterator[Example]]:
+def create_qa_corpus(
+    path: Union[str, Path], limit: int = 0, shuffle: bool = False, seed: int = 0
+) -> Callable[[Language], Iterator[Example]]:
     """A corpus of questions with their answers, for `spacy train`
     (`[corpora.train] @readers = "spacy_refined.QACorpus.v1"`).
 
     path (str / Path): The JSONL file (plain or compressed).
     limit (int): Read at most this many questions (0: all).
+    shuffle (bool): Read the questions in a random order, the same on every
+        pass, so that `limit` takes a random sample: a dev sample that
+        covers all question types of a file sorted by type.
+    seed (int): The seed of that order.
     RETURNS (Callable[[Language], Iterator[Example]]): The corpus.
     """
-    return QACorpus(path, limit=limit)
+    return QACorpus(path, limit=limit, shuffle=shuffle, seed=seed)
 
 
 class QACorpus:
     """Iterate over the questions of a QA JSONL file as `Example`s."""
 
-    def __init__(self, path: Union[str, Path], *, limit: int = 0) -> None:
+    def __init__(self, path: Union[str, Path], *, limit: int = 0, shuffle: bool = False, seed: int = 0) -> None:
         self.path = path
         self.limit = limit
+        self.shuffle = shuffle
+        self.seed = seed
 
     def __call__(self, nlp: Language) -> Iterator[Example]:
-        for n, (line, record) in enumerate(read_jsonl(self.path)):
+        records: Iterable[Tuple[int, Dict[str, Any]]] = read_jsonl(self.path)
+        if self.shuffle:
+            records = list(records)
+            random.Random(self.seed).shuffle(records)
+        for n, (line, record) in enumerate(records):
             if self.limit and n >= self.limit:
                 return
             try:

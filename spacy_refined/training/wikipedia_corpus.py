@@ -10,8 +10,10 @@ Wikipedia title (`RefinedKB.find_titles`). A link whose target has no KB
 entity is a NIL mention. Documents go to the dev set or the training set by
 a hash of their ID (article title and paragraph number), so the split is
 deterministic and does not depend on the order or number of articles read.
-The output is EL JSONL (`{id, text, labels: [{span, entity_id}]}`), the
-input of `python -m spacy_refined convert`.
+The output is EL JSONL (`{id, text, labels: [{span, entity_id}], complete:
+false}`), the input of `python -m spacy_refined convert`: editors link only
+some of the names of a text, so the records say that their labels are not
+all its mentions.
 """
 
 import re
@@ -203,7 +205,7 @@ def _article_records(page: Page, kb: RefinedKB, redirects: Dict[str, int], min_c
             {"span": [start, end], "entity_id": kb.entity_id(int(index)) if index >= 0 else RECORD_NIL}
             for (start, end, _), index in zip(paragraph.links, indices)
         ]
-        yield {"id": f"{page.title}#{number}", "text": paragraph.text, "labels": labels}
+        yield {"id": f"{page.title}#{number}", "text": paragraph.text, "labels": labels, "complete": False}
 
 
 def write_wikipedia_corpus(

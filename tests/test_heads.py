@@ -89,6 +89,18 @@ def test_feature_dropout_hides_learned_features_in_training_only():
     assert torch.equal(hidden[..., :2], shown[..., :2])  # the prior is always seen
 
 
+def test_relative_description_never_counts_against_a_sole_candidate():
+    heads = RefinedHeads(
+        width=4, n_tags=3, n_types=2, entity_width=4, hidden_width=8, dropout=0.0, relative_description=True
+    ).eval()
+    candidates = one_mention()["candidates"]
+    type_probs = torch.full((1, 2), 0.5)
+    features = heads.scorer.features(candidates, type_probs, torch.tensor([[-60.0, -63.0]]), None)
+    assert features[0, :, 4].tolist() == [0.0, -3.0]
+    sole = candidates._replace(mask=torch.tensor([[True, False]]))
+    assert heads.scorer.features(sole, type_probs, torch.tensor([[-63.0, 5.0]]), None)[0, :, 4].tolist() == [0.0, 0.0]
+
+
 def test_tagger_reads_the_whole_document_through_its_lstm():
     """With the LSTM, a token's tags depend on tokens beyond the encoder's
     window; each document is read on its own, and empty documents are fine."""

@@ -190,3 +190,19 @@ def test_duplicate_id_found_across_sort_runs(tmp_path, monkeypatch):
     records = [kb_builder.EntityRecord(id=f"Q{q}") for q in range(1, 100)] + [kb_builder.EntityRecord(id="Q7")]
     with pytest.raises(KBError, match="entity ID 'Q7' occurs more than once"):
         build_streamed(tmp_path / "kb", records, monkeypatch, small=True)
+
+
+def test_release_unmaps_pages_read_and_keeps_the_values(tmp_path):
+    """A file scanned through its map holds only what was read since the last release."""
+
+    def rss_mb() -> float:
+        status = open("/proc/self/status").read()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))) / 1024
+
+    kb_arrays.save_array(tmp_path / "big.npy", np.arange(1 << 24, dtype=np.int64))  # 128 MB
+    values = kb_arrays.load_array(tmp_path / "big.npy")
+    total = int(values.sum())
+    read = rss_mb()
+    kb_arrays.release(values)
+    assert read - rss_mb() > 100
+    assert int(values.sum()) == total

@@ -2,6 +2,7 @@
 and sorted out of memory (`sorted_blocks`), so that writing a KB takes
 memory bounded by these constants, not by its size."""
 
+import mmap
 import shutil
 from array import array
 from pathlib import Path
@@ -153,6 +154,18 @@ def load_array(path: PathLike) -> np.ndarray:
         raise KBError(f"{path}: not a readable .npy array, the file is damaged or truncated ({reason})") from None
 
 
+def release(values: np.ndarray) -> None:
+    """Unmap the pages of a memory-mapped array read so far from this process
+    (they stay in the page cache, and are mapped again when next read), so
+    that scanning a large file a chunk at a time holds one chunk in memory,
+    not every page read. Arrays not backed by a read-only map are left alone."""
+    base = values
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None)
+    if isinstance(base, mmap.mmap) and hasattr(base, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        base.madvise(mmap.MADV_DONTNEED)
+
+
 def save_array(path: PathLike, values: np.ndarray) -> None:
     np.save(path, np.ascontiguousarray(values), allow_pickle=False)
 
@@ -183,6 +196,7 @@ def sorted_blocks(keys: np.ndarray, work: PathLike, skip_zero: bool = False) -> 
                 return
             work.mkdir(parents=True, exist_ok=True)
             runs.append(_Run(work / f"run-{len(runs):05d}", part[rows], rows.astype(np.int64) + first))
+            release(keys)
         yield from _merge(runs)
     finally:
         for run in runs:

@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from ..ids import NIL, UNKNOWN, entity_status
 from ..util import DumpError, PathLike, read_jsonl, read_lines
-from .arrays import NpyAppender, StringTable, StringTableWriter, load_array, save_array, sorted_blocks
+from .arrays import NpyAppender, StringTable, StringTableWriter, load_array, release, save_array, sorted_blocks
 from .errors import KBError
 from .format import (
     BASE_SEGMENT,
@@ -408,6 +408,8 @@ class SegmentWriter:
             starts = (bounds - bounds[0]).tolist()
             for start, end in zip(starts[:-1], starts[1:]):
                 yield tuple(values[start:end])
+            release(offsets)
+            release(keys)
 
     # -------------------------------------------------------------- finishing
 
@@ -502,6 +504,8 @@ class SegmentWriter:
             subjects.extend(kept)
             relations.extend(relation_map[np.asarray(relations_in[start : start + CHUNK])[keep]])
             objects.extend(resolved[keep])
+            for values in (keys, subjects_in, relations_in):
+                release(values)
         for writer in (subjects, relations, objects):
             writer.close()
         order, objects_sorted = self._appender("fact_object_order"), self._appender("fact_objects_sorted")
@@ -546,6 +550,8 @@ class SegmentWriter:
                     titles = _map_keys(redirect_keys, redirect_targets, titles, default=titles)
                 position = find_sorted(title_keys, titles, title_rows)
                 target[via_title] = np.where(position >= 0, entity_keys[np.maximum(position, 0)], 0)
+                for values in (title_keys, title_rows, entity_keys):
+                    release(values)
             entity = resolve(target)
             keep = entity >= 0
             alias, entity, kind = rows["alias"][keep], entity[keep], rows["kind"][keep]
@@ -842,6 +848,7 @@ def percentile_popularity(files: Iterable[Path] = ()) -> PopularityRule:
             copy = np.lib.format.open_memmap(writer.work / "scores.npy", mode="w+", dtype=np.float64, shape=(n,))
             for first in range(0, n, CHUNK):
                 copy[first : first + CHUNK] = scores[first : first + CHUNK]
+                release(scores)
             for path in files:
                 file_keys, file_scores = read_popularity(path)
                 found = writer.resolve(file_keys)
@@ -859,6 +866,8 @@ def percentile_popularity(files: Iterable[Path] = ()) -> PopularityRule:
                 yield np.zeros(min(CHUNK, n - first), dtype=np.float32)
                 continue
             ranks = [_percentile_rank(_signal(v[first : first + CHUNK]), ordered) for v, ordered in signals]
+            for values, _ in signals:
+                release(values)
             yield np.mean(ranks, axis=0).astype(np.float32)
 
     return popularity
@@ -871,6 +880,7 @@ def own_popularity(writer: SegmentWriter) -> Iterator[np.ndarray]:
     raw = writer.raw_popularity()
     for first in range(0, len(raw), CHUNK):
         yield np.nan_to_num(np.asarray(raw[first : first + CHUNK]), nan=0.0)
+        release(raw)
 
 
 @contextmanager
@@ -1072,6 +1082,7 @@ def _sorted_signal(values: np.ndarray, path: Path, work: Path) -> np.ndarray:
     out = NpyAppender(path, "float64")
     for first in range(0, len(values), CHUNK):
         out.extend(_signal(values[first : first + CHUNK]))
+        release(values)
     out.close()
     ordered = NpyAppender(path.with_name("ordered-" + path.name), "float64")
     for keys, _ in sorted_blocks(load_array(path), work):

@@ -67,7 +67,8 @@ class CandidateCSR:
 class KBReader:
     """A knowledge base of entities, aliases, types and facts, opened by mmap."""
 
-    def __init__(self, path: Optional[PathLike] = None) -> None:
+    def __init__(self, path: Optional[PathLike] = None, entity_vector_length: int = 0) -> None:
+        self._vector_length = entity_vector_length  # the embeddings' width once a KB is open
         self.path: Optional[Path] = None
         self.manifest: Dict[str, Any] = {}
         self.segments: List[Segment] = []
@@ -77,8 +78,6 @@ class KBReader:
         self.relation_labels: List[str] = []
         self.max_candidates = DEFAULT_MAX_CANDIDATES
         self.person_type_index = -1  # the type of people in `type_ids` (-1: none), for the person-name rule
-        if not hasattr(self, "_vector_length"):
-            self._vector_length = 0
         if path is not None:
             self._open(Path(path))
 

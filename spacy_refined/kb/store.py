@@ -40,9 +40,9 @@ class RefinedKB(KBReader, KnowledgeBase):
     """
 
     def __init__(self, vocab: Vocab, entity_vector_length: int = 0, path: Optional[PathLike] = None) -> None:
-        self._vector_length = entity_vector_length
+        self._vector_length = entity_vector_length  # read by KnowledgeBase.__init__, through the property
         KnowledgeBase.__init__(self, vocab, entity_vector_length)
-        KBReader.__init__(self, path)
+        KBReader.__init__(self, path, entity_vector_length)
 
     # ------------------------------------------------------------------ opening
 

@@ -127,6 +127,7 @@ def _init(model: Model, X: Optional[RefinedInput] = None, Y=None) -> None:
         n_coherence=heads.get_dim("n_coherence"),
         alias_feature=True,
         feature_dropout=heads.attrs["feature_dropout"],
+        relative_description=True,
         n_relations=heads.get_dim("n_relations") if heads.has_dim("n_relations") is True else 0,
     )
     heads.shims[0] = torch_shim(module)

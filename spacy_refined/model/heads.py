@@ -188,13 +188,24 @@ class CandidateScorer(nn.Linear):
     training, `feature_dropout` hides the learned features (typing and
     description scores) of a share of the mentions, so that the scorer also
     learns to link by the KB where they do not apply (entities and text
-    unlike the training data) instead of trusting them over a strong prior."""
+    unlike the training data) instead of trusting them over a strong prior.
+    With `relative_description`, the description feature is each
+    candidate's score minus the best of the mention's candidates: it ranks
+    candidates and can never count against a sole one, whereas the raw score
+    of a mention unlike the training data can be far from anything seen."""
 
-    def __init__(self, n_coherence: int, alias_feature: bool = False, feature_dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        n_coherence: int,
+        alias_feature: bool = False,
+        feature_dropout: float = 0.0,
+        relative_description: bool = False,
+    ) -> None:
         super().__init__(N_OWN_FEATURES + 2 * n_coherence + int(alias_feature), 1)
         self.n_coherence = n_coherence
         self.alias_feature = alias_feature
         self.feature_dropout = feature_dropout
+        self.relative_description = relative_description
         with torch.no_grad():
             # Start from the prior: logit = log P(e|m) + 2, so NIL (logit 0)
             # wins only where no candidate has a prior above e^-2; from
@@ -226,6 +237,9 @@ class CandidateScorer(nn.Linear):
         """
         rows, mask, coherence = candidates.rows, candidates.mask, candidates.coherence
         agreement, has_types = type_agreement(type_probs, candidates.types[rows])
+        if self.relative_description:
+            description = description - description.masked_fill(~mask, MASKED).amax(dim=1, keepdim=True)
+            description = description.masked_fill(~mask, 0.0)
         if self.training and self.feature_dropout > 0:
             kept = (torch.rand(mask.shape[0], 1, device=mask.device) >= self.feature_dropout).to(description.dtype)
             agreement, has_types, description = agreement * kept, has_types * kept, description * kept
@@ -301,6 +315,9 @@ class RefinedHeads(nn.Module):
         KB's aliases proposed (models saved before mention sources have not).
     feature_dropout (float): the share of mentions whose typing and
         description scores the candidate scorer does not see in training.
+    relative_description (bool): whether the scorer sees the description
+        scores relative to the mention's best (models saved before it was a
+        setting see them raw).
     n_relations (int): R, the KB relations of the relation head (0: no
         head and no KB score; models saved before it was a setting have 0).
     """
@@ -317,6 +334,7 @@ class RefinedHeads(nn.Module):
         n_coherence: int = 2,
         alias_feature: bool = False,
         feature_dropout: float = 0.0,
+        relative_description: bool = False,
         n_relations: int = 0,
     ) -> None:
         super().__init__()
@@ -331,6 +349,7 @@ class RefinedHeads(nn.Module):
             "n_coherence": n_coherence,
             "alias_feature": alias_feature,
             "feature_dropout": feature_dropout,
+            "relative_description": relative_description,
             "n_relations": n_relations,
         }
         self.dropout = nn.Dropout(dropout)
@@ -344,7 +363,9 @@ class RefinedHeads(nn.Module):
             if n_relations
             else None
         )
-        self.scorer = CandidateScorer(n_coherence + (1 if n_relations else 0), alias_feature, feature_dropout)
+        self.scorer = CandidateScorer(
+            n_coherence + (1 if n_relations else 0), alias_feature, feature_dropout, relative_description
+        )
 
     def forward(
         self,

@@ -23,6 +23,7 @@ from . import description  # noqa: F401
 from ._torch import shim_device, torch_shim
 from .bio import IMPOSSIBLE, best_tags, decode_tags
 from .heads import CandidateTensors, HeadsOutput, MentionTensors, RefinedHeads
+from .relations import RelationTensors
 from .types import HeadsInput, Logits, Mentions, Origin, RefinedInput, RefinedOutput
 
 
@@ -70,7 +71,7 @@ def build_refined_model(
     heads = Model(
         "refined_heads",
         pytorch_forward,
-        dims={"nI": None, "n_tags": None, "n_types": None, "n_coherence": None},
+        dims={"nI": None, "n_tags": None, "n_types": None, "n_coherence": None, "n_relations": None},
         attrs={
             "convert_inputs": _heads_inputs,
             "convert_outputs": _heads_outputs,
@@ -90,7 +91,7 @@ def build_refined_model(
     )
 
 
-def set_output_sizes(model: Model, n_tags: int, n_types: int, n_coherence: int) -> None:
+def set_output_sizes(model: Model, n_tags: int, n_types: int, n_coherence: int, n_relations: int = 0) -> None:
     """Size the heads (before `initialize`).
 
     model (Model): a model built by `build_refined_model`.
@@ -98,11 +99,13 @@ def set_output_sizes(model: Model, n_tags: int, n_types: int, n_coherence: int) 
     n_types (int): the size of the KB's type inventory.
     n_coherence (int): the coherence features per candidate (the last axis
         of `Candidates.coherence`).
+    n_relations (int): the KB relations of the relation head (0: none).
     """
     heads = model.get_ref("heads")
     heads.set_dim("n_tags", n_tags, force=True)
     heads.set_dim("n_types", n_types, force=True)
     heads.set_dim("n_coherence", n_coherence, force=True)
+    heads.set_dim("n_relations", n_relations, force=True)
 
 
 def _init(model: Model, X: Optional[RefinedInput] = None, Y=None) -> None:
@@ -125,6 +128,7 @@ def _init(model: Model, X: Optional[RefinedInput] = None, Y=None) -> None:
         alias_feature=True,
         feature_dropout=heads.attrs["feature_dropout"],
         relative_description=True,
+        n_relations=heads.get_dim("n_relations") if heads.has_dim("n_relations") is True else 0,
     )
     heads.shims[0] = torch_shim(module)
 
@@ -194,6 +198,7 @@ def _forward(model: Model, inputs: RefinedInput, is_train: bool) -> Tuple[Refine
         link_logits=logits.link_logits,
         description_logits=logits.description_logits,
         extra=extra,
+        relation_logits=logits.relation_logits,
     )
 
     def backprop(d_output: Logits) -> List[Doc]:
@@ -234,6 +239,8 @@ def _heads_inputs(model: Model, inputs: HeadsInput, is_train: bool) -> Tuple[Arg
             popularity=torch.as_tensor(candidates.popularity, dtype=torch.float32, device=device),
             vectors=xp2torch(inputs.vectors, requires_grad=is_train, device=device),
         )
+        if candidates.relations is not None:
+            kwargs["relations"] = RelationTensors.from_inputs(candidates.relations, device)
     arguments = ArgsKwargs(args=(tokens, torch.as_tensor(inputs.lengths, device=device)), kwargs=kwargs)
 
     def get_d_inputs(d_arguments: ArgsKwargs) -> Tuple[Floats2d, Optional[Floats2d]]:

@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from ..util import time_major_order
 from ._torch import serializable
+from .relations import RelationHead, RelationTensors, kb_scores
 
 # prior, log prior, type agreement, has types, description score, popularity
 N_OWN_FEATURES = 6
@@ -61,13 +62,15 @@ class CandidateTensors(NamedTuple):
 class HeadsOutput(NamedTuple):
     """The logits of `RefinedHeads`, named as the fields of `types.Logits`:
     `tag_logits` (n_tokens, n_tags), `type_logits` (n_mentions, n_types),
-    `link_logits` (n_mentions, k + 1; the last column is NIL) and
-    `description_logits` (n_mentions, k). None: not computed."""
+    `link_logits` (n_mentions, k + 1; the last column is NIL),
+    `description_logits` (n_mentions, k) and `relation_logits` (P, 2R) of the
+    mention pairs (see `relations.py`). None: not computed."""
 
     tag_logits: Optional[torch.Tensor] = None
     type_logits: Optional[torch.Tensor] = None
     link_logits: Optional[torch.Tensor] = None
     description_logits: Optional[torch.Tensor] = None
+    relation_logits: Optional[torch.Tensor] = None
 
 
 class DocumentContext(nn.LSTM):
@@ -199,6 +202,7 @@ class CandidateScorer(nn.Linear):
         relative_description: bool = False,
     ) -> None:
         super().__init__(N_OWN_FEATURES + 2 * n_coherence + int(alias_feature), 1)
+        self.n_coherence = n_coherence
         self.alias_feature = alias_feature
         self.feature_dropout = feature_dropout
         self.relative_description = relative_description
@@ -255,6 +259,23 @@ class CandidateScorer(nn.Linear):
             features.append(from_aliases.to(coherence.dtype)[:, None, None].expand(-1, mask.shape[1], 1))
         return torch.cat(features, dim=-1)
 
+    def with_last_coherence(self, features: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """`features` with the last coherence feature, as given and relative
+        to the mention's best candidate, replaced by `values` (n_mentions, k)."""
+        best = values.masked_fill(~mask, 0.0).amax(dim=1, keepdim=True)
+        given = N_OWN_FEATURES + self.n_coherence - 1
+        relative = given + self.n_coherence
+        return torch.cat(
+            [
+                features[..., :given],
+                values.unsqueeze(-1),
+                features[..., given + 1 : relative],
+                (values - best).unsqueeze(-1),
+                features[..., relative + 1 :],
+            ],
+            dim=-1,
+        )
+
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Link logits.
 
@@ -276,7 +297,10 @@ class RefinedHeads(nn.Module):
     * descriptions: a `DescriptionMatcher` of mentions and candidates;
     * candidates: a `CandidateScorer`, whose inputs include the typing
       agreement and the description scores. `fit_scorer` refits it on
-      held-out data.
+      held-out data;
+    * relations (with `n_relations`): a `RelationHead` over mention pairs,
+      whose KB score (`relations.kb_scores`) is one more coherence feature
+      of the scorer, in a second round (the first has it 0).
 
     width (int): the width of the token vectors.
     n_tags (int): the number of BIO tags.
@@ -294,6 +318,8 @@ class RefinedHeads(nn.Module):
     relative_description (bool): whether the scorer sees the description
         scores relative to the mention's best (models saved before it was a
         setting see them raw).
+    n_relations (int): R, the KB relations of the relation head (0: no
+        head and no KB score; models saved before it was a setting have 0).
     """
 
     def __init__(
@@ -309,6 +335,7 @@ class RefinedHeads(nn.Module):
         alias_feature: bool = False,
         feature_dropout: float = 0.0,
         relative_description: bool = False,
+        n_relations: int = 0,
     ) -> None:
         super().__init__()
         self.config = {
@@ -323,6 +350,7 @@ class RefinedHeads(nn.Module):
             "alias_feature": alias_feature,
             "feature_dropout": feature_dropout,
             "relative_description": relative_description,
+            "n_relations": n_relations,
         }
         self.dropout = nn.Dropout(dropout)
         self.context = DocumentContext(width, context_width) if context_width else None
@@ -330,7 +358,14 @@ class RefinedHeads(nn.Module):
         self.mention_encoder = MentionEncoder(width)
         self.typer = EntityTyper(self.mention_encoder.out_width, n_types)
         self.describer = DescriptionMatcher(self.mention_encoder.out_width, entity_width)
-        self.scorer = CandidateScorer(n_coherence, alias_feature, feature_dropout, relative_description)
+        self.relations = (
+            RelationHead(self.mention_encoder.out_width, width, hidden_width, n_relations, dropout)
+            if n_relations
+            else None
+        )
+        self.scorer = CandidateScorer(
+            n_coherence + (1 if n_relations else 0), alias_feature, feature_dropout, relative_description
+        )
 
     def forward(
         self,
@@ -340,6 +375,7 @@ class RefinedHeads(nn.Module):
         tags: bool = True,
         mentions: Optional[MentionTensors] = None,
         candidates: Optional[CandidateTensors] = None,
+        relations: Optional[RelationTensors] = None,
     ) -> HeadsOutput:
         """Score a batch.
 
@@ -350,6 +386,8 @@ class RefinedHeads(nn.Module):
             (None: none).
         candidates (Optional[CandidateTensors]): the mentions' candidates
             (required with `mentions`).
+        relations (Optional[RelationTensors]): the mention pairs and the
+            facts among the candidates (None: KB score 0).
         RETURNS (HeadsOutput): the logits; those of the mentions are None
             when no mentions are given.
         """
@@ -362,16 +400,51 @@ class RefinedHeads(nn.Module):
         vectors = self.dropout(self.mention_encoder(tokens, doc_lengths, mentions))
         type_logits = self.typer(vectors)
         description = self.describer(vectors, candidates.vectors[candidates.rows])
-        link_logits = self.scorer(
-            self.scorer.features(candidates, torch.sigmoid(type_logits), description, mentions.from_aliases),
-            candidates.mask,
-        )
+        type_probs = torch.sigmoid(type_logits)
+        relation_logits = None
+        if self.relations is None:
+            link_logits = self.scorer(
+                self.scorer.features(candidates, type_probs, description, mentions.from_aliases), candidates.mask
+            )
+        else:
+            link_logits, relation_logits = self._reason(
+                vectors, tokens, candidates, type_probs, description, mentions.from_aliases, relations
+            )
         return HeadsOutput(
             tag_logits=tag_logits,
             type_logits=type_logits,
             link_logits=link_logits,
             description_logits=description.masked_fill(~candidates.mask, MASKED),
+            relation_logits=relation_logits,
         )
+
+    def _reason(
+        self,
+        vectors: torch.Tensor,
+        tokens: torch.Tensor,
+        candidates: CandidateTensors,
+        type_probs: torch.Tensor,
+        description: torch.Tensor,
+        from_aliases: Optional[torch.Tensor],
+        relations: Optional[RelationTensors],
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Link logits in two rounds, the second with the KB score from the
+        first's candidate probabilities, and the relation logits (None
+        without pairs)."""
+        mask = candidates.mask
+        coherence = torch.cat([candidates.coherence, description.new_zeros(mask.shape).unsqueeze(-1)], dim=-1)
+        features = self.scorer.features(candidates._replace(coherence=coherence), type_probs, description, from_aliases)
+        first = self.scorer(features, mask)
+        if relations is None or not relations.pairs.shape[1]:
+            return first, None
+        relation_logits = self.relations(vectors, tokens, relations)
+        probs = torch.softmax(first.detach().float(), dim=1)[:, :-1].to(first.dtype)
+        kb = kb_scores(
+            torch.sigmoid(relation_logits), relations, candidates.rows, probs, mask, len(candidates.popularity)
+        )
+        return self.scorer(
+            self.scorer.with_last_coherence(features, kb.to(features.dtype), mask), mask
+        ), relation_logits
 
     @contextmanager
     def recording(self) -> Iterator[List[torch.Tensor]]:

@@ -14,6 +14,7 @@ from spacy.tokens import Doc
 from thinc.types import Floats2d
 
 from ..util import concatenated_ranges
+from .relations import RelationInputs
 
 
 class Origin(IntEnum):
@@ -105,7 +106,8 @@ class Candidates:
     table (`unique`), whose types are `types` (n_unique, T; type indices,
     -1: padding) and popularities `popularity` (n_unique; in [0, 1]). Entity
     descriptions come either as precomputed `vectors` (n_unique, width) or as
-    `texts` for the description encoder.
+    `texts` for the description encoder. `relations`: the mention pairs and
+    the facts among the candidates, for the relation head (None: none).
     """
 
     entities: np.ndarray
@@ -117,6 +119,7 @@ class Candidates:
     popularity: np.ndarray
     vectors: Optional[np.ndarray] = None
     texts: Optional[List[str]] = None
+    relations: Optional[RelationInputs] = None
 
     @property
     def mask(self) -> np.ndarray:
@@ -150,7 +153,8 @@ class RefinedOutput:
     """Logits for a batch. `tag_logits` (n_tokens, n_tags) covers the batch's
     tokens in order (None when mentions were given and not training);
     `mentions` are the linked mentions, `extra` the detected mentions of
-    extra labels."""
+    extra labels; `relation_logits` (P, 2R) are those of the mention pairs
+    `candidates.relations.pairs` (None: no relation head or no pair)."""
 
     mentions: Mentions
     candidates: Candidates
@@ -159,6 +163,7 @@ class RefinedOutput:
     link_logits: Floats2d
     description_logits: Floats2d
     extra: Mentions = field(default_factory=Mentions.empty)
+    relation_logits: Optional[Floats2d] = None
 
 
 @dataclass
@@ -171,6 +176,7 @@ class Logits:
     type_logits: Optional[Floats2d] = None
     link_logits: Optional[Floats2d] = None
     description_logits: Optional[Floats2d] = None
+    relation_logits: Optional[Floats2d] = None
 
 
 @dataclass

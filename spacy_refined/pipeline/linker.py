@@ -66,8 +66,10 @@ from .cache import EmbeddingCache
 from .coherence import N_COHERENCE, CoherenceFeatures
 from .knowledge_base import KBListener
 from .mentions import MentionSource
+from .relations import KBRelations
+from .relations import install_extension as install_relations_extension
 
-LOSSES = ("md", "typing", "ed", "description")
+LOSSES = ("md", "typing", "ed", "description", "relations")
 EXTENSIONS = ("kb_score", "kb_candidates", "kb_types")
 
 DEFAULT_MODEL = """
@@ -110,6 +112,7 @@ DEFAULT_CONFIG = {
     "extra_labels": [],
     "get_candidates": {"@misc": "spacy_refined.PriorCandidates.v1", "person_names": True},
     "coherence": {"@misc": "spacy_refined.FactCoherence.v1"},
+    "relations": {"@misc": "spacy_refined.KBRelations.v1", "window": 30, "threshold": 0.5},
     "n_candidates": 30,
     "threshold": 0.0,
     "nil_bias": 0.0,
@@ -119,7 +122,7 @@ DEFAULT_CONFIG = {
     "spans_key": "refined",
     "top_candidates": 5,
     "top_types": 5,
-    "loss_weights": {"md": 5.0, "typing": 1.0, "ed": 1.0, "description": 1.0},
+    "loss_weights": {"md": 5.0, "typing": 1.0, "ed": 1.0, "description": 1.0, "relations": 1.0},
     "kb_url_template": "https://www.wikidata.org/wiki/{}",
     "cache_size": 100000,
     "train_descriptions": True,
@@ -139,6 +142,7 @@ DEFAULT_CONFIG = {
         "span._.kb_score",
         "span._.kb_candidates",
         "span._.kb_types",
+        "doc._.relations",
     ],
     default_config=DEFAULT_CONFIG,
     default_score_weights={
@@ -162,6 +166,7 @@ def make_refined_linker(
     extra_labels: List[str],
     get_candidates: CandidateGenerator,
     coherence: Optional[CoherenceFeatures],
+    relations: Optional[KBRelations],
     n_candidates: int,
     threshold: float,
     nil_bias: float,
@@ -209,6 +214,17 @@ def make_refined_linker(
         mention's top-k candidates with their priors.
     coherence (Optional[Callable]): How well each candidate fits the
         document's other mentions, by the KB's facts; null gives zeros.
+    relations (Optional[KBRelations]): Disambiguation that reasons over the
+        KB's facts (`spacy_refined.KBRelations.v1`): a relation head over the
+        pairs of mentions at most `window` tokens apart, trained by distant
+        supervision from the KB facts between their gold entities, gives
+        each candidate a KB score, the expected number of facts that the
+        text states and the KB has between it and the other mentions'
+        candidates; the relations it finds that the KB confirms between
+        linked mentions, from probability `threshold`, go to
+        `doc._.relations`. Null turns it off (no relation head: for a KB
+        without facts, or an ablation); a model trained with it then scores
+        without the KB score.
     n_candidates (int): Candidates per mention (k).
     threshold (float): A link whose probability is below it becomes NIL.
     nil_bias (float): Added to NIL's logit at prediction time (not in
@@ -229,7 +245,9 @@ def make_refined_linker(
     loss_weights (Dict[str, float]): The weights of the losses "md" (BIO
         tags), "typing" (the gold entity's KB types), "ed" (softmax over the
         candidates and NIL) and "description" (softmax over the candidates'
-        description scores); a missing loss keeps its default weight.
+        description scores) and "relations" (binary cross-entropy of the
+        relation head against the KB facts between the gold entities of
+        each mention pair); a missing loss keeps its default weight.
     kb_url_template (str): Where displaCy links an entity ID.
     cache_size (int): Description embeddings computed on the fly that are
         kept (entities).
@@ -253,6 +271,7 @@ def make_refined_linker(
         extra_labels=extra_labels,
         get_candidates=get_candidates,
         coherence=coherence,
+        relations=relations,
         n_candidates=n_candidates,
         threshold=threshold,
         nil_bias=nil_bias,
@@ -276,6 +295,7 @@ def install_extensions() -> None:
     for extension in EXTENSIONS:
         if not Span.has_extension(extension):
             Span.set_extension(extension, default=None)
+    install_relations_extension()
 
 
 class KBUrlTemplate(str):
@@ -314,6 +334,7 @@ class RefinedLinker(KBListener, TrainablePipe):
         extra_labels: Iterable[str],
         get_candidates: CandidateGenerator,
         coherence: Optional[CoherenceFeatures],
+        relations: Optional[KBRelations],
         n_candidates: int,
         threshold: float,
         nil_bias: float,
@@ -351,6 +372,7 @@ class RefinedLinker(KBListener, TrainablePipe):
         self.alias_share = alias_share
         self.get_candidates = get_candidates
         self.coherence = coherence
+        self.relations = relations
         self.n_candidates = n_candidates
         self.threshold = threshold
         self.nil_bias = nil_bias
@@ -437,7 +459,8 @@ class RefinedLinker(KBListener, TrainablePipe):
         self.cfg["type_hash"] = None
         kb = self.require_kb()
         self.cfg.update(type_hash=kb.type_hash, n_types=len(kb.type_ids))
-        set_output_sizes(self.model, len(self.tags), len(kb.type_ids), N_COHERENCE)
+        n_relations = len(kb.relation_ids) if self.relations is not None else 0
+        set_output_sizes(self.model, len(self.tags), len(kb.type_ids), N_COHERENCE, n_relations)
         docs = [eg.predicted for eg in islice(get_examples(), 10)]
         self.model.initialize(X=RefinedInput(docs, None, self._lookup))
         self._reset()
@@ -572,6 +595,13 @@ class RefinedLinker(KBListener, TrainablePipe):
             parts["description"], gradients.description_logits = softmax_loss(
                 ops, output.description_logits, position, weights["description"]
             )
+        if output.relation_logits is not None and weights["relations"]:
+            targets, has_target = self.relations.targets(
+                kb, gold_index, output.candidates.relations.pairs, output.relation_logits.shape[1] // 2
+            )
+            parts["relations"], gradients.relation_logits = sigmoid_loss(
+                ops, output.relation_logits, targets, has_target, weights["relations"]
+            )
         if weights["typing"]:
             known = gold_index >= 0
             targets = np.zeros(output.type_logits.shape, dtype="float32")
@@ -695,11 +725,22 @@ class RefinedLinker(KBListener, TrainablePipe):
         candidates = Candidates(
             entities, priors, features, unique, rows, kb.type_lists(unique), kb.popularities(unique)
         )
+        n_relations = self._n_relations()
+        if self.relations is not None and n_relations:
+            lengths = np.array([len(doc) for doc in docs], dtype="int64")
+            candidates.relations = self.relations.inputs(
+                kb, mentions, lengths, unique, np.where(entities >= 0, rows, -1), n_relations, not is_train
+            )
         if is_train and self.train_descriptions:
             candidates.texts = entity_texts(kb, unique)
         else:
             candidates.vectors = self._entity_vectors(unique)
         return candidates
+
+    def _n_relations(self) -> int:
+        """R of the model's relation head (0: none)."""
+        heads = self.model.get_ref("heads")
+        return heads.get_dim("n_relations") if heads.has_dim("n_relations") is True else 0
 
     def encode_descriptions(self, texts: List[str]) -> np.ndarray:
         """Description embeddings (float32) of entity texts."""
@@ -740,6 +781,7 @@ class RefinedLinker(KBListener, TrainablePipe):
         mentions = output.mentions
         bounds = np.searchsorted(mentions.doc, np.arange(len(docs) + 1))
         extra_bounds = np.searchsorted(output.extra.doc, np.arange(len(docs) + 1))
+        all_linked: List[Span] = []
         for i, doc in enumerate(docs):
             linked: List[Span] = []
             scores: List[float] = []
@@ -756,6 +798,7 @@ class RefinedLinker(KBListener, TrainablePipe):
                 span._.kb_types = types
                 linked.append(span)
                 scores.append(score)
+            all_linked.extend(linked)
             doc.spans[self.spans_key] = SpanGroup(doc, name=self.spans_key, spans=linked, attrs={"scores": scores})
             if not self.write_ents:
                 continue
@@ -771,6 +814,19 @@ class RefinedLinker(KBListener, TrainablePipe):
                 covered[span.start : span.end] = True
             kept += [ent for ent in doc.ents if not covered[ent.start : ent.end].any()]
             doc.ents = sorted(kept, key=lambda span: span.start)
+        if self.relations is not None:
+            self._annotate_relations(docs, output, all_linked, [decision[0] for decision in decisions])
+
+    def _annotate_relations(self, docs: List[Doc], output: RefinedOutput, spans: List[Span], kb_ids: List[str]) -> None:
+        """`doc._.relations` from the relation head's output on the linked mentions."""
+        kb = self.require_kb()
+        relations = output.candidates.relations
+        pairs = relations.pairs if relations is not None else np.zeros((2, 0), dtype="int64")
+        probs = np.zeros((0, 2 * self._n_relations()), dtype="float32")
+        if output.relation_logits is not None:
+            probs = 1.0 / (1.0 + np.exp(-self.model.ops.to_numpy(output.relation_logits).astype("float32")))
+        winners = kb.find(kb_ids) if kb_ids else np.zeros(0, dtype="int64")
+        self.relations.annotate(docs, kb, spans, output.mentions, winners, pairs, probs)
 
     def _decide(
         self, output: RefinedOutput

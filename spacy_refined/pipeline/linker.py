@@ -78,6 +78,7 @@ DEFAULT_MODEL = """
 hidden_width = 128
 dropout = 0.1
 context_width = 64
+feature_dropout = 0.3
 
 [model.tok2vec]
 @architectures = "spacy.HashEmbedCNN.v2"
@@ -781,7 +782,7 @@ class RefinedLinker(KBListener, TrainablePipe):
         mentions = output.mentions
         bounds = np.searchsorted(mentions.doc, np.arange(len(docs) + 1))
         extra_bounds = np.searchsorted(output.extra.doc, np.arange(len(docs) + 1))
-        all_linked: List[Span] = []
+        by_mention: List[Optional[Span]] = []  # each mention's span, None where dropped
         for i, doc in enumerate(docs):
             linked: List[Span] = []
             scores: List[float] = []
@@ -789,6 +790,7 @@ class RefinedLinker(KBListener, TrainablePipe):
                 kb_id, score, label, candidates, types = decisions[m]
                 origin = mentions.origin[m]
                 if origin == Origin.ALIASES and kb_id == NIL:
+                    by_mention.append(None)
                     continue
                 if origin == Origin.ENTS:
                     label = doc[mentions.start[m]].ent_type_ or label
@@ -798,7 +800,7 @@ class RefinedLinker(KBListener, TrainablePipe):
                 span._.kb_types = types
                 linked.append(span)
                 scores.append(score)
-            all_linked.extend(linked)
+                by_mention.append(span)
             doc.spans[self.spans_key] = SpanGroup(doc, name=self.spans_key, spans=linked, attrs={"scores": scores})
             if not self.write_ents:
                 continue
@@ -815,9 +817,11 @@ class RefinedLinker(KBListener, TrainablePipe):
             kept += [ent for ent in doc.ents if not covered[ent.start : ent.end].any()]
             doc.ents = sorted(kept, key=lambda span: span.start)
         if self.relations is not None:
-            self._annotate_relations(docs, output, all_linked, [decision[0] for decision in decisions])
+            self._annotate_relations(docs, output, by_mention, [decision[0] for decision in decisions])
 
-    def _annotate_relations(self, docs: List[Doc], output: RefinedOutput, spans: List[Span], kb_ids: List[str]) -> None:
+    def _annotate_relations(
+        self, docs: List[Doc], output: RefinedOutput, spans: List[Optional[Span]], kb_ids: List[str]
+    ) -> None:
         """`doc._.relations` from the relation head's output on the linked mentions."""
         kb = self.require_kb()
         relations = output.candidates.relations

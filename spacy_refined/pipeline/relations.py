@@ -166,7 +166,7 @@ class KBRelations:
         self,
         docs: Sequence[Doc],
         kb: RefinedKB,
-        spans: Sequence[Span],
+        spans: Sequence[Optional[Span]],
         mentions: Mentions,
         winners: np.ndarray,
         pairs: np.ndarray,
@@ -174,13 +174,15 @@ class KBRelations:
     ) -> None:
         """Write `doc._.relations` of each doc: its confirmed relations, in
         text order of their subjects. `spans`: the linked span of each
-        mention of the batch."""
+        mention of the batch (None: a mention dropped as no mention)."""
         found: List[List[tuple]] = [[] for _ in docs]
         if pairs.shape[1]:
             subject, relation, obj, score = self.confirmed(kb, winners, pairs, probs)
             ids, labels = kb.relation_ids, kb.relation_labels
             for s, r, o, p in zip(subject.tolist(), relation.tolist(), obj.tolist(), score.tolist()):
                 head, tail = spans[s], spans[o]
+                if head is None or tail is None:
+                    continue
                 found[int(mentions.doc[s])].append(
                     (head.start, head.end, head.label_, head.kb_id_, ids[r], labels[r])
                     + (tail.start, tail.end, tail.label_, tail.kb_id_, p)

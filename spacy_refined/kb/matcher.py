@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
-from spacy.attrs import IS_LOWER, IS_PUNCT, IS_SPACE, IS_STOP, IS_UPPER, LENGTH, ORTH, SPACY
+from spacy.attrs import IS_LOWER, IS_PUNCT, IS_SPACE, IS_STOP, IS_TITLE, IS_UPPER, LENGTH, ORTH, SPACY
 from spacy.strings import get_string_id
 from spacy.tokens import Doc
 
@@ -113,10 +113,11 @@ class AliasMatcher:
             covered = np.zeros(len(doc), dtype=bool)
             for m in in_doc.tolist():
                 covered[matches.start[m] : matches.end[m]] = True
-            for token in doc:
-                m = names.get(self._norm(token.orth, doc)[0]) if not covered[token.i] and token.is_title else None
+            attrs = doc.to_array([ORTH, IS_TITLE])
+            for t in np.flatnonzero(~covered & (attrs[:, 1] > 0)).tolist():
+                m = names.get(self._norm(int(attrs[t, 0]), doc)[0])
                 if m is not None:
-                    added.append((i, token.i, token.i + 1, int(matches.entity[m])))
+                    added.append((i, t, t + 1, int(matches.entity[m])))
                     added_prior.append(float(matches.prior[m]))
         if not added:
             return matches

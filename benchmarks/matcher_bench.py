@@ -17,8 +17,8 @@ import spacy
 import typer
 
 from spacy_refined.evaluation.formats import read_documents
-from spacy_refined.evaluation.runner import MENTION_SOURCES
 from spacy_refined.kb.matcher import AliasMatcher
+from spacy_refined.pipeline.mentions import MENTION_SOURCES
 
 
 def main(

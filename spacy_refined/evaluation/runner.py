@@ -21,6 +21,7 @@ from ..kb.candidates import person_name_candidates
 from ..kb.store import RefinedKB
 from ..labels import DEFAULT_LABEL, CoarseLabels
 from ..pipeline.linker import find_linker
+from ..pipeline.mentions import MENTION_SOURCES
 from ..training.corpus import coarse_labels
 from .metrics import RECALL_AT, DocumentResult, Mention, predicted_mentions, score
 
@@ -28,16 +29,6 @@ DETECTORS = ("ner", "beam_ner", "entity_ruler", "span_ruler")  # factories that 
 MIN_TIMED_SECONDS = 2.0  # a dataset faster than this is timed again, up to MAX_TIMED_PASSES passes
 MAX_TIMED_PASSES = 10
 NOT_IN_KB_TYPE = "not in KB"
-
-
-# The mention sources that `--mentions` chooses by name (for comparisons on one trained pipeline).
-_TAGGER = {"@misc": "spacy_refined.TaggerMentions.v1"}
-_ALIASES = {"@misc": "spacy_refined.AliasMentions.v1"}
-MENTION_SOURCES: Dict[str, Dict[str, Any]] = {
-    "tagger": _TAGGER,
-    "aliases": _ALIASES,
-    "tagger+aliases": {"@misc": "spacy_refined.CombinedMentions.v1", "*": {"tagger": _TAGGER, "aliases": _ALIASES}},
-}
 
 
 def load_pipeline(

@@ -70,7 +70,7 @@ from .format import (
     write_manifest,
 )
 from .lock import write_lock
-from .normalize import normalize_alias, normalize_title
+from .normalize import alias_key, normalize_title
 from .segment import find_sorted
 from .store import RefinedKB
 from .wikidata import WikidataRecord, read_wikidata
@@ -213,7 +213,7 @@ class _EvidenceBuckets:
         self._rows: List[Tuple[int, int, int, float]] = []
 
     def add(self, alias: str, target: int, kind: Evidence, weight: float) -> None:
-        key = get_string_id(normalize_alias(alias))
+        key = alias_key(alias)
         if key and target and weight > 0:
             self._rows.append((key, target, kind, weight))
             if len(self._rows) >= _BUCKET_FLUSH:

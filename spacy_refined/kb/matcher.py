@@ -25,10 +25,10 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 from spacy.attrs import IS_LOWER, IS_PUNCT, IS_SPACE, IS_STOP, IS_TITLE, IS_UPPER, LENGTH, ORTH, SPACY
-from spacy.strings import get_string_id
 from spacy.tokens import Doc
 
 from .candidates import CandidateKB
+from .hashing import string_key
 from .normalize import normalize_alias
 
 
@@ -153,7 +153,7 @@ class AliasMatcher:
             e = s + width
             ok = edge[e - 1] & (spaces[e] == spaces[s]) & (letters[e] > letters[s]) & (content[e] > content[s])
             for start, end in zip(s[ok].tolist(), e[ok].tolist()):
-                result.append((start, end, get_string_id(" ".join(norm for norm in norms[start:end] if norm))))
+                result.append((start, end, string_key(" ".join(norm for norm in norms[start:end] if norm))))
         return result
 
     def _norm(self, orth: int, doc: Doc) -> Tuple[str, bool]:

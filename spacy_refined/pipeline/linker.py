@@ -65,7 +65,7 @@ from ..util import concatenated_ranges
 from .cache import EmbeddingCache
 from .coherence import N_COHERENCE, CoherenceFeatures
 from .knowledge_base import KBListener
-from .mentions import MentionSource
+from .mentions import MENTION_SOURCES, MentionSource
 from .relations import KBRelations
 from .relations import install_extension as install_relations_extension
 
@@ -101,13 +101,7 @@ DEFAULT_MODEL_CONFIG = Config().from_str(DEFAULT_MODEL)["model"]
 DEFAULT_CONFIG = {
     "model": DEFAULT_MODEL_CONFIG,
     "kb_component": "*",
-    "mentions": {
-        "@misc": "spacy_refined.CombinedMentions.v1",
-        "*": {
-            "tagger": {"@misc": "spacy_refined.TaggerMentions.v1"},
-            "aliases": {"@misc": "spacy_refined.AliasMentions.v1"},
-        },
-    },
+    "mentions": MENTION_SOURCES["tagger+aliases"],
     "write_ents": True,
     "alias_share": 0.3,
     "extra_labels": [],
@@ -565,7 +559,8 @@ class RefinedLinker(KBListener, TrainablePipe):
         found = found.subset(annotated)
         spurious = found.subset(~found.overlapping(gold.mentions, doc_offsets))
         origin = gold.mentions.origin.copy()
-        also_matched = np.isin(_flat_spans(gold.mentions, doc_offsets), _flat_spans(found, doc_offsets))
+        matched = set(_span_keys(found))
+        also_matched = np.array([key in matched for key in _span_keys(gold.mentions)], dtype=bool)
         origin[also_matched & (np.random.random(len(origin)) < self.alias_share)] = int(Origin.ALIASES)
         spurious.origin[:] = int(Origin.ALIASES)
         mentions = Mentions.concatenate(
@@ -932,12 +927,6 @@ def _missing_char_ranges(doc: Doc) -> List[Tuple[int, int]]:
         return []
     edges = np.flatnonzero(np.diff(np.r_[0, missing.astype("int8"), 0]))
     return [(doc[start].idx, doc[end - 1].idx + len(doc[end - 1])) for start, end in edges.reshape(-1, 2).tolist()]
-
-
-def _flat_spans(mentions: Mentions, doc_offsets: np.ndarray) -> np.ndarray:
-    """One int64 per mention that identifies its span within the batch."""
-    n = int(doc_offsets[-1]) + 1
-    return (doc_offsets[mentions.doc] + mentions.start) * n + (doc_offsets[mentions.doc] + mentions.end)
 
 
 def _span_keys(mentions: Mentions) -> List[Tuple[int, int, int]]:

@@ -17,7 +17,7 @@ NIL option turns down the spurious ones; each span carries its `Origin`, and
 the scorer sees which spans only the KB's aliases proposed.
 """
 
-from typing import Iterable, List, Optional, Protocol, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Protocol, Sequence
 
 import numpy as np
 from spacy.tokens import Doc
@@ -29,6 +29,14 @@ from ..model.types import Mentions, Origin
 
 # spaCy NER labels of numbers and times: linked by no KB, left alone.
 NUMERIC_LABELS = ("DATE", "TIME", "PERCENT", "MONEY", "QUANTITY", "ORDINAL", "CARDINAL")
+_TAGGER = {"@misc": "spacy_refined.TaggerMentions.v1"}
+_ALIASES = {"@misc": "spacy_refined.AliasMentions.v1"}
+# The sources by name, as configs: the linker's default is "tagger+aliases"; `evaluate --mentions` picks one.
+MENTION_SOURCES: Dict[str, Dict[str, Any]] = {
+    "tagger": _TAGGER,
+    "aliases": _ALIASES,
+    "tagger+aliases": {"@misc": "spacy_refined.CombinedMentions.v1", "*": {"tagger": _TAGGER, "aliases": _ALIASES}},
+}
 
 
 class MentionSource(Protocol):

@@ -1,6 +1,7 @@
 """The `refined_qa` component: KB from triples, training from answers alone,
 prediction, serialization, bad input and a KB grown after training."""
 
+import functools
 import json
 import random
 import shutil
@@ -9,12 +10,14 @@ from typing import Any, Dict, List
 
 import pytest
 import spacy
+from spacy.util import fix_random_seed
 
 import spacy_refined.pipeline.qa  # noqa: F401  (registers refined_qa)
 from spacy_refined.evaluation.qa import QAMetrics, question_scores
 from spacy_refined.kb.builder import KBBuilder, append_segment
 from spacy_refined.kb.errors import KBError
 from spacy_refined.kb.triples import add_triples, read_triples
+from spacy_refined.model.relation_names import RelationNames
 from spacy_refined.training.qa_corpus import QACorpus, question_example
 from spacy_refined.util import DumpError
 
@@ -90,10 +93,10 @@ def add_qa(nlp, kb_path: Path, config: Dict[str, Any] = None, name: str = "refin
     return nlp.add_pipe("refined_qa", name=name, config={**CONFIG, **(config or {})})
 
 
-def train(kb_path: Path, config: Dict[str, Any] = None, steps: int = 60):
+def train(kb_path: Path, config: Dict[str, Any] = None, steps: int = 60, questions: List[Dict[str, Any]] = QUESTIONS):
     nlp = spacy.blank("en")
     add_qa(nlp, kb_path, config)
-    examples = [question_example(nlp, record) for record in QUESTIONS]
+    examples = [question_example(nlp, record) for record in questions]
     random.seed(0)
     optimizer = nlp.initialize(lambda: examples)
     optimizer.learn_rate = 0.01
@@ -311,3 +314,49 @@ def test_kb_build_triples_command(tmp_path, run_cli):
     code, out, err = run_cli("kb", "build", "--triples", bad, "-o", tmp_path / "bad-kb", "--no-progress")
     assert code == 1 and "bad.tsv (line 2)" in err
     assert not (tmp_path / "bad-kb").exists()
+
+
+# ------------------------------------------------------------ relation names
+
+
+def test_relation_names_match_tokens_to_relation_labels():
+    nlp = spacy.blank("en")
+    labels = ["  music  release track  recording", "  music  recording  tracks", "directed by", "place of birth"]
+    names = RelationNames(labels, frozenset(nlp.Defaults.stop_words))
+    assert names.words("appears_in_topic_gallery") == {"appear", "topic", "gallery"}
+    docs = [nlp("what is the recording of Smetana 's tracks ?"), nlp(""), nlp("who directed it")]
+    found = names(docs)
+    entries = {
+        (int(d), docs[d][int(p)].text, int(r)): tuple(v)
+        for d, p, r, v in zip(found.doc, found.position, found.relation, found.values.tolist())
+    }
+    # "recording" is the last segment of relation 0 and a word of relation 1
+    assert entries[(0, "recording", 0)] == (1.0, 1.0)
+    assert entries[(0, "recording", 1)] == (1.0, 0.0)
+    assert entries[(0, "tracks", 1)] == (1.0, 1.0)
+    assert (2, "directed", 2) in entries and entries[(2, "directed", 2)] == (1.0, 1.0)
+    # stop words ("of", "is", "the") name nothing
+    assert all(docs[d][int(p)].text not in {"of", "is", "the", "what"} for d, p in zip(found.doc, found.position))
+    assert len(names([nlp("")]).doc) == 0
+
+
+def test_a_relation_is_found_by_its_name_without_training(tmp_path):
+    """A question that names a KB relation follows it before any training
+    (as it must for relations that no training question used); without
+    `relation_names` the untrained heads spread the hop over all relations."""
+    triples = tmp_path / "kb.tsv"
+    triples.write_text(TRIPLES + "Titanic\tfilming_location\tBaja California\nAvatar\tfilming_location\tWellington\n")
+    with KBBuilder(tmp_path / "kb", progress=False) as builder:
+        add_triples(builder, triples)
+    named = {}
+    for relation_names in (True, False):
+        fix_random_seed(0)
+        nlp = spacy.blank("en")
+        add_qa(nlp, tmp_path / "kb", {"model": {**CONFIG["model"], "relation_names": relation_names}})
+        nlp.initialize(functools.partial(list, [question_example(nlp, record) for record in QUESTIONS]))
+        doc = nlp("what is the filming location of Avatar")
+        weights = dict(doc._.qa_path[0]["relations"])
+        named[relation_names] = weights.get("filming_location", 0.0) + weights.get("filming_location^-1", 0.0)
+        if relation_names:
+            assert top_answer(doc) == "Wellington", (doc._.answers, doc._.qa_path)
+    assert named[True] > 0.9 and named[False] < 0.5, named

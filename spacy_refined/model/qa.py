@@ -16,7 +16,10 @@ The heads (`QAHeads`), for a batch of questions:
   distribution from an attention over the question's tokens (a query per
   hop) and the previous hop's relations, then `x_t = follow(x_{t-1}, r_t)`
   (`follow.py`); the answer mixes the hops by a learned hop distribution, so
-  a question need not say how many hops it takes.
+  a question need not say how many hops it takes. With `relation_names`,
+  the tokens that name a KB relation (`relation_names.py`), weighted by the
+  hop's attention, add to that relation's logit with learned weights, so
+  that relations no training question used are found by their names.
 * Intersection (Sen et al. 2021): with two or more candidate spans, the two
   most probable non-overlapping ones are followed separately (each with
   relations conditioned on its span) and intersected by element-wise
@@ -41,7 +44,12 @@ from thinc.types import Floats1d, Floats2d
 
 from ._torch import serializable, shim_device, torch_shim
 from .follow import EntityWeights, FactGraph, intersect, saturate
+from .relation_names import RelationMatches
 
+# The initial weight of a name match in a relation's logit: a relation
+# named exactly outweighs what the learned scores have to say (the optimizer's
+# small steps would take long to get there).
+NAME_WEIGHT = 5.0
 # Features of a (span, candidate) pair, in this order, computed by the component.
 CANDIDATE_FEATURES = ("log_prior", "label_match", "label_match_lower", "popularity")
 
@@ -77,6 +85,7 @@ class QAInput:
     docs: List[Doc]
     spans: QASpans
     graph: FactGraph
+    names: RelationMatches
 
 
 @dataclass
@@ -106,6 +115,22 @@ class QAOutput:
     spans: Optional[QASpans] = None
 
 
+class _NameTensors(NamedTuple):
+    """`RelationMatches` as tensors."""
+
+    doc: torch.Tensor
+    position: torch.Tensor
+    relation: torch.Tensor
+    values: torch.Tensor
+
+    def of_docs(self, docs: torch.Tensor, n_docs: int) -> "_NameTensors":
+        """The entries of the questions `docs` (sorted indices), renumbered as rows of `docs`."""
+        row = torch.full((n_docs,), -1, dtype=torch.long, device=docs.device)
+        row[docs] = torch.arange(len(docs), device=docs.device)
+        keep = row[self.doc] >= 0
+        return _NameTensors(row[self.doc][keep], self.position[keep], self.relation[keep], self.values[keep])
+
+
 class QAHeadsOutput(NamedTuple):
     answer_rows: torch.Tensor
     answer_entities: torch.Tensor
@@ -122,6 +147,7 @@ class _HeadsInput(NamedTuple):
     lengths: np.ndarray
     spans: QASpans
     graph: FactGraph
+    names: RelationMatches
     is_train: bool
 
 
@@ -136,6 +162,7 @@ def build_qa_model(
     prune: float = 0.001,
     max_entities: int = 500,
     dropout: float = 0.1,
+    relation_names: bool = False,
 ) -> Model[QAInput, QAOutput]:
     """Question answering over the KB: entity resolution, multi-hop
     relation following and intersection, trained from answers.
@@ -166,6 +193,10 @@ def build_qa_model(
         hop whatever the relation weights (early in training they are nearly
         uniform, and three hops would reach much of the graph).
     dropout (float): Dropout of the heads.
+    relation_names (bool): Whether the question's tokens that name a KB
+        relation (by the words of its label) add to that relation's logit,
+        weighted by each hop's attention: relations that no training
+        question used are then found by their names.
     RETURNS (Model[QAInput, QAOutput]): The model.
     """
     heads = Model(
@@ -182,6 +213,7 @@ def build_qa_model(
             "prune": prune,
             "max_entities": max_entities,
             "dropout": dropout,
+            "relation_names": relation_names,
         },
         shims=[torch_shim()],
     )
@@ -226,6 +258,7 @@ def _init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
         prune=heads.attrs["prune"],
         max_entities=heads.attrs["max_entities"],
         dropout=heads.attrs["dropout"],
+        relation_names=heads.attrs["relation_names"],
     )
     heads.shims[0] = torch_shim(module)
 
@@ -236,7 +269,9 @@ def _forward(model: Model, inputs: QAInput, is_train: bool) -> Tuple[QAOutput, C
     lengths = np.array([len(doc) for doc in inputs.docs], dtype="int64")
     tokvecs, backprop_tok2vec = tok2vec(inputs.docs, is_train)
     tokens = model.ops.flatten(tokvecs) if lengths.sum() else model.ops.alloc2f(0, heads.get_dim("nI"))
-    output, backprop_heads = heads(_HeadsInput(tokens, lengths, inputs.spans, inputs.graph, is_train), is_train)
+    output, backprop_heads = heads(
+        _HeadsInput(tokens, lengths, inputs.spans, inputs.graph, inputs.names, is_train), is_train
+    )
     output.spans = inputs.spans
 
     def backprop(d_scores: Floats1d) -> List[Doc]:
@@ -259,6 +294,12 @@ def _heads_inputs(model: Model, inputs: _HeadsInput, is_train: bool) -> Tuple[Ar
             "entities": torch.as_tensor(spans.entities, device=device),
             "features": torch.as_tensor(spans.features, dtype=torch.float32, device=device),
             "graph": inputs.graph,
+            "names": _NameTensors(
+                torch.as_tensor(inputs.names.doc, device=device),
+                torch.as_tensor(inputs.names.position, device=device),
+                torch.as_tensor(inputs.names.relation, device=device),
+                torch.as_tensor(inputs.names.values, dtype=torch.float32, device=device),
+            ),
         },
     )
 
@@ -299,6 +340,7 @@ class QAHeads(torch.nn.Module):
         prune: float,
         max_entities: int,
         dropout: float,
+        relation_names: bool = False,
     ) -> None:
         super().__init__()
         self.config = {
@@ -312,6 +354,7 @@ class QAHeads(torch.nn.Module):
             "prune": prune,
             "max_entities": max_entities,
             "dropout": dropout,
+            "relation_names": relation_names,
         }
         n_features = len(CANDIDATE_FEATURES)
         self.hops = hops
@@ -334,6 +377,9 @@ class QAHeads(torch.nn.Module):
         )
         self.hop_layer = torch.nn.Linear(width, hops)
         self.gate_layer = torch.nn.Linear(width + 1, 1)
+        # weights of a relation's name matches (share of the token's words in
+        # its label, overlap with its last segment) in its logit
+        self.name_weights = torch.nn.Parameter(torch.full((2,), NAME_WEIGHT)) if relation_names else None
 
     def forward(
         self,
@@ -346,6 +392,7 @@ class QAHeads(torch.nn.Module):
         entities: torch.Tensor,
         features: torch.Tensor,
         graph: FactGraph,
+        names: "_NameTensors",
     ) -> QAHeadsOutput:
         n_docs = len(lengths)
         n_relations = self.config["n_relations"]
@@ -374,7 +421,7 @@ class QAHeads(torch.nn.Module):
         # ---- reasoning
         pooled = (padded * mask.unsqueeze(-1)).sum(1) / lengths.clamp(min=1).unsqueeze(1)
         hop_probs = torch.softmax(self.hop_layer(pooled), dim=1)
-        answers, relations = self._follow(x0, padded, mask, context, hop_probs, graph)
+        answers, relations = self._follow(x0, padded, mask, context, hop_probs, graph, names)
         gate = tokens.new_zeros(n_docs)
         if self.intersection and len(span_doc):
             answers, gate = self._intersect(
@@ -391,6 +438,7 @@ class QAHeads(torch.nn.Module):
                 entities,
                 span_start,
                 span_end,
+                names,
             )
         if self.mask_topic:
             answers = answers.with_values(answers.values * (1.0 - torch.clamp(_lookup(x0, answers.keys), max=1.0)))
@@ -406,9 +454,11 @@ class QAHeads(torch.nn.Module):
         context: torch.Tensor,
         hop_probs: torch.Tensor,
         graph: FactGraph,
+        names: "_NameTensors",
     ) -> Tuple[EntityWeights, torch.Tensor]:
-        """T hops from `x` with relations conditioned on `context`; the
-        hops mixed by `hop_probs`: the (B, N) answers and the (B, T, R) relations."""
+        """T hops from `x` with relations conditioned on `context` (and on the
+        relations the question's tokens name); the hops mixed by `hop_probs`:
+        the (B, N) answers and the (B, T, R) relations."""
         n_docs = x.shape[0]
         previous = padded.new_zeros(n_docs, self.config["n_relations"])
         reached: List[EntityWeights] = []
@@ -419,11 +469,33 @@ class QAHeads(torch.nn.Module):
         # weight is below it
         remaining = torch.flip(torch.cumsum(torch.flip(hop_probs.detach(), [1]), 1), [1])
         start = x
+        uses_names = self.name_weights is not None and len(names.doc) > 0
+        if uses_names:
+            naming = torch.zeros_like(mask, dtype=padded.dtype).index_put(
+                (names.doc, names.position), torch.ones_like(names.doc, dtype=padded.dtype)
+            )
+            # how fully the question names each relation (the share of its
+            # name's words, 0-1)
+            coverage = (
+                torch.zeros_like(previous)
+                .index_put((names.doc, names.relation), names.values[:, 1], accumulate=True)
+                .clamp(max=1.0)
+            )
         for t in range(self.hops):
             if t and self.mask_topic:  # no path comes back through the question's own entities
                 x = x.with_values(x.values * (1.0 - torch.clamp(_lookup(start, x.keys), max=1.0)))
-            query = _attend(padded, mask, self.hop_queries[t].expand(n_docs, -1))
-            r = torch.softmax(self.relation_layer(torch.cat([query, context, previous], dim=1)), dim=1)
+            query, attention = _attend(padded, mask, self.hop_queries[t].expand(n_docs, -1))
+            logits = self.relation_layer(torch.cat([query, context, previous], dim=1))
+            if uses_names:
+                # the learned scores, which know only the relations of the
+                # training questions, count less as the hop reads tokens
+                # that name a relation fully (a constant for the optimizer:
+                # the attention must not learn to look away to keep them)
+                on_name = attention.detach()[names.doc, names.position] * coverage[names.doc, names.relation]
+                reading = torch.zeros_like(logits).index_put((names.doc, names.relation), on_name, accumulate=True)
+                learned_share = 1.0 - reading.clamp(max=1.0).amax(1, keepdim=True)
+                logits = logits * learned_share + self._name_logits(attention, naming, names, logits.shape[1])
+            r = torch.softmax(logits, dim=1)
             keep = x.values.detach() >= self.prune
             if not self.training:
                 keep &= remaining[x.rows, t] >= self.prune
@@ -434,6 +506,19 @@ class QAHeads(torch.nn.Module):
             relations.append(r)
             previous = r
         return EntityWeights.concatenate(reached, x.shape), torch.stack(relations, dim=1)
+
+    def _name_logits(
+        self, attention: torch.Tensor, naming: torch.Tensor, names: "_NameTensors", n_relations: int
+    ) -> torch.Tensor:
+        """(B, R) logits of the relations that the tokens a hop reads name:
+        each name match weighted by the hop's attention on its token,
+        renormalised over the tokens that name a relation (`naming`, (B, L))."""
+        read = attention * naming
+        read = read / read.sum(1, keepdim=True).clamp(min=1e-9)
+        matched = read[names.doc, names.position].unsqueeze(1) * names.values * self.name_weights
+        return attention.new_zeros(len(attention), n_relations).index_put(
+            (names.doc, names.relation), matched.sum(1), accumulate=True
+        )
 
     def _intersect(
         self,
@@ -450,6 +535,7 @@ class QAHeads(torch.nn.Module):
         entities: torch.Tensor,
         span_start: torch.Tensor,
         span_end: torch.Tensor,
+        names: "_NameTensors",
     ) -> Tuple[EntityWeights, torch.Tensor]:
         """Mix in the intersection of the answers of the two most probable
         non-overlapping spans; the answers and the (B,) gate."""
@@ -465,6 +551,7 @@ class QAHeads(torch.nn.Module):
         if not bool(has_two.any()):
             return answers, gate
         docs = torch.nonzero(has_two).squeeze(1)
+        names = names.of_docs(docs, n_docs)
         branches = []
         for chosen in (first[docs], second[docs]):
             x = _entity_weights(
@@ -474,7 +561,7 @@ class QAHeads(torch.nn.Module):
                 len(docs),
                 graph.n_entities,
             )
-            branch, _ = self._follow(x, padded[docs], mask[docs], span_vectors[chosen], hop_probs[docs], graph)
+            branch, _ = self._follow(x, padded[docs], mask[docs], span_vectors[chosen], hop_probs[docs], graph, names)
             branches.append(branch)
         both = intersect(*branches)
         rows = docs[both.rows]
@@ -494,11 +581,12 @@ def _pad(tokens: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, tor
     return padded, mask
 
 
-def _attend(padded: torch.Tensor, mask: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-    """Attention pooling of each question's tokens by its query (B, W); zeros for an empty question."""
+def _attend(padded: torch.Tensor, mask: torch.Tensor, query: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Attention pooling of each question's tokens by its query (B, W): the
+    pooled vectors and the (B, L) weights; zeros for an empty question."""
     scores = (padded * query.unsqueeze(1)).sum(-1) / padded.shape[2] ** 0.5
     weights = _masked_softmax(scores, mask, dim=1)
-    return (weights.unsqueeze(-1) * padded).sum(1)
+    return (weights.unsqueeze(-1) * padded).sum(1), weights
 
 
 def _masked_softmax(logits: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:

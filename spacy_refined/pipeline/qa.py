@@ -52,6 +52,7 @@ from ..kb.errors import KBError
 from ..kb.store import RefinedKB
 from ..model.follow import FactGraph
 from ..model.qa import CANDIDATE_FEATURES, QAInput, QAOutput, QASpans, set_relation_count
+from ..model.relation_names import RelationMatches, RelationNames
 from ..model.threads import torch_threads
 from ..util import concatenated_ranges
 from .knowledge_base import KBListener
@@ -70,6 +71,7 @@ max_span_width = 12
 intersection = true
 mask_topic = true
 dropout = 0.1
+relation_names = true
 
 [model.tok2vec]
 @architectures = "spacy.HashEmbedCNN.v2"
@@ -231,6 +233,7 @@ class RefinedQA(KBListener, TrainablePipe):
         self.cfg: Dict[str, Any] = {"relation_ids": None}
         self._graph: Optional[FactGraph] = None
         self._graph_key: Optional[Tuple[int, int]] = None
+        self._relation_names: Optional[RelationNames] = None
         self._labels: Dict[int, Tuple[int, int, int, int]] = {}
         self._owner_pid = os.getpid()
 
@@ -263,7 +266,21 @@ class RefinedQA(KBListener, TrainablePipe):
             self._graph = FactGraph.from_kb(kb, inverse=True, n_relations=len(relation_ids))
             self._graph_key = key
             self._labels = {}
+            self._relation_names = None
         return self._graph
+
+    @property
+    def relation_names(self) -> RelationNames:
+        """The index of the content words of the graph's relation labels (an
+        inverse relation has its relation's words)."""
+        graph = self.graph
+        if self._relation_names is None:
+            kb = self.require_kb()
+            labels = [label or id_ for id_, label in zip(kb.relation_ids, kb.relation_labels)]
+            labels = labels[: len(self.relation_ids)]
+            stop_words = frozenset(util.get_lang_class(self.vocab.lang).Defaults.stop_words)
+            self._relation_names = RelationNames((labels + labels)[: graph.n_relations], stop_words)
+        return self._relation_names
 
     # ------------------------------------------------------------- training
 
@@ -362,7 +379,7 @@ class RefinedQA(KBListener, TrainablePipe):
         answers = list(zip(kb.entity_ids(entities), scores.tolist()))
         answer_bounds = np.searchsorted(rows, np.arange(len(docs) + 1)).tolist()
         resolved, resolved_bounds = self._resolved(docs, output, kb)
-        relation_names = self.graph.relation_names(self.relation_ids)
+        path_names = self.graph.relation_names(self.relation_ids)
         n_top = min(self.top_relations, output.relations.shape[2])
         top_relations = np.argsort(-output.relations, axis=2, kind="stable")[:, :, :n_top]
         top_weights = np.take_along_axis(output.relations, top_relations, axis=2).tolist()
@@ -380,7 +397,7 @@ class RefinedQA(KBListener, TrainablePipe):
                     {
                         "hop": t + 1,
                         "weight": weight,
-                        "relations": [(relation_names[r], w) for r, w in zip(top_relations[i][t], top_weights[i][t])],
+                        "relations": [(path_names[r], w) for r, w in zip(top_relations[i][t], top_weights[i][t])],
                     }
                     for t, weight in enumerate(hops[i])
                 ]
@@ -442,7 +459,9 @@ class RefinedQA(KBListener, TrainablePipe):
     # ------------------------------------------------------ spans and input
 
     def _input(self, docs: List[Doc]) -> QAInput:
-        return QAInput(docs, self._spans(docs), self.graph)
+        uses_names = self.model.get_ref("heads").attrs["relation_names"]
+        names = self.relation_names(docs) if uses_names else RelationMatches.empty()
+        return QAInput(docs, self._spans(docs), self.graph, names)
 
     def _spans(self, docs: List[Doc]) -> QASpans:
         """The candidate spans of the questions and their candidates, by the `entities` setting."""

@@ -9,6 +9,7 @@ import pytest
 import spacy
 import torch
 from conftest import add_linker, build_kb
+from spacy import displacy
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin, Span
 from spacy.training import Example
@@ -18,7 +19,7 @@ from spacy_refined.model._torch import wrapped_module
 from spacy_refined.model.heads import CandidateScorer, CandidateTensors
 from spacy_refined.model.relations import RelationTensors, kb_scores, relation_targets
 from spacy_refined.model.types import Mentions
-from spacy_refined.pipeline.relations import KBRelations, connected, facts_among
+from spacy_refined.pipeline.relations import KBRelations, connected, displacy_relations, facts_among
 
 PERSON = {"types": ["Q5"], "aliases": ["Clinton"]}
 ENTITIES = [
@@ -109,6 +110,14 @@ def test_matching_facts_win_only_with_the_mechanism(clinton_kb):
     found = [(r.head.text, r.relation, r.tail.text) for r in doc._.relations]
     assert found == [("Clinton", "P19", "Hope , Arkansas"), ("Clinton", "P69", "Hot Springs High School")]
     assert all(r.score > 0.99 and r.head.kb_id_ == "Q1124" for r in doc._.relations)
+    shown = displacy_relations(doc)
+    assert [(w["text"], w["tag"]) for w in shown["words"] if w["tag"]] == [
+        ("Clinton", "Q1124"),
+        ("Hope , Arkansas", "Q1010"),
+        ("Hot Springs High School", "Q5910"),
+    ]
+    assert [(a["start"], a["end"], a["dir"]) for a in shown["arcs"]] == [(0, 4, "right"), (0, 8, "right")]
+    assert "<svg" in displacy.render(shown, style="dep", manual=True)
     # Relations the KB has for Hillary (residence, employer) do not lift her: the text does not state them.
     other = pipeline(clinton_kb, stated=("P551", "P108"))
     assert linked(other(clinton_doc(other)))[0] == "Q6294"

@@ -9,7 +9,7 @@ a KB without facts.
 """
 
 from dataclasses import dataclass
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 from spacy.tokens import Doc, Span
@@ -66,6 +66,41 @@ def get_relations(doc: Doc) -> Optional[List[KBRelation]]:
         KBRelation(Span(doc, hs, he, label=hl, kb_id=hk), relation, label, Span(doc, ts, te, label=tl, kb_id=tk), p)
         for hs, he, hl, hk, relation, label, ts, te, tl, tk, p in rows
     ]
+
+
+def displacy_relations(doc: Doc) -> Dict[str, Any]:
+    """`doc._.relations` as displaCy's manual dependency data: each linked
+    mention one word (tagged with its KB ID), the other tokens as they are,
+    and an arc labelled with the relation's label from head to tail:
+
+        displacy.render(displacy_relations(doc), style="dep", manual=True)
+    """
+    relations = doc._.get(EXTENSION) or []
+    spans = {(span.start, span.end): span.kb_id_ for span in doc.ents}
+    for relation in relations:
+        spans.setdefault((relation.head.start, relation.head.end), relation.head.kb_id_)
+        spans.setdefault((relation.tail.start, relation.tail.end), relation.tail.kb_id_)
+    starts = {start: (end, kb_id) for (start, end), kb_id in sorted(spans.items())}
+    words: List[Dict[str, str]] = []
+    word_of: Dict[int, int] = {}
+    i = 0
+    while i < len(doc):
+        end, kb_id = starts.get(i, (i + 1, ""))
+        word_of[i] = len(words)
+        words.append({"text": doc[i:end].text, "tag": kb_id})
+        i = max(end, i + 1)
+    arcs = []
+    for relation in relations:
+        head, tail = word_of[relation.head.start], word_of[relation.tail.start]
+        arcs.append(
+            {
+                "start": min(head, tail),
+                "end": max(head, tail),
+                "label": relation.label,
+                "dir": "right" if head < tail else "left",
+            }
+        )
+    return {"words": words, "arcs": arcs}
 
 
 @dataclass

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
+import numpy as np
 import pytest
 import spacy
 from conftest import add_linker
@@ -236,25 +237,75 @@ def test_ray_killed_actor(ray_local, pipeline, corpus, expected):
 # ------------------------------------------------------------------ transformer windows
 
 
-@pytest.mark.parametrize("n_tokens", [1, 128, 129, 300, 1001])
-def test_balanced_windows_cover_every_token_evenly(n_tokens):
-    from spacy_refined.model.spans import balanced_windows
+@pytest.mark.parametrize("n_tokens", [1, 5, 60, 61, 300, 1001])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_wordpiece_windows_cover_every_token_within_the_budget(n_tokens, seed):
+    from spacy_refined.model.spans import wordpiece_windows
 
     doc = spacy.blank("en").make_doc(" ".join(["w"] * n_tokens))
-    windows = balanced_windows(doc, 128, 32)
+    pieces = np.random.default_rng(seed).integers(1, 4, n_tokens)
+    windows = wordpiece_windows(doc, pieces, 120, 8)
+    assert windows == wordpiece_windows(doc, pieces, 120, 8)  # deterministic
     assert windows[0].start == 0 and windows[-1].end == n_tokens
-    assert all(len(w) <= 128 for w in windows)
-    assert all(a.end - b.start >= 32 for a, b in zip(windows, windows[1:]))  # neighbours overlap, no gaps
-    assert max(map(len, windows)) - min(map(len, windows)) <= 1
-    assert len(windows) == max(1, -(-(n_tokens - 32) // 96))  # the fewest windows that fit
+    assert all(pieces[w.start : w.end].sum() <= 120 for w in windows)
+    assert all(a.end - b.start >= 8 for a, b in zip(windows, windows[1:]))  # neighbours overlap, no gaps
+    assert len(windows) == 1 or len(windows) <= 2 * -(-pieces.sum() // 112)  # few windows
+    if pieces.sum() <= 120:
+        assert [(w.start, w.end) for w in windows] == [(0, n_tokens)]  # a document that fits is one window
 
 
-def test_balanced_windows_registered():
-    import spacy_transformers  # noqa: F401  (the span_getters registry)
-    from spacy.util import registry
+def test_wordpiece_windows_even_and_centred():
+    from spacy_refined.model.spans import wordpiece_windows
 
-    make = registry.get("span_getters", "spacy_refined.balanced_windows.v1")
-    doc = spacy.blank("en").make_doc("a b c")
-    assert [[(w.start, w.end) for w in windows] for windows in make(window=2, overlap=1)([doc])] == [[(0, 2), (1, 3)]]
-    with pytest.raises(ValueError):
-        make(window=4, overlap=4)
+    doc = spacy.blank("en").make_doc(" ".join(["w"] * 1000))
+    windows = wordpiece_windows(doc, np.ones(1000, dtype=int), 300, 20)
+    assert len(windows) == 4
+    assert max(map(len, windows)) - min(map(len, windows)) <= 12  # parts of equal size, widened inwards only
+    for token in range(1000):  # every token has a window reaching 10 tokens past it on both sides
+        assert any(
+            (w.start == 0 or token - w.start >= 10)
+            and (w.end == 1000 or w.end - token > 10)
+            and w.start <= token < w.end
+            for w in windows
+        )
+
+
+def test_token_wordpieces(bert_path):
+    from transformers import AutoTokenizer
+
+    from spacy_refined.model.spans import token_wordpieces
+
+    tokenizer = AutoTokenizer.from_pretrained(str(bert_path), use_fast=True)
+    doc = spacy.blank("en").make_doc("Paris  is xyzzy.")
+    counts = token_wordpieces(doc, tokenizer)
+    expected = [len(tokenizer(t.text, add_special_tokens=False)["input_ids"]) if t.text.strip() else 0 for t in doc]
+    assert counts.tolist() == expected
+
+
+def test_windowed_transformer_model(bert_path, tmp_path):
+    nlp = spacy.blank("en")
+    nlp.add_pipe(
+        "transformer",
+        config={
+            "max_batch_items": 1,
+            "model": {
+                "@architectures": "spacy_refined.WindowedTransformerModel.v1",
+                "name": str(bert_path),
+                "overlap": 4,
+                "max_wordpieces": 24,
+                "tokenizer_config": {"use_fast": True},
+            },
+        },
+    )
+    nlp.initialize()
+    texts = ["a short text", " ".join(["word"] * 30) + " and a 1996-08-30 date, 3-1 ."]
+    docs = list(nlp.pipe(texts))
+    assert docs[0]._.trf_data.wordpieces.input_ids.shape[0] == 1
+    data = docs[1]._.trf_data
+    assert data.wordpieces.input_ids.shape[0] > 1 and max(data.wordpieces.lengths) <= 24
+    assert all(data.align[i].lengths.sum() > 0 for i in range(len(docs[1])))  # every token has a vector
+    nlp.to_disk(tmp_path / "pipeline")
+    loaded = spacy.load(tmp_path / "pipeline")  # the windows need the tokenizer restored from disk
+    again = list(loaded.pipe(texts))[1]._.trf_data
+    assert again.wordpieces.input_ids.tolist() == data.wordpieces.input_ids.tolist()
+    assert np.allclose(again.model_output.last_hidden_state, data.model_output.last_hidden_state, atol=1e-5)

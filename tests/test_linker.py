@@ -87,10 +87,11 @@ def trained_trf(kb_path, bert_path, records):
         "transformer",
         config={
             "model": {
-                "@architectures": "spacy-transformers.TransformerModel.v3",
+                "@architectures": "spacy_refined.WindowedTransformerModel.v1",
                 "name": str(bert_path),
                 "tokenizer_config": {"use_fast": True},
-                "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 32, "stride": 24},
+                "max_wordpieces": 32,
+                "overlap": 8,
             }
         },
     )

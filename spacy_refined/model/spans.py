@@ -1,60 +1,137 @@
-"""Windows of a document for a transformer: as few, as even and as little
-padded as the window length allows.
+"""Windows of a document for a transformer, bounded by the encoder's own
+wordpieces: as few, as long and as even as the encoder's maximum length
+allows.
 
-spacy-transformers' `strided_spans.v1` starts a window every `stride`
-tokens, so a document's last window is usually short and its windows
-overlap by `window - stride` tokens everywhere; the transformer pads every
-window of a batch to its longest, so short windows cost as much as full
-ones. `balanced_windows.v1` cuts a document into the fewest windows of at
-most `window` tokens that overlap by at least `overlap` tokens, all of the
-same length (give or take one token): the overlap is spent only where the
-document needs it, and a batch's windows, sorted by document length as
-spacy-transformers sorts them, differ little in length.
+spacy-transformers cuts documents with a span getter that counts spaCy
+tokens (e.g. `strided_spans.v1`: a window every `stride` tokens, so windows
+overlap everywhere and the last one is usually short). A window of spaCy
+tokens can hold anywhere from about one to several wordpieces a token (a
+table of scores splits far more than prose), so a token-counted window must
+be short enough for the worst text, and one that is too long is cut off by
+spacy-transformers (its last tokens get no vector). Counting the encoder's
+wordpieces instead lets every window be as long as the encoder allows:
+most documents fit in one window, which gives each token the whole document
+as context, and the others are cut into the fewest windows of near-equal
+wordpiece length.
+
+`spacy_refined.WindowedTransformerModel.v1` is spacy-transformers'
+`TransformerModel` with these windows: the windows need the model's own
+tokenizer, which exists only once the model is initialized or loaded, so
+they are built in the architecture rather than by a registered span getter.
 """
 
 import math
-from typing import Callable, Iterable, List
+from typing import List, Optional, Sequence
 
+import numpy as np
 from spacy.tokens import Doc, Span
-from spacy_transformers.util import registry  # creates registry.span_getters
+from spacy.util import registry
+from spacy_transformers.layers.transformer_model import TransformerModel
 
-SpanGetter = Callable[[Iterable[Doc]], List[List[Span]]]
+# Wordpieces kept free in each window: its first token is tokenized without
+# the text before it, which can split it into a piece or two more.
+SLACK = 2
 
 
-def balanced_windows(doc: Doc, window: int, overlap: int) -> List[Span]:
-    """The windows of one document (see the module's docstring).
+def token_wordpieces(doc: Doc, tokenizer) -> np.ndarray:
+    """How many wordpieces of `tokenizer` each token of `doc` has, the
+    document tokenized as a whole (whitespace tokens have none).
 
     doc (Doc): The document.
-    window (int): The most tokens in a window.
+    tokenizer: A Hugging Face fast tokenizer (it gives character offsets).
+    RETURNS (numpy.ndarray): One count per token.
+    """
+    offsets = tokenizer(doc.text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)[
+        "offset_mapping"
+    ]
+    char_to_token = np.full(len(doc.text) + 1, -1)
+    for token in doc:
+        char_to_token[token.idx : token.idx + len(token)] = token.i
+    counts = np.zeros(len(doc), dtype="int64")
+    for start, end in offsets:
+        # a wordpiece belongs to the token its first character is in (leading spaces skipped)
+        while start < end and char_to_token[start] < 0:
+            start += 1
+        if start < end:
+            counts[char_to_token[start]] += 1
+    return counts
+
+
+def wordpiece_windows(doc: Doc, pieces: Sequence[int], max_wordpieces: int, overlap: int) -> List[Span]:
+    """The windows of one document: few windows of at most `max_wordpieces`
+    wordpieces each, where neighbours share at least `overlap` tokens.
+
+    The document is split into the fewest parts of near-equal wordpiece
+    count for which every part, widened by half the overlap on both sides,
+    fits; so every token lies in a window that reaches at least
+    `overlap // 2` tokens beyond it on each side (or to the document's
+    edge). A single token with more wordpieces than fit gets a window of its
+    own, which spacy-transformers truncates.
+
+    doc (Doc): The document.
+    pieces (Sequence[int]): The wordpieces of each token (`token_wordpieces`).
+    max_wordpieces (int): The most wordpieces in a window, special tokens excluded.
     overlap (int): The fewest tokens that neighbouring windows share.
     RETURNS (List[Span]): The windows, in order, covering every token.
     """
     n = len(doc)
-    if n <= window:
+    cumulative = np.concatenate([[0], np.cumsum(pieces)])
+    total = int(cumulative[-1])
+    if total <= max_wordpieces or n <= 1:
         return [doc[:]]
-    step = window - overlap
-    count = math.ceil((n - overlap) / step)
-    stride = (n - overlap) / count
-    length = math.ceil(stride) + overlap
-    starts = [round(i * stride) for i in range(count)]
-    return [doc[start : min(n, start + length)] for start in starts[:-1]] + [doc[max(0, n - length) :]]
+    half = math.ceil(overlap / 2)
+    for count in range(math.ceil(total / max_wordpieces), n + 1):
+        # part boundaries: the token boundaries nearest to equal shares of the wordpieces
+        bounds = [0]
+        for target in (total * i / count for i in range(1, count)):
+            cut = int(np.searchsorted(cumulative, target))
+            if cumulative[cut] - target > target - cumulative[cut - 1]:
+                cut -= 1
+            bounds.append(min(max(cut, bounds[-1] + 1), n - (count - len(bounds))))
+        bounds.append(n)
+        windows = [(max(0, a - half), min(n, b + half)) for a, b in zip(bounds, bounds[1:])]
+        if all(cumulative[end] - cumulative[start] <= max_wordpieces for start, end in windows):
+            break
+    return [doc[start:end] for start, end in windows]
 
 
-@registry.span_getters("spacy_refined.balanced_windows.v1")
-def configure_balanced_windows(window: int, overlap: int) -> SpanGetter:
-    """A span getter for spacy-transformers: the fewest, evenly sized windows
-    of at most `window` tokens, neighbours sharing at least `overlap`.
+@registry.architectures("spacy_refined.WindowedTransformerModel.v1")
+def build_windowed_transformer_model(
+    name: str,
+    overlap: int = 32,
+    max_wordpieces: Optional[int] = None,
+    tokenizer_config: Optional[dict] = None,
+    transformer_config: Optional[dict] = None,
+    mixed_precision: bool = False,
+    grad_scaler_config: Optional[dict] = None,
+) -> TransformerModel:
+    """spacy-transformers' `TransformerModel` (as `TransformerModel.v3`, whose
+    other settings it takes) over windows of at most `max_wordpieces` of its
+    own tokenizer's wordpieces (see `wordpiece_windows`).
 
-    window (int): The most tokens in a window.
-    overlap (int): The fewest tokens that neighbouring windows share, so that
-        a token near a window's edge also gets context from its other side.
-    RETURNS (Callable[[Iterable[Doc]], List[List[Span]]]): The span getter.
-    RAISES (ValueError): If `overlap` is not smaller than `window`.
+    name (str): A Hugging Face model name or directory.
+    overlap (int): The fewest spaCy tokens that neighbouring windows of a
+        long document share, so that tokens near a cut also see the text
+        on its other side.
+    max_wordpieces (Optional[int]): The most wordpieces in a window, special
+        tokens included; None: the tokenizer's `model_max_length` (which
+        must then be set, as it is for the usual encoders).
+    tokenizer_config (Optional[dict]): Settings of the Hugging Face tokenizer.
+    transformer_config (Optional[dict]): Settings of the Hugging Face forward pass.
+    mixed_precision (bool): Mixed-precision forward passes (GPU).
+    grad_scaler_config (Optional[dict]): Gradient scaling under mixed precision.
+    RETURNS (TransformerModel): The model.
+    RAISES (ValueError): If `overlap` is negative.
     """
-    if not 0 <= overlap < window:
-        raise ValueError(f"balanced_windows: overlap ({overlap}) must be at least 0 and below window ({window})")
+    if overlap < 0:
+        raise ValueError(f"WindowedTransformerModel: overlap ({overlap}) must be at least 0")
 
-    def get_spans(docs: Iterable[Doc]) -> List[List[Span]]:
-        return [balanced_windows(doc, window, overlap) for doc in docs]
+    def get_spans(docs: List[Doc]) -> List[List[Span]]:
+        tokenizer = model.tokenizer
+        budget = (max_wordpieces or tokenizer.model_max_length) - tokenizer.num_special_tokens_to_add() - SLACK
+        return [wordpiece_windows(doc, token_wordpieces(doc, tokenizer), budget, overlap) for doc in docs]
 
-    return get_spans
+    model = TransformerModel(
+        name, get_spans, tokenizer_config or {}, transformer_config or {}, mixed_precision, grad_scaler_config or {}
+    )
+    return model

@@ -24,9 +24,12 @@ import math
 from typing import List, Optional, Sequence
 
 import numpy as np
+from spacy.attrs import IDX, LENGTH
 from spacy.tokens import Doc, Span
 from spacy.util import registry
 from spacy_transformers.layers.transformer_model import TransformerModel
+
+from ..util import concatenated_ranges
 
 # Wordpieces kept free in each window: its first token is tokenized without
 # the text before it, which can split it into a piece or two more.
@@ -41,20 +44,18 @@ def token_wordpieces(doc: Doc, tokenizer) -> np.ndarray:
     tokenizer: A Hugging Face fast tokenizer (it gives character offsets).
     RETURNS (numpy.ndarray): One count per token.
     """
-    offsets = tokenizer(doc.text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)[
-        "offset_mapping"
-    ]
-    char_to_token = np.full(len(doc.text) + 1, -1)
-    for token in doc:
-        char_to_token[token.idx : token.idx + len(token)] = token.i
-    counts = np.zeros(len(doc), dtype="int64")
-    for start, end in offsets:
-        # a wordpiece belongs to the token its first character is in (leading spaces skipped)
-        while start < end and char_to_token[start] < 0:
-            start += 1
-        if start < end:
-            counts[char_to_token[start]] += 1
-    return counts
+    encoding = tokenizer(doc.text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    offsets = np.asarray(encoding["offset_mapping"], dtype="int64").reshape(-1, 2)
+    starts, lengths = doc.to_array([IDX, LENGTH]).astype("int64").T
+    # the token of each character (-1: the whitespace between tokens)
+    char_to_token = np.full(len(doc.text) + 1, -1, dtype="int64")
+    char_to_token[concatenated_ranges(starts, lengths)] = np.repeat(np.arange(len(doc)), lengths)
+    # a wordpiece belongs to the token of its first character in a token (leading spaces skipped)
+    in_token = np.where(char_to_token >= 0, np.arange(len(char_to_token)), len(char_to_token))
+    next_in_token = np.minimum.accumulate(in_token[::-1])[::-1]
+    first = next_in_token[offsets[:, 0]] if len(offsets) else np.zeros(0, dtype="int64")
+    owned = first < offsets[:, 1]
+    return np.bincount(char_to_token[first[owned]], minlength=len(doc)).astype("int64")
 
 
 def wordpiece_windows(doc: Doc, pieces: Sequence[int], max_wordpieces: int, overlap: int) -> List[Span]:

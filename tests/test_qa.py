@@ -360,3 +360,38 @@ def test_a_relation_is_found_by_its_name_without_training(tmp_path):
         if relation_names:
             assert top_answer(doc) == "Wellington", (doc._.answers, doc._.qa_path)
     assert named[True] > 0.9 and named[False] < 0.5, named
+
+
+def test_transformer_listener_encoder(qa_kb_path, bert_path, tmp_path):
+    """The QA heads read a shared transformer through a listener, as the linker does."""
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe(
+        "transformer",
+        config={
+            "model": {
+                "@architectures": "spacy_refined.WindowedTransformerModel.v1",
+                "name": str(bert_path),
+                "tokenizer_config": {"use_fast": True},
+                "max_wordpieces": 64,
+            }
+        },
+    )
+    listener = {"@architectures": "spacy-transformers.TransformerListener.v1", "pooling": {"@layers": "reduce_mean.v1"}}
+    add_qa(nlp, qa_kb_path, {"model": {**CONFIG["model"], "tok2vec": listener}})
+    examples = [question_example(nlp, record) for record in QUESTIONS]
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 0.01
+    losses = []
+    for _ in range(40):
+        random.shuffle(examples)
+        losses.append(nlp.update(examples, sgd=optimizer, drop=0.0)["refined_qa"])
+    assert losses[-1] < losses[0] / 3
+    right = sum(top_answer(nlp(record["question"])) in record["answers"] for record in QUESTIONS)
+    assert right >= len(QUESTIONS) - 2
+    nlp.to_disk(tmp_path / "pipeline")
+    loaded = spacy.load(tmp_path / "pipeline")
+    for record in QUESTIONS:
+        before, after = nlp(record["question"])._.answers, loaded(record["question"])._.answers
+        assert [entity for entity, _ in after] == [entity for entity, _ in before]
+        assert [score for _, score in after] == pytest.approx([score for _, score in before], abs=1e-5)

@@ -1,7 +1,7 @@
 """`link` at corpus scale: docs/s and peak memory of one process, `--n-process 2`
 and `--engine ray` (a local Ray runtime), and peak memory as the corpus grows.
 
-    python benchmarks/link_bench.py PIPELINE [--docs 10000] [--memory-docs 10000,100000] [--output results.json]
+    python benchmarks/link_bench.py PIPELINE [--docs 10000] [--memory-docs 10000,100000] [--output results.json] [--trace DIR]
 
 The corpus is AIDA-CoNLL testb and MSNBC, repeated to `--docs` documents
 (JSONL, unique IDs). Each run is a fresh `python -m spacy_refined link`
@@ -10,7 +10,9 @@ included) and by its own summary (pipeline load included). Peak memory is
 the largest sum, sampled every 0.2 s, of the proportional set size (PSS)
 of the process and all its descendants (workers, Ray's processes), so that
 pages shared between processes (the memory-mapped KB, forked memory) are
-counted once.
+counted once. With `--trace`, each run's samples (seconds, PSS in MB,
+documents written so far) go to DIR/MODE-DOCS.tsv: a trend over the run
+shows there, where a peak alone mixes growth with the swings of the heap.
 """
 
 import argparse
@@ -20,7 +22,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "el"
 SOURCES = ("aida/testb.jsonl", "msnbc.jsonl")
@@ -66,16 +68,35 @@ def pss_mb(pids: List[int]) -> float:
     return total / 1024
 
 
-def run(pipeline: Path, input_path: Path, output: Path, extra: List[str]) -> Dict[str, float]:
+def written(output: Path) -> int:
+    """Documents in the finished shards of a `link` output folder so far."""
+    total = 0
+    for stats in output.glob("part-*.stats.json"):
+        try:
+            total += json.loads(stats.read_text()).get("linked", 0)
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def run(
+    pipeline: Path, input_path: Path, output: Path, extra: List[str], trace: Optional[Path] = None
+) -> Dict[str, float]:
     command = [sys.executable, "-m", "spacy_refined", "link", str(pipeline), str(input_path), "-o", str(output)]
     command += ["--no-progress", "--shard-size", "2000", *extra]
     peak = [0.0]
+    samples: List[str] = []
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
     def sample() -> None:
+        tick = 0
         while process.poll() is None:
-            peak[0] = max(peak[0], pss_mb(descendants(process.pid)))
+            now = pss_mb(descendants(process.pid))
+            peak[0] = max(peak[0], now)
+            if trace is not None and tick % 5 == 0:  # once a second
+                samples.append(f"{time.perf_counter() - started:.1f}\t{now:.0f}\t{written(output)}")
+            tick += 1
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -85,6 +106,8 @@ def run(pipeline: Path, input_path: Path, output: Path, extra: List[str]) -> Dic
     sampler.join()
     if process.returncode:
         raise SystemExit(f"failed: {' '.join(command)}")
+    if trace is not None:
+        trace.write_text("seconds\tpss_mb\tdocs_written\n" + "\n".join(samples) + "\n")
     summary = json.loads((output / "summary.json").read_text())
     return {
         "docs": summary["linked"],
@@ -104,18 +127,29 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA, help="the shared data's el/ folder")
     parser.add_argument("--work", type=Path, default=Path("link-bench"), help="corpus and output files")
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
+    parser.add_argument("--trace", type=Path, help="write each run's memory over time to this folder")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.trace:
+        args.trace.mkdir(parents=True, exist_ok=True)
+
+    def trace(name: str) -> Optional[Path]:
+        return args.trace / f"{name}.tsv" if args.trace else None
+
     results = {}
-    for mode in args.modes.split(","):
+    for mode in [mode for mode in args.modes.split(",") if mode]:
         out = args.work / f"out-{mode}-{args.docs}"
         subprocess.run(["rm", "-rf", str(out)], check=True)
-        results[mode] = run(args.pipeline, corpus(args.work, args.data, args.docs), out, MODES[mode])
+        results[mode] = run(
+            args.pipeline, corpus(args.work, args.data, args.docs), out, MODES[mode], trace(f"{mode}-{args.docs}")
+        )
         print(mode, json.dumps(results[mode]), flush=True)
     for n_docs in [int(n) for n in args.memory_docs.split(",") if n]:
         out = args.work / f"out-memory-{n_docs}"
         subprocess.run(["rm", "-rf", str(out)], check=True)
-        results[f"local-{n_docs}-docs"] = run(args.pipeline, corpus(args.work, args.data, n_docs), out, [])
+        results[f"local-{n_docs}-docs"] = run(
+            args.pipeline, corpus(args.work, args.data, n_docs), out, [], trace(f"local-{n_docs}")
+        )
         print(n_docs, json.dumps(results[f"local-{n_docs}-docs"]), flush=True)
     print("| run | docs | docs/s (end to end) | docs/s (after start-up) | peak PSS (MB) |\n|---|---|---|---|---|")
     for name, r in results.items():

@@ -3,6 +3,8 @@ vectorised operations on sorted and CSR-shaped numpy arrays, and reading
 (possibly compressed) input files."""
 
 import bz2
+import ctypes
+import ctypes.util
 import gzip
 import io
 import json
@@ -26,6 +28,24 @@ def sorted_positions(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
     position = np.searchsorted(sorted_keys, keys)
     np.minimum(position, len(sorted_keys) - 1, out=position)
     return np.where(sorted_keys[position] == keys, position, -1)
+
+
+def release_free_memory() -> None:
+    """Return the heap's free pages to the system (glibc's `malloc_trim`;
+    nothing elsewhere). A long run of batches of varying sizes leaves the C
+    heap fragmented, with freed memory the allocator keeps: a process that
+    links for hours grows by it unless it gives it back now and then."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim: Any = None
 
 
 def concatenated_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

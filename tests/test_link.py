@@ -13,7 +13,7 @@ from typing import Any, Dict, List
 import numpy as np
 import pytest
 import spacy
-from conftest import add_linker
+from conftest import add_linker, add_transformer
 from spacy.training import Example
 
 from spacy_refined.linking import link_corpus, read_output
@@ -284,19 +284,7 @@ def test_token_wordpieces(bert_path):
 
 def test_windowed_transformer_model(bert_path, tmp_path):
     nlp = spacy.blank("en")
-    nlp.add_pipe(
-        "transformer",
-        config={
-            "max_batch_items": 1,
-            "model": {
-                "@architectures": "spacy_refined.WindowedTransformerModel.v1",
-                "name": str(bert_path),
-                "overlap": 4,
-                "max_wordpieces": 24,
-                "tokenizer_config": {"use_fast": True},
-            },
-        },
-    )
+    add_transformer(nlp, bert_path, max_wordpieces=24, overlap=4, max_batch_items=1)
     nlp.initialize()
     texts = ["a short text", " ".join(["word"] * 30) + " and a 1996-08-30 date, 3-1 ."]
     docs = list(nlp.pipe(texts))

@@ -13,7 +13,7 @@ import numpy
 import pytest
 import spacy
 import torch
-from conftest import add_linker
+from conftest import add_linker, add_transformer
 from spacy import displacy
 from spacy.language import Language
 from spacy.tokens import Doc, Span
@@ -83,18 +83,7 @@ def trained(kb_path, records):
 def trained_trf(kb_path, bert_path, records):
     spacy.util.fix_random_seed(0)
     nlp = spacy.blank("en")
-    nlp.add_pipe(
-        "transformer",
-        config={
-            "model": {
-                "@architectures": "spacy_refined.WindowedTransformerModel.v1",
-                "name": str(bert_path),
-                "tokenizer_config": {"use_fast": True},
-                "max_wordpieces": 32,
-                "overlap": 8,
-            }
-        },
-    )
+    add_transformer(nlp, bert_path, max_wordpieces=32, overlap=8)
     add_linker(
         nlp,
         config={

@@ -10,6 +10,7 @@ from typing import Any, Dict, List
 
 import pytest
 import spacy
+from conftest import add_transformer
 from spacy.util import fix_random_seed
 
 import spacy_refined.pipeline.qa  # noqa: F401  (registers refined_qa)
@@ -366,17 +367,7 @@ def test_transformer_listener_encoder(qa_kb_path, bert_path, tmp_path):
     """The QA heads read a shared transformer through a listener, as the linker does."""
     fix_random_seed(0)
     nlp = spacy.blank("en")
-    nlp.add_pipe(
-        "transformer",
-        config={
-            "model": {
-                "@architectures": "spacy_refined.WindowedTransformerModel.v1",
-                "name": str(bert_path),
-                "tokenizer_config": {"use_fast": True},
-                "max_wordpieces": 64,
-            }
-        },
-    )
+    add_transformer(nlp, bert_path, max_wordpieces=64)
     listener = {"@architectures": "spacy-transformers.TransformerListener.v1", "pooling": {"@layers": "reduce_mean.v1"}}
     add_qa(nlp, qa_kb_path, {"model": {**CONFIG["model"], "tok2vec": listener}})
     examples = [question_example(nlp, record) for record in QUESTIONS]

@@ -9,11 +9,16 @@ Measures, on the gold data of AIDA and MSNBC (EL JSONL):
   gold mentions) of both pipelines: AIDA testb and MSNBC;
 * the diagnostic subset, defined from the data: AIDA testa + testb gold
   mentions whose gold entity is a candidate and has a competing candidate
-  with the same (non-empty) KB types whose description score (of the
+  that shares its (non-empty) KB types whose description score (of the
   pipeline without the mechanism) is at least the gold entity's, and for
   which the KB has at least one fact between a candidate of the mention and
   the gold entity of another mention of the document; its size and the
-  accuracy (gold spans) of both pipelines on it;
+  mentions both pipelines get right (gold spans), read two ways: the rival
+  has the very same type set, or at least one type in common;
+* the facts' headroom: the errors of the pipeline without the mechanism
+  (gold spans, gold entity among the candidates) where the gold entity
+  alone has a KB fact with another mention's gold entity, the most the
+  KB score could fix, and how many the pipeline with it gets right;
 * the relation head of WITH on testb gold spans: precision and recall, at
   the `threshold` setting, of the relations it gives the pairs of gold
   mentions against the KB facts between their gold entities (pairs with two
@@ -79,9 +84,25 @@ def gold_outputs(nlp: Language, records: Sequence[Dict[str, Any]], batch_size: i
     return batches
 
 
-def diagnostic_subset(kb, batches: List[Dict[str, Any]]) -> List[np.ndarray]:
+def facts_with_others(kb, output, gold: np.ndarray, m: int) -> np.ndarray:
+    """Whether each candidate of mention `m` (n_candidates,) has a KB fact,
+    either way, with the gold entity of another mention of its document."""
+    entities = output.candidates.entities
+    doc = output.mentions.doc[m]
+    others = gold[(output.mentions.doc == doc) & (np.arange(len(gold)) != m) & (gold >= 0)]
+    mine = entities[m]
+    table = np.unique(np.concatenate([mine[mine >= 0], others]))
+    facts = facts_among(kb, table, len(kb.relation_ids))
+    other_rows = np.searchsorted(table, others)
+    linked = np.union1d(facts[0][np.isin(facts[2], other_rows)], facts[2][np.isin(facts[0], other_rows)])
+    return (mine >= 0) & np.isin(np.searchsorted(table, np.maximum(mine, 0)), linked)
+
+
+def diagnostic_subset(kb, batches: List[Dict[str, Any]], same_types: bool = True) -> List[np.ndarray]:
     """Per batch, the mentions of the diagnostic subset (boolean), from the
-    outputs of the pipeline without the mechanism (see the module docstring)."""
+    outputs of the pipeline without the mechanism (see the module docstring):
+    the rival has the gold entity's very type set (`same_types`) or at least
+    one of its types."""
     subsets = []
     for batch in batches:
         output, gold = batch["output"], batch["gold"]
@@ -100,23 +121,40 @@ def diagnostic_subset(kb, batches: List[Dict[str, Any]]) -> List[np.ndarray]:
                 for c in range(k)
                 if c != g
                 and entities[m, c] >= 0
-                and set(kb.types(int(entities[m, c]))) == gold_types
+                and (
+                    set(kb.types(int(entities[m, c]))) == gold_types
+                    if same_types
+                    else bool(gold_types & set(kb.types(int(entities[m, c]))))
+                )
                 and description[m, c] >= description[m, g]
             ]
-            if not rivals:
-                continue
-            doc = output.mentions.doc[m]
-            others = gold[(output.mentions.doc == doc) & (np.arange(n) != m) & (gold >= 0)]
-            mine = entities[m][entities[m] >= 0]
-            table = np.unique(np.concatenate([mine, others]))
-            facts = facts_among(kb, table, len(kb.relation_ids))
-            mine_rows, other_rows = np.searchsorted(table, mine), np.searchsorted(table, others)
-            keep[m] = bool(
-                (np.isin(facts[0], mine_rows) & np.isin(facts[2], other_rows)).any()
-                or (np.isin(facts[2], mine_rows) & np.isin(facts[0], other_rows)).any()
-            )
+            keep[m] = bool(rivals) and bool(facts_with_others(kb, output, gold, m).any())
         subsets.append(keep)
     return subsets
+
+
+def fact_headroom(kb, without: List[Dict[str, Any]], with_: List[Dict[str, Any]]) -> Dict[str, int]:
+    """What the KB's facts could fix at most: the in-KB gold mentions (gold
+    among the candidates) that the pipeline without the mechanism gets
+    wrong, those of them whose gold entity has a fact with another mention's
+    gold entity, those where moreover its wrong answer has none (the facts
+    favour the gold entity alone), and how many of these last the pipeline
+    with the mechanism gets right."""
+    counts = {"errors": 0, "gold_has_fact": 0, "only_gold_has_fact": 0, "right_with": 0}
+    for batch, batch_with in zip(without, with_):
+        output, gold = batch["output"], batch["gold"]
+        entities, wrong = output.candidates.entities, ~correct(batch)
+        right_with, answer = correct(batch_with), answers(output)
+        for m in np.flatnonzero(wrong & ((entities == gold[:, None]) & (gold[:, None] >= 0)).any(axis=1)):
+            counts["errors"] += 1
+            has_fact = facts_with_others(kb, output, gold, m)
+            if not has_fact[entities[m] == gold[m]].any():
+                continue
+            counts["gold_has_fact"] += 1
+            if not has_fact[entities[m] == answer[m]].any():
+                counts["only_gold_has_fact"] += 1
+                counts["right_with"] += int(right_with[m])
+    return counts
 
 
 def correct(batch: Dict[str, Any]) -> np.ndarray:
@@ -224,14 +262,18 @@ def main() -> None:
     }
     kb = find_linker(nlps["without"]).require_kb()
     report["diagnostic"] = {}
-    for split in records:
-        subsets = diagnostic_subset(kb, outputs["without"][split])
-        size = int(sum(s.sum() for s in subsets))
-        row: Dict[str, Any] = {"size": size}
-        for name in paths:
-            right = sum(int(correct(b)[s].sum()) for b, s in zip(outputs[name][split], subsets))
-            row[f"accuracy_{name}"] = right / size if size else None
-        report["diagnostic"][split] = row
+    for types in ("same", "shared"):
+        for split in records:
+            subsets = diagnostic_subset(kb, outputs["without"][split], same_types=types == "same")
+            size = int(sum(s.sum() for s in subsets))
+            row: Dict[str, Any] = {"size": size}
+            for name in paths:
+                row[f"right_{name}"] = sum(int(correct(b)[s].sum()) for b, s in zip(outputs[name][split], subsets))
+            report["diagnostic"][f"{split}_{types}_types"] = row
+    report["fact_headroom"] = {
+        split: fact_headroom(kb, outputs["without"][split], outputs["with"][split]) for split in records
+    }
+    print(report["fact_headroom"], flush=True)
     print(report["diagnostic"], flush=True)
     report["relations"] = relation_quality(nlps["with"], outputs["with"]["testb"])
     print(report["relations"], flush=True)

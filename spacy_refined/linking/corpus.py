@@ -16,7 +16,7 @@ from typing import Iterator, Optional, Tuple
 
 from tqdm import tqdm
 
-from ..util import DumpError, PathLike, release_free_memory
+from ..util import DumpError, PathLike, bound_heap, release_free_memory
 from .io import (
     ON_ERROR,
     OUTPUT_FORMATS,
@@ -190,6 +190,7 @@ def _link_local(settings: LinkSettings, finished, bar: tqdm, *, n_process: int, 
 
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
+    bound_heap()  # before the workers start: they inherit it
     nlp = load_pipeline(settings.pipeline, settings.kb)
     schema = arrow_schema(has_relations()) if settings.output_format == "parquet" else None
     shards = ShardSet(settings, schema, bar)

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Set
 
 from tqdm import tqdm
 
-from ..util import PathLike
+from ..util import PathLike, bound_heap
 from .io import LinkSettings, RecordError, ShardSet, read_shard, shard_offsets
 from .records import RELATIONS, arrow_schema, doc_record, from_arrow, has_relations, load_pipeline, require_pyarrow
 
@@ -45,6 +45,7 @@ class LinkActor:
             spacy.require_gpu(0)
         else:
             torch.set_num_threads(max(1, int(cpus)))
+        bound_heap()
         self.nlp = load_pipeline(pipeline, kb)
         self.text_column = text_column
         self.batch_size = batch_size

@@ -1,7 +1,7 @@
 """`link` at corpus scale: docs/s and peak memory of one process, `--n-process 2`
 and `--engine ray` (a local Ray runtime), and peak memory as the corpus grows.
 
-    python benchmarks/link_bench.py PIPELINE [--docs 10000] [--memory-docs 10000,100000] [--output results.json] [--trace DIR]
+    python benchmarks/link_bench.py PIPELINE [--docs 10000] [--memory-docs 10000,100000] [--output results.json] [--trace DIR] [--flat-memory]
 
 The corpus is AIDA-CoNLL testb and MSNBC, repeated to `--docs` documents
 (JSONL, unique IDs). Each run is a fresh `python -m spacy_refined link`
@@ -128,7 +128,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("link-bench"), help="corpus and output files")
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
     parser.add_argument("--trace", type=Path, help="write each run's memory over time to this folder")
+    parser.add_argument("--flat-memory", action="store_true", help="run link with --flat-memory")
     args = parser.parse_args()
+    flags = ["--flat-memory"] if args.flat_memory else []
     args.work.mkdir(parents=True, exist_ok=True)
     if args.trace:
         args.trace.mkdir(parents=True, exist_ok=True)
@@ -141,14 +143,18 @@ def main() -> None:
         out = args.work / f"out-{mode}-{args.docs}"
         subprocess.run(["rm", "-rf", str(out)], check=True)
         results[mode] = run(
-            args.pipeline, corpus(args.work, args.data, args.docs), out, MODES[mode], trace(f"{mode}-{args.docs}")
+            args.pipeline,
+            corpus(args.work, args.data, args.docs),
+            out,
+            MODES[mode] + flags,
+            trace(f"{mode}-{args.docs}"),
         )
         print(mode, json.dumps(results[mode]), flush=True)
     for n_docs in [int(n) for n in args.memory_docs.split(",") if n]:
         out = args.work / f"out-memory-{n_docs}"
         subprocess.run(["rm", "-rf", str(out)], check=True)
         results[f"local-{n_docs}-docs"] = run(
-            args.pipeline, corpus(args.work, args.data, n_docs), out, [], trace(f"local-{n_docs}")
+            args.pipeline, corpus(args.work, args.data, n_docs), out, flags, trace(f"local-{n_docs}")
         )
         print(n_docs, json.dumps(results[f"local-{n_docs}-docs"]), flush=True)
     print("| run | docs | docs/s (end to end) | docs/s (after start-up) | peak PSS (MB) |\n|---|---|---|---|---|")

@@ -57,8 +57,9 @@ def bound_heap() -> None:
     heap, whose free space batches of varying sizes fragment, so a process
     that links for hours needs more memory the longer it runs. A fixed
     threshold gives each large block back to the system when it is freed.
-    For a process that runs batches (`link`, its workers, Ray actors);
-    a no-op without glibc."""
+    It trades speed for memory: each large block is paged in afresh
+    (`link --flat-memory`, in its workers and Ray actors). A no-op without
+    glibc."""
     libc = _libc()
     if libc is not None:
         libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)

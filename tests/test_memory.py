@@ -2,6 +2,7 @@
 costs its own tokens (not its length times the batch size), and the KB
 builder's type inventory streams with bounded caches."""
 
+import os
 import subprocess
 import sys
 import tracemalloc
@@ -229,9 +230,10 @@ print(anonymous_kb() - before)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
 def test_bound_heap_gives_large_blocks_back_when_freed():
     def held_kb(mode: str) -> int:
-        return int(
-            subprocess.run([sys.executable, "-c", HEAP_PROBE, mode], capture_output=True, text=True, check=True).stdout
-        )
+        env = {name: value for name, value in os.environ.items() if not name.startswith("MALLOC_")}
+        probe = subprocess.run([sys.executable, "-c", HEAP_PROBE, mode], capture_output=True, text=True, env=env)
+        assert probe.returncode == 0, probe.stderr
+        return int(probe.stdout)
 
     assert held_kb("default") > 8 * 1024  # the second block stays in the heap
     assert held_kb("bound") < 1024

@@ -28,6 +28,9 @@ def link(
     actors: int = typer.Option(0, help="Ray engine: pipeline actors (0: as many as fit)"),
     actor_cpus: float = typer.Option(1.0, help="Ray engine: CPUs per actor"),
     actor_gpus: float = typer.Option(0.0, help="Ray engine: GPUs per actor (0: CPU)"),
+    flat_memory: bool = typer.Option(
+        False, help="Keep peak memory at its first batches' level however long the run, for fewer docs/s"
+    ),
     progress: bool = typer.Option(True, help="Show a progress bar with docs/s"),
 ) -> None:
     """Link a corpus: one record per document (its entities with span, text,
@@ -54,6 +57,7 @@ def link(
             n_actors=actors,
             actor_cpus=actor_cpus,
             actor_gpus=actor_gpus,
+            flat_memory=flat_memory,
             progress=progress,
         )
     except (LinkSettingsError, ImportError) as error:  # a bad option, or Ray / pyarrow not installed

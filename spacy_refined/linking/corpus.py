@@ -77,6 +77,7 @@ def link_corpus(
     n_actors: int = 0,
     actor_cpus: float = 1.0,
     actor_gpus: float = 0.0,
+    flat_memory: bool = False,
     progress: bool = True,
 ) -> LinkSummary:
     """Link every document of an input file into shards under `output`.
@@ -103,6 +104,11 @@ def link_corpus(
     n_actors (int): Ray engine: pipeline actors (0: as many as fit).
     actor_cpus (float): Ray engine: CPUs per actor (and its torch threads).
     actor_gpus (float): Ray engine: GPUs per actor.
+    flat_memory (bool): Give large blocks back to the system as soon as
+        they are freed (`util.bound_heap`): peak memory stays that of the
+        first batches however long the run, for fewer docs/s on CPU (page
+        faults; BENCHMARKS.md). Without it, memory still has a ceiling:
+        the heap's free space stops growing once it serves every batch.
     progress (bool): Show a progress bar (documents, docs/s) on stderr.
     RETURNS (LinkSummary): Documents read, linked and skipped over all shards.
     RAISES (LinkSettingsError): A setting out of its range.
@@ -132,6 +138,7 @@ def link_corpus(
         batch_size=batch_size,
         on_error=on_error,
         kb=Path(kb) if kb is not None else None,
+        flat_memory=flat_memory,
     )
     finished = prepare_output(settings.output, settings.job())
     started = time.perf_counter()
@@ -190,7 +197,8 @@ def _link_local(settings: LinkSettings, finished, bar: tqdm, *, n_process: int, 
 
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
-    bound_heap()  # before the workers start: they inherit it
+    if settings.flat_memory:
+        bound_heap()  # before the workers start: they inherit it
     nlp = load_pipeline(settings.pipeline, settings.kb)
     schema = arrow_schema(has_relations()) if settings.output_format == "parquet" else None
     shards = ShardSet(settings, schema, bar)

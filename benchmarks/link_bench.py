@@ -1,7 +1,7 @@
 """`link` at corpus scale: docs/s and peak memory of one process, `--n-process 2`
 and `--engine ray` (a local Ray runtime), and peak memory as the corpus grows.
 
-    python benchmarks/link_bench.py PIPELINE [--docs 10000] [--memory-docs 10000,100000] [--output results.json] [--trace DIR] [--flat-memory]
+    python benchmarks/link_bench.py PIPELINE [--docs 10000] [--memory-docs 10000,100000] [--output results.json] [--trace DIR] [--link-args '--flat-memory']
 
 The corpus is AIDA-CoNLL testb and MSNBC, repeated to `--docs` documents
 (JSONL, unique IDs). Each run is a fresh `python -m spacy_refined link`
@@ -17,6 +17,7 @@ shows there, where a peak alone mixes growth with the swings of the heap.
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import threading
@@ -128,9 +129,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("link-bench"), help="corpus and output files")
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
     parser.add_argument("--trace", type=Path, help="write each run's memory over time to this folder")
-    parser.add_argument("--flat-memory", action="store_true", help="run link with --flat-memory")
+    parser.add_argument("--link-args", default="", help="more options of every link run, e.g. '--flat-memory'")
     args = parser.parse_args()
-    flags = ["--flat-memory"] if args.flat_memory else []
+    flags = shlex.split(args.link_args)
     args.work.mkdir(parents=True, exist_ok=True)
     if args.trace:
         args.trace.mkdir(parents=True, exist_ok=True)

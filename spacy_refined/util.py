@@ -8,7 +8,6 @@ import ctypes.util
 import gzip
 import io
 import json
-import os
 import shutil
 import subprocess
 import zlib
@@ -31,47 +30,22 @@ def sorted_positions(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
     return np.where(sorted_keys[position] == keys, position, -1)
 
 
-def _libc() -> Any:
-    """glibc's functions (None elsewhere: other C libraries lack these knobs)."""
-    global _libc_handle
-    if _libc_handle is None:
-        try:
-            library = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            _libc_handle = library if hasattr(library, "mallopt") and hasattr(library, "malloc_trim") else False
-        except OSError:
-            _libc_handle = False
-    return _libc_handle or None
-
-
-_libc_handle: Any = None
-# glibc's mallopt parameters and its own starting value of the threshold
-M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 128 * 1024
-
-
-def bound_heap() -> None:
-    """Keep large blocks out of the C heap, in this process and in the
-    processes it starts. glibc raises its threshold for serving a block by
-    `mmap` to the largest block freed so far (up to 32 MB): once a batch's
-    large arrays have been freed, the next batches' arrays come from the
-    heap, whose free space batches of varying sizes fragment, so a process
-    that links for hours needs more memory the longer it runs. A fixed
-    threshold gives each large block back to the system when it is freed.
-    It trades speed for memory: each large block is paged in afresh
-    (`link --flat-memory`, in its workers and Ray actors). A no-op without
-    glibc."""
-    libc = _libc()
-    if libc is not None:
-        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(MMAP_THRESHOLD))  # started processes, not forked
-
-
 def release_free_memory() -> None:
     """Return the heap's free pages to the system (glibc's `malloc_trim`;
-    nothing elsewhere): what small blocks freed between batches leave."""
-    libc = _libc()
-    if libc is not None:
-        libc.malloc_trim(0)
+    nothing elsewhere). A long run of batches of varying sizes leaves the C
+    heap fragmented, with freed memory the allocator keeps: a process that
+    links for hours grows by it unless it gives it back now and then."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim: Any = None
 
 
 def concatenated_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

@@ -107,18 +107,6 @@ def test_link_two_processes_same_output(run_cli, pipeline, corpus, tmp_path):
     assert output_lines(tmp_path / "two") == output_lines(tmp_path / "one")
 
 
-def test_link_flat_memory_same_output(run_cli, pipeline, corpus, tmp_path):
-    """In a process of its own: the setting changes the allocator of the process that links."""
-    assert run_cli("link", pipeline, corpus, "-o", tmp_path / "default", "--shard-size", 16)[0] == 0
-    command = [sys.executable, "-m", "spacy_refined", "link", str(pipeline), str(corpus), "-o", str(tmp_path / "flat")]
-    env = {name: value for name, value in os.environ.items() if not name.startswith("MALLOC_")}
-    done = subprocess.run(
-        [*command, "--shard-size", "16", "--flat-memory", "--no-progress"], capture_output=True, text=True, env=env
-    )
-    assert done.returncode == 0, done.stderr
-    assert output_lines(tmp_path / "flat") == output_lines(tmp_path / "default")
-
-
 def test_malformed_line_reported(run_cli, pipeline, tmp_path):
     path = tmp_path / "docs.jsonl"
     path.write_text('{"id": "a", "text": "Jordan scored ."}\n{"id": "b", "text": 3}\n{not json\n{"text": "Paris ."}\n')

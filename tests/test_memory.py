@@ -2,7 +2,6 @@
 costs its own tokens (not its length times the batch size), and the KB
 builder's type inventory streams with bounded caches."""
 
-import os
 import subprocess
 import sys
 import tracemalloc
@@ -207,33 +206,3 @@ def test_release_unmaps_pages_read_and_keeps_the_values(tmp_path):
     kb_arrays.release(values)
     assert read - rss_mb() > 100
     assert int(values.sum()) == total
-
-
-HEAP_PROBE = """
-import sys
-import numpy as np
-from spacy_refined.util import bound_heap
-
-def anonymous_kb():
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("RssAnon:"))
-
-if sys.argv[1] == "bound":
-    bound_heap()
-block = np.ones(1 << 21); del block  # 16 MB, served by mmap and freed: glibc raises its threshold
-before = anonymous_kb()
-block = np.ones(1 << 21); del block  # the same size again
-print(anonymous_kb() - before)
-"""
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
-def test_bound_heap_gives_large_blocks_back_when_freed():
-    def held_kb(mode: str) -> int:
-        env = {name: value for name, value in os.environ.items() if not name.startswith("MALLOC_")}
-        probe = subprocess.run([sys.executable, "-c", HEAP_PROBE, mode], capture_output=True, text=True, env=env)
-        assert probe.returncode == 0, probe.stderr
-        return int(probe.stdout)
-
-    assert held_kb("default") > 8 * 1024  # the second block stays in the heap
-    assert held_kb("bound") < 1024

@@ -18,7 +18,7 @@ def link(
     input_format: str = typer.Option("auto", help="auto (.parquet, .txt, else JSONL), jsonl, text or parquet"),
     output_format: str = typer.Option("jsonl", help="jsonl or parquet"),
     shard_size: int = typer.Option(10_000, help="Input records (lines, rows) per shard: the unit of resumption"),
-    batch_size: int = typer.Option(64, help="Documents per batch"),
+    batch_size: int = typer.Option(16, help="Documents per batch: larger ones raise peak memory, not docs/s"),
     n_process: int = typer.Option(1, help="Local engine: worker processes"),
     gpu_id: int = typer.Option(-1, help="Local engine: GPU to use, -1 for CPU"),
     on_error: str = typer.Option("fail", help="A malformed record: fail, or skip (reported with its line and counted)"),
@@ -28,9 +28,6 @@ def link(
     actors: int = typer.Option(0, help="Ray engine: pipeline actors (0: as many as fit)"),
     actor_cpus: float = typer.Option(1.0, help="Ray engine: CPUs per actor"),
     actor_gpus: float = typer.Option(0.0, help="Ray engine: GPUs per actor (0: CPU)"),
-    flat_memory: bool = typer.Option(
-        False, help="Keep peak memory at its first batches' level however long the run, for fewer docs/s"
-    ),
     progress: bool = typer.Option(True, help="Show a progress bar with docs/s"),
 ) -> None:
     """Link a corpus: one record per document (its entities with span, text,
@@ -57,7 +54,6 @@ def link(
             n_actors=actors,
             actor_cpus=actor_cpus,
             actor_gpus=actor_gpus,
-            flat_memory=flat_memory,
             progress=progress,
         )
     except (LinkSettingsError, ImportError) as error:  # a bad option, or Ray / pyarrow not installed

@@ -16,7 +16,7 @@ from typing import Iterator, Optional, Tuple
 
 from tqdm import tqdm
 
-from ..util import DumpError, PathLike, bound_heap, release_free_memory
+from ..util import DumpError, PathLike, release_free_memory
 from .io import (
     ON_ERROR,
     OUTPUT_FORMATS,
@@ -67,7 +67,7 @@ def link_corpus(
     input_format: str = "auto",
     output_format: str = "jsonl",
     shard_size: int = 10_000,
-    batch_size: int = 64,
+    batch_size: int = 16,
     n_process: int = 1,
     on_error: str = "fail",
     kb: Optional[PathLike] = None,
@@ -77,7 +77,6 @@ def link_corpus(
     n_actors: int = 0,
     actor_cpus: float = 1.0,
     actor_gpus: float = 0.0,
-    flat_memory: bool = False,
     progress: bool = True,
 ) -> LinkSummary:
     """Link every document of an input file into shards under `output`.
@@ -92,7 +91,11 @@ def link_corpus(
     input_format (str): "auto" (by suffix), "jsonl", "text" or "parquet".
     output_format (str): "jsonl" or "parquet".
     shard_size (int): Input records (lines, rows) per shard.
-    batch_size (int): Documents per `nlp.pipe` batch.
+    batch_size (int): Documents per `nlp.pipe` batch. It sets the peak
+        memory, not the speed: the C heap keeps room for the largest
+        arrays of the batches it has seen (fragmented by their varying
+        sizes), which grow with the batch, while docs/s on CPU hardly
+        depends on it.
     n_process (int): Local engine: worker processes (torch runs on one thread in each).
     on_error (str): A malformed record: "fail" (raise) or "skip" (report it,
         count it, write it to its shard's statistics).
@@ -104,11 +107,6 @@ def link_corpus(
     n_actors (int): Ray engine: pipeline actors (0: as many as fit).
     actor_cpus (float): Ray engine: CPUs per actor (and its torch threads).
     actor_gpus (float): Ray engine: GPUs per actor.
-    flat_memory (bool): Give large blocks back to the system as soon as
-        they are freed (`util.bound_heap`): peak memory stays that of the
-        first batches however long the run, for fewer docs/s on CPU (page
-        faults; BENCHMARKS.md). Without it, memory still has a ceiling:
-        the heap's free space stops growing once it serves every batch.
     progress (bool): Show a progress bar (documents, docs/s) on stderr.
     RETURNS (LinkSummary): Documents read, linked and skipped over all shards.
     RAISES (LinkSettingsError): A setting out of its range.
@@ -138,7 +136,6 @@ def link_corpus(
         batch_size=batch_size,
         on_error=on_error,
         kb=Path(kb) if kb is not None else None,
-        flat_memory=flat_memory,
     )
     finished = prepare_output(settings.output, settings.job())
     started = time.perf_counter()
@@ -197,8 +194,6 @@ def _link_local(settings: LinkSettings, finished, bar: tqdm, *, n_process: int, 
 
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
-    if settings.flat_memory:
-        bound_heap()  # before the workers start: they inherit it
     nlp = load_pipeline(settings.pipeline, settings.kb)
     schema = arrow_schema(has_relations()) if settings.output_format == "parquet" else None
     shards = ShardSet(settings, schema, bar)

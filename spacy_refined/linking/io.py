@@ -317,7 +317,6 @@ class LinkSettings:
     batch_size: int
     on_error: str
     kb: Optional[Path]
-    flat_memory: bool = False
 
     def job(self) -> Dict[str, Any]:
         """What must not change between a run and its resumption."""

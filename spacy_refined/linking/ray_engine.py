@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Set
 
 from tqdm import tqdm
 
-from ..util import PathLike, bound_heap
+from ..util import PathLike
 from .io import LinkSettings, RecordError, ShardSet, read_shard, shard_offsets
 from .records import RELATIONS, arrow_schema, doc_record, from_arrow, has_relations, load_pipeline, require_pyarrow
 
@@ -36,9 +36,7 @@ def require_ray():
 class LinkActor:
     """A Ray Data actor: loads the pipeline once, then links batches of rows."""
 
-    def __init__(
-        self, pipeline: str, kb: Optional[str], text_column: str, batch_size: int, cpus: float, flat_memory: bool
-    ) -> None:
+    def __init__(self, pipeline: str, kb: Optional[str], text_column: str, batch_size: int, cpus: float) -> None:
         import ray
         import spacy
         import torch
@@ -47,8 +45,6 @@ class LinkActor:
             spacy.require_gpu(0)
         else:
             torch.set_num_threads(max(1, int(cpus)))
-        if flat_memory:
-            bound_heap()
         self.nlp = load_pipeline(pipeline, kb)
         self.text_column = text_column
         self.batch_size = batch_size
@@ -94,11 +90,10 @@ def link_dataset(
     *,
     kb: Optional[PathLike] = None,
     text_column: str = "text",
-    batch_size: int = 64,
+    batch_size: int = 16,
     n_actors: int = 0,
     cpus: float = 1.0,
     gpus: float = 0.0,
-    flat_memory: bool = False,
 ):
     """Link the documents of a Ray dataset on a pool of pipeline actors (lazily, as Ray Data does).
 
@@ -108,16 +103,12 @@ def link_dataset(
     kb (Optional[str / Path]): Open the pipeline's KB from this path (on
         every node) instead of the pipeline's own.
     text_column (str): The column of the texts.
-    batch_size (int): Rows per actor call and per `nlp.pipe` batch.
+    batch_size (int): Rows per actor call and per `nlp.pipe` batch (the
+        actor's peak memory; see `link_corpus`).
     n_actors (int): Actors in the pool (0: as many as the cluster's CPUs, or
         GPUs when `gpus` > 0, can hold).
     cpus (float): CPUs per actor (its torch threads on CPU).
     gpus (float): GPUs per actor (0: CPU).
-    flat_memory (bool): Give large blocks back to the system as soon as
-        they are freed (`util.bound_heap`): peak memory stays that of the
-        first batches however long the run, for fewer docs/s on CPU (page
-        faults; BENCHMARKS.md). Without it, memory still has a ceiling:
-        the heap's free space stops growing once it serves every batch.
     RETURNS (ray.data.Dataset): The rows without the text column, with
         `entities` (a list of the entity structs of `records.doc_record`)
         and, when the pipeline sets them, `relations` (JSON).
@@ -134,7 +125,6 @@ def link_dataset(
             "text_column": text_column,
             "batch_size": batch_size,
             "cpus": cpus,
-            "flat_memory": flat_memory,
         },
         batch_size=batch_size,
         batch_format="pyarrow",
@@ -197,7 +187,6 @@ def link_shards_ray(
         n_actors=n_actors,
         cpus=cpus,
         gpus=gpus,
-        flat_memory=settings.flat_memory,
     )
     shards = None
     for table in linked.iter_batches(batch_size=None, batch_format="pyarrow"):

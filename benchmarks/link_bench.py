@@ -1,7 +1,7 @@
 """`link` at corpus scale: docs/s and peak memory of one process, `--n-process 2`
 and `--engine ray` (a local Ray runtime), and peak memory as the corpus grows.
 
-    python benchmarks/link_bench.py PIPELINE [--docs 10000] [--memory-docs 10000,100000] [--output results.json] [--trace DIR] [--link-args '--flat-memory']
+    python benchmarks/link_bench.py PIPELINE [--docs 10000] [--memory-docs 10000,100000] [--output results.json] [--trace DIR] [--link-args '--batch-size 64']
 
 The corpus is AIDA-CoNLL testb and MSNBC, repeated to `--docs` documents
 (JSONL, unique IDs). Each run is a fresh `python -m spacy_refined link`
@@ -129,7 +129,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("link-bench"), help="corpus and output files")
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
     parser.add_argument("--trace", type=Path, help="write each run's memory over time to this folder")
-    parser.add_argument("--link-args", default="", help="more options of every link run, e.g. '--flat-memory'")
+    parser.add_argument("--link-args", default="", help="more options of every link run, e.g. '--batch-size 64'")
     args = parser.parse_args()
     flags = shlex.split(args.link_args)
     args.work.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,9 @@ def link(
     input_format: str = typer.Option("auto", help="auto (.parquet, .txt, else JSONL), jsonl, text or parquet"),
     output_format: str = typer.Option("jsonl", help="jsonl or parquet"),
     shard_size: int = typer.Option(10_000, help="Input records (lines, rows) per shard: the unit of resumption"),
-    batch_size: int = typer.Option(16, help="Documents per batch: larger ones raise peak memory, not docs/s"),
+    batch_size: Optional[int] = typer.Option(
+        None, help="Documents per batch (default: 16 locally, 64 on Ray): larger ones raise peak memory"
+    ),
     n_process: int = typer.Option(1, help="Local engine: worker processes"),
     gpu_id: int = typer.Option(-1, help="Local engine: GPU to use, -1 for CPU"),
     on_error: str = typer.Option("fail", help="A malformed record: fail, or skip (reported with its line and counted)"),

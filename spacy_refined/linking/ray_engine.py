@@ -90,7 +90,7 @@ def link_dataset(
     *,
     kb: Optional[PathLike] = None,
     text_column: str = "text",
-    batch_size: int = 16,
+    batch_size: int = 64,
     n_actors: int = 0,
     cpus: float = 1.0,
     gpus: float = 0.0,

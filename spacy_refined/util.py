@@ -33,8 +33,9 @@ def sorted_positions(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
 def release_free_memory() -> None:
     """Return the heap's free pages to the system (glibc's `malloc_trim`;
     nothing elsewhere). A long run of batches of varying sizes leaves the C
-    heap fragmented, with freed memory the allocator keeps: a process that
-    links for hours grows by it unless it gives it back now and then."""
+    heap fragmented, with freed memory the allocator keeps between
+    batches; giving it back now and then lowers what the process holds
+    while it waits (its peaks are set by the batch size)."""
     global _malloc_trim
     if _malloc_trim is None:
         try:

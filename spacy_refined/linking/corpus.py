@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from ..util import DumpError, PathLike, release_free_memory
 from .io import (
+    DEFAULT_BATCH_SIZE,
     ON_ERROR,
     OUTPUT_FORMATS,
     LinkSettings,
@@ -34,10 +35,6 @@ from .io import (
 from .records import arrow_schema, doc_record, has_relations, load_pipeline
 
 ENGINES = ("local", "ray")
-# Documents per batch when not given: small locally, where the batch sets the
-# peak memory and not the speed; larger on Ray, whose actors link
-# measurably slower in small batches.
-DEFAULT_BATCH_SIZE = {"local": 16, "ray": 64}
 
 
 class LinkSettingsError(ValueError):
@@ -216,7 +213,7 @@ def _link_local(settings: LinkSettings, finished, bar: tqdm, *, n_process: int, 
         committed = shards.committed
         for doc, (shard, doc_id) in docs:
             shards.add(shard, [doc_record(doc, doc_id)])
-            if shards.committed != committed:  # a shard done: memory stays flat however long the run
+            if shards.committed != committed:  # a shard done: the memory held between shards goes back
                 committed = shards.committed
                 release_free_memory()
         shards.flush(final=True)

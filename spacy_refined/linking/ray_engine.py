@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Set
 from tqdm import tqdm
 
 from ..util import PathLike
-from .io import LinkSettings, RecordError, ShardSet, read_shard, shard_offsets
+from .io import DEFAULT_BATCH_SIZE, LinkSettings, RecordError, ShardSet, read_shard, shard_offsets
 from .records import RELATIONS, arrow_schema, doc_record, from_arrow, has_relations, load_pipeline, require_pyarrow
 
 
@@ -90,7 +90,7 @@ def link_dataset(
     *,
     kb: Optional[PathLike] = None,
     text_column: str = "text",
-    batch_size: int = 64,
+    batch_size: int = DEFAULT_BATCH_SIZE["ray"],
     n_actors: int = 0,
     cpus: float = 1.0,
     gpus: float = 0.0,
